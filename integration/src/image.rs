@@ -1,0 +1,111 @@
+//! A minimal OCI image archive made from a directory, for when the fixture images are
+//! not built: one uncompressed layer, named `localhost/crossarch/busybox:test`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::cmd::OutputExt;
+use crate::{host_arch, CONTAINER_PATH};
+
+pub const IMAGE_NAME: &str = "localhost/crossarch/busybox:test";
+
+/// Stores `data` as a blob of the layout at `layout`; returns its digest (`sha256:...`).
+fn put_blob(layout: &Path, data: &[u8]) -> String {
+    let tmp = layout.join("blob.tmp");
+    fs::write(&tmp, data).unwrap();
+    let hex = sha256_file(&tmp);
+    fs::rename(&tmp, layout.join("blobs/sha256").join(&hex)).unwrap();
+    format!("sha256:{hex}")
+}
+
+fn sha256_file(path: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("run sha256sum");
+    assert!(out.status.success(), "sha256sum: {}", out.show());
+    out.stdout_text()
+        .split_whitespace()
+        .next()
+        .expect("sha256sum prints a digest")
+        .to_string()
+}
+
+/// Builds `<work>/image.tar` from the root filesystem `rootfs`.
+pub fn oci_archive(rootfs: &Path, work: &Path) -> PathBuf {
+    let layout = work.join("layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let layer_tar = work.join("layer.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(rootfs)
+        .arg("--numeric-owner")
+        .arg("-cf")
+        .arg(&layer_tar)
+        .arg(".")
+        .output()
+        .expect("run tar");
+    assert!(out.status.success(), "tar the layer: {}", out.show());
+    let layer = fs::read(&layer_tar).unwrap();
+    let layer_size = layer.len();
+    let layer_digest = put_blob(&layout, &layer);
+
+    let config = serde_json::json!({
+        "architecture": host_arch(),
+        "os": "linux",
+        "config": {"Env": [CONTAINER_PATH], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    })
+    .to_string();
+    let config_digest = put_blob(&layout, config.as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest,
+            "size": config.len(),
+        },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": layer_digest,
+            "size": layer_size,
+        }],
+    })
+    .to_string();
+    let manifest_digest = put_blob(&layout, manifest.as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": manifest.len(),
+            "platform": {"architecture": host_arch(), "os": "linux"},
+            "annotations": {
+                "io.containerd.image.name": IMAGE_NAME,
+                "org.opencontainers.image.ref.name": "test",
+            },
+        }],
+    });
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+
+    let archive = work.join("image.tar");
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-cf")
+        .arg(&archive)
+        .arg("oci-layout")
+        .arg("index.json")
+        .arg("blobs")
+        .output()
+        .expect("run tar");
+    assert!(out.status.success(), "tar the image: {}", out.show());
+    archive
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what crossarch needs on a Debian 12 node or CI machine: containerd, runc,
+# qemu-user-static, and the tools the tests and fixtures use. Idempotent.
+set -euo pipefail
+
+pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# The packaged containerd service would share the node's default state; tests start their
+# own private daemon, so the packaged one is not needed for them.
+if command -v systemctl >/dev/null 2>&1 && [ -n "${CI:-}" ]; then
+  systemctl disable --now containerd >/dev/null 2>&1 || true
+fi
+if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
+  rustup target add x86_64-unknown-linux-musl >/dev/null
+fi
+echo "install-deps: containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"

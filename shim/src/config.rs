@@ -1,0 +1,232 @@
+//! Configuration: runtime options sent with each Create, the config file, built-in defaults.
+//!
+//! CRI sends `runtimeoptions.v1.Options` (the raw TOML of the handler's `options` table, or a
+//! path) to every runtime type except `io.containerd.runc.v2`; `ctr` and nerdctl may send runc's
+//! own `Options`, or nothing. With nothing, the config file applies, then the defaults.
+
+use std::path::{Path, PathBuf};
+
+use containerd_shim::protos::{
+    protobuf::{well_known_types::any::Any, Message},
+    shim::oci::Options as RuncOptions,
+};
+use crossarch_protos::{runtimeoptions::Options as RuntimeOptions, RUNTIME_OPTIONS_TYPE_URL};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/crossarch/config.toml";
+const RUNC_OPTIONS_TYPE_URLS: &[&str] = &[
+    "containerd.runc.v1.Options",
+    "io.containerd.runc.v1.Options",
+];
+
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub runc: RuncConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuncConfig {
+    /// runc binary, a name looked up in PATH or an absolute path.
+    pub binary: String,
+    /// Base of runc's state; the containerd namespace is appended.
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+impl Default for RuncConfig {
+    fn default() -> Self {
+        RuncConfig {
+            binary: "runc".into(),
+            root: "/run/containerd/runc".into(),
+            systemd_cgroup: false,
+        }
+    }
+}
+
+impl Config {
+    pub fn parse(toml_text: &str, origin: &str) -> Result<Config> {
+        toml::from_str(toml_text).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "crossarch config {origin} is invalid: {}; fix it or remove it to use the defaults",
+                e.message()
+            ))
+        })
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(e) => Err(Error::InvalidArgument(format!(
+                "crossarch config {} cannot be read: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// The config file when no runtime options name one.
+    pub fn default_file() -> PathBuf {
+        std::env::var_os("CROSSARCH_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| DEFAULT_CONFIG_PATH.into())
+    }
+}
+
+/// What the runtime options of one Create resolve to.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    pub config: Config,
+    /// runc's own options, kept for the fields crossarch passes on (criu path, io uid, ...).
+    pub runc_options: Option<RuncOptions>,
+}
+
+fn strip_type_prefix(url: &str) -> &str {
+    url.rsplit_once('/').map_or(url, |(_, name)| name)
+}
+
+/// Decodes the `options` of a CreateTaskRequest. `base` is the config used when the options do
+/// not carry one (the config file or defaults).
+pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> Result<Resolved> {
+    let Some(any) = options.filter(|a| !a.type_url.is_empty()) else {
+        return Ok(Resolved {
+            config: base()?,
+            runc_options: None,
+        });
+    };
+    let name = strip_type_prefix(&any.type_url);
+    if name == RUNTIME_OPTIONS_TYPE_URL {
+        let opts = RuntimeOptions::parse_from_bytes(&any.value).map_err(|e| {
+            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
+        })?;
+        let config = if !opts.config_body.is_empty() {
+            Config::parse(&opts.config_body, "from the runtime handler's options")?
+        } else if !opts.config_path.is_empty() {
+            Config::load(Path::new(&opts.config_path))?
+        } else {
+            base()?
+        };
+        return Ok(Resolved {
+            config,
+            runc_options: None,
+        });
+    }
+    if RUNC_OPTIONS_TYPE_URLS.contains(&name) {
+        let opts = RuncOptions::parse_from_bytes(&any.value).map_err(|e| {
+            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
+        })?;
+        let mut config = base()?;
+        if !opts.binary_name.is_empty() {
+            config.runc.binary = opts.binary_name.clone();
+        }
+        if !opts.root.is_empty() {
+            config.runc.root = opts.root.clone().into();
+        }
+        config.runc.systemd_cgroup |= opts.systemd_cgroup;
+        return Ok(Resolved {
+            config,
+            runc_options: Some(opts),
+        });
+    }
+    Err(Error::InvalidArgument(format!(
+        "unsupported runtime options type {:?}: crossarch accepts {RUNTIME_OPTIONS_TYPE_URL} \
+         (CRI) or containerd.runc.v1.Options; fix the runtime handler's options",
+        any.type_url
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn any(type_url: &str, msg: &dyn containerd_shim::protos::protobuf::MessageDyn) -> Any {
+        Any {
+            type_url: type_url.into(),
+            value: msg.write_to_bytes_dyn().unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn no_options_use_the_base_config() {
+        let r = resolve(None, || Ok(Config::default())).unwrap();
+        assert_eq!(r.config, Config::default());
+        assert_eq!(r.config.runc.binary, "runc");
+    }
+
+    #[test]
+    fn cri_options_carry_toml() {
+        let opts = RuntimeOptions {
+            type_url: "crossarch".into(),
+            config_body: "[runc]\nbinary = \"/opt/runc\"\nsystemd_cgroup = true\n".into(),
+            ..Default::default()
+        };
+        let r = resolve(
+            Some(&any("runtimeoptions.v1.Options", &opts)),
+            || unreachable!(),
+        )
+        .unwrap();
+        assert_eq!(r.config.runc.binary, "/opt/runc");
+        assert!(r.config.runc.systemd_cgroup);
+    }
+
+    #[test]
+    fn cri_options_with_a_path_read_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[runc]\nroot = \"/run/x\"\n").unwrap();
+        let opts = RuntimeOptions {
+            config_path: p.display().to_string(),
+            ..Default::default()
+        };
+        let url = "type.googleapis.com/runtimeoptions.v1.Options";
+        let r = resolve(Some(&any(url, &opts)), || unreachable!()).unwrap();
+        assert_eq!(r.config.runc.root, PathBuf::from("/run/x"));
+    }
+
+    #[test]
+    fn runc_options_override_binary_and_root() {
+        let opts = RuncOptions {
+            binary_name: "/usr/sbin/runc".into(),
+            root: "/run/r".into(),
+            ..Default::default()
+        };
+        let r = resolve(Some(&any("containerd.runc.v1.Options", &opts)), || {
+            Ok(Config::default())
+        })
+        .unwrap();
+        assert_eq!(r.config.runc.binary, "/usr/sbin/runc");
+        assert_eq!(r.config.runc.root, PathBuf::from("/run/r"));
+        assert!(r.runc_options.is_some());
+    }
+
+    #[test]
+    fn unknown_type_url_is_a_clear_error() {
+        let a = Any {
+            type_url: "example.com/Other".into(),
+            ..Default::default()
+        };
+        let e = resolve(Some(&a), || Ok(Config::default())).unwrap_err();
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert!(e.to_string().contains("example.com/Other"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_names_the_problem() {
+        let e = Config::parse("[runc]\nbinray = 1\n", "/etc/crossarch/config.toml").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("/etc/crossarch/config.toml") && msg.contains("binray"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let c = Config::load(Path::new("/nonexistent/crossarch.toml")).unwrap();
+        assert_eq!(c, Config::default());
+    }
+}

@@ -1,0 +1,52 @@
+//! containerd-shim-crossarch-v2: the shim binary containerd starts for the runtime
+//! `io.containerd.crossarch.v2`.
+
+mod config;
+mod error;
+mod logger;
+mod reaper;
+mod runc;
+mod service;
+mod task;
+
+use containerd_shim::Config;
+
+fn print_version() {
+    println!("containerd-shim-crossarch-v2:");
+    println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "  Revision: {}",
+        option_env!("CROSSARCH_REVISION").unwrap_or("unknown")
+    );
+    println!("  Runtime:  {}", logger::RUNTIME);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args
+        .iter()
+        .any(|a| matches!(a.as_str(), "-v" | "--version" | "-version"))
+    {
+        print_version();
+        return;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("containerd-shim-crossarch-v2: cannot start: {e}");
+            std::process::exit(1);
+        }
+    };
+    let config = Config {
+        no_setup_logger: true,
+        no_reaper: true,
+        ..Default::default()
+    };
+    runtime.block_on(containerd_shim::asynchronous::run::<service::Service>(
+        logger::RUNTIME,
+        Some(config),
+    ));
+}

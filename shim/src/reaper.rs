@@ -1,0 +1,118 @@
+//! The shim's single reaper.
+//!
+//! The shim is a child subreaper: container processes are re-parented to it when runc exits,
+//! and runc itself is its child. Exactly one `waitpid(-1)` loop may exist, or exit statuses are
+//! stolen between waiters. Every interested party registers the pid it waits for and gets the
+//! status through a oneshot channel. An exit that arrives before its pid is registered (a
+//! short-lived exec can finish before the shim has read its pid file) is kept until claimed.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    io,
+    process::{Child, Command},
+    sync::{Mutex, OnceLock},
+    time::SystemTime,
+};
+
+use nix::{
+    errno::Errno,
+    sys::wait::{waitpid, WaitPidFlag, WaitStatus},
+    unistd::Pid,
+};
+use tokio::{
+    signal::unix::{signal, SignalKind},
+    sync::oneshot,
+};
+
+#[derive(Clone, Copy, Debug)]
+pub struct Exit {
+    pub pid: i32,
+    /// The code a shell would report: the exit code, or 128 + the signal number.
+    pub status: i32,
+    pub at: SystemTime,
+}
+
+/// Exits nobody claimed yet. Bounded: strays (grandchildren of runc) must not grow it forever.
+const UNCLAIMED_MAX: usize = 1024;
+
+#[derive(Default)]
+struct Table {
+    waiters: HashMap<i32, oneshot::Sender<Exit>>,
+    unclaimed: VecDeque<Exit>,
+}
+
+fn table() -> &'static Mutex<Table> {
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    TABLE.get_or_init(Default::default)
+}
+
+/// Starts the reaper loop on the current tokio runtime. Call once, before any child is spawned.
+pub fn start() -> io::Result<()> {
+    let mut sigchld = signal(SignalKind::child())?;
+    tokio::spawn(async move {
+        loop {
+            reap_all();
+            if sigchld.recv().await.is_none() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+fn reap_all() {
+    loop {
+        let exit = match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => (pid, code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => (pid, 128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(Errno::ECHILD) => return,
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(e) => {
+                log::warn!("waitpid failed: {e}");
+                return;
+            }
+        };
+        deliver(Exit {
+            pid: exit.0.as_raw(),
+            status: exit.1,
+            at: SystemTime::now(),
+        });
+    }
+}
+
+fn deliver(exit: Exit) {
+    let mut t = table().lock().unwrap();
+    match t.waiters.remove(&exit.pid) {
+        Some(tx) => {
+            let _ = tx.send(exit);
+        }
+        None => {
+            if t.unclaimed.len() == UNCLAIMED_MAX {
+                t.unclaimed.pop_front();
+            }
+            t.unclaimed.push_back(exit);
+        }
+    }
+}
+
+/// Returns a channel that yields the exit of `pid`, even if it was reaped already.
+pub fn watch(pid: i32) -> oneshot::Receiver<Exit> {
+    let (tx, rx) = oneshot::channel();
+    let mut t = table().lock().unwrap();
+    if let Some(i) = t.unclaimed.iter().position(|e| e.pid == pid) {
+        let exit = t.unclaimed.remove(i).unwrap();
+        let _ = tx.send(exit);
+    } else {
+        t.waiters.insert(pid, tx);
+    }
+    rx
+}
+
+/// Spawns `cmd` and registers its pid before the reaper can see it exit.
+pub fn spawn(cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
+    let (tx, rx) = oneshot::channel();
+    let mut t = table().lock().unwrap();
+    let child = cmd.spawn()?;
+    t.waiters.insert(child.id() as i32, tx);
+    Ok((child, rx))
+}

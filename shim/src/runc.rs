@@ -1,0 +1,275 @@
+//! Drives the runc binary.
+//!
+//! runc is run as a plain child (registered with the shim's reaper). Its errors are read back
+//! from its JSON log, so the user sees runc's own words, not just an exit code.
+
+use std::{
+    ffi::OsString,
+    fs,
+    io::{Read, Seek, SeekFrom},
+    os::fd::OwnedFd,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+};
+
+use serde::Deserialize;
+use tokio::io::AsyncReadExt;
+
+use crate::{
+    error::{Error, Result},
+    reaper,
+};
+
+/// How to reach runc, from the runtime options or the config file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Runc {
+    pub binary: PathBuf,
+    /// State root, already including the containerd namespace.
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+    /// `log.json` in the bundle: runc's errors are read from there.
+    pub log: PathBuf,
+}
+
+/// The stdio the container process inherits from runc.
+#[derive(Default)]
+pub struct Stdio3 {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+impl Runc {
+    fn command(&self, args: &[OsString]) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root")
+            .arg(&self.root)
+            .arg("--log")
+            .arg(&self.log)
+            .arg("--log-format")
+            .arg("json");
+        if self.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd.args(args);
+        cmd
+    }
+
+    /// Runs `runc ARGS`, returning its stdout. `what` names the operation and container for
+    /// error messages, e.g. "container web: runc create".
+    pub async fn run(
+        &self,
+        what: &str,
+        args: Vec<OsString>,
+        stdio: Stdio3,
+        input: Option<Vec<u8>>,
+    ) -> Result<Vec<u8>> {
+        let log_start = fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
+        let mut cmd = self.command(&args);
+        let capture = stdio.stdout.is_none();
+        cmd.stdin(match (stdio.stdin, input.is_some()) {
+            (Some(fd), _) => Stdio::from(fd),
+            (None, true) => Stdio::piped(),
+            (None, false) => Stdio::null(),
+        });
+        cmd.stdout(stdio.stdout.map_or_else(Stdio::piped, Stdio::from));
+        cmd.stderr(stdio.stderr.map_or_else(Stdio::piped, Stdio::from));
+        let (mut child, exit) = reaper::spawn(&mut cmd).map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "{what}: cannot run {}: {e}; install runc or set runc.binary in the crossarch config",
+                self.binary.display()
+            ))
+        })?;
+        if let (Some(data), Some(mut w)) = (input, child.stdin.take()) {
+            // Small JSON documents only: fits in the pipe buffer, so this cannot block long.
+            std::thread::spawn(move || {
+                let _ = std::io::Write::write_all(&mut w, &data);
+            });
+        }
+        let out = read_all(child.stdout.take().map(OwnedFd::from));
+        let err = read_all(child.stderr.take().map(OwnedFd::from));
+        let (out, err) = tokio::join!(out, err);
+        let status = exit.await.map(|e| e.status).unwrap_or(-1);
+        if status == 0 {
+            return Ok(if capture { out } else { Vec::new() });
+        }
+        let mut msg = self.log_error_since(log_start);
+        if msg.is_empty() {
+            msg = String::from_utf8_lossy(&err).trim().to_string();
+        }
+        if msg.is_empty() {
+            msg = format!("exit status {status}");
+        }
+        Err(classify(what, &msg))
+    }
+
+    /// The last error runc logged after `offset`.
+    fn log_error_since(&self, offset: u64) -> String {
+        #[derive(Deserialize)]
+        struct Line {
+            level: String,
+            msg: String,
+        }
+        let mut text = String::new();
+        if let Ok(mut f) = fs::File::open(&self.log) {
+            let _ = f.seek(SeekFrom::Start(offset));
+            let _ = f.take(1 << 20).read_to_string(&mut text);
+        }
+        text.lines()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+            .find(|l| l.level == "error" || l.level == "fatal")
+            .map(|l| l.msg)
+            .unwrap_or_default()
+    }
+
+    pub async fn ps(&self, id: &str) -> Result<Vec<i32>> {
+        let out = self
+            .run(
+                &format!("container {id}: runc ps"),
+                args(["ps", "--format", "json", id]),
+                Stdio3::default(),
+                None,
+            )
+            .await?;
+        serde_json::from_slice::<Option<Vec<i32>>>(&out)
+            .map(Option::unwrap_or_default)
+            .map_err(|e| Error::Internal(format!("container {id}: runc ps: bad output: {e}")))
+    }
+}
+
+async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(fd) = fd {
+        if let Ok(mut rx) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+            let _ = rx.read_to_end(&mut buf).await;
+        }
+    }
+    buf
+}
+
+pub fn args<const N: usize>(a: [&str; N]) -> Vec<OsString> {
+    a.iter().map(OsString::from).collect()
+}
+
+/// Maps runc's message to the error code containerd expects.
+fn classify(what: &str, msg: &str) -> Error {
+    // runc's own message often starts with "runc create failed"; do not say it twice.
+    let text = match what.rsplit_once(": runc ") {
+        Some((subject, op)) if msg.starts_with(&format!("runc {op} failed")) => {
+            format!("{subject}: {msg}")
+        }
+        _ => format!("{what} failed: {msg}"),
+    };
+    let lower = msg.to_ascii_lowercase();
+    if lower.contains("container does not exist") || lower.contains("container not found") {
+        Error::NotFound(text)
+    } else if lower.contains("already exists") {
+        Error::AlreadyExists(text)
+    } else if lower.contains("not running")
+        || lower.contains("not paused")
+        || lower.contains("cannot ")
+        || lower.contains("is paused")
+        || lower.contains("stopped")
+    {
+        Error::FailedPrecondition(text)
+    } else {
+        Error::Internal(text)
+    }
+}
+
+/// The runc state root for a containerd namespace, as the Go shim lays it out.
+pub fn root_for(base: &Path, namespace: &str) -> PathBuf {
+    base.join(namespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_runc_messages() {
+        assert!(matches!(
+            classify("container a: runc kill", "container does not exist"),
+            Error::NotFound(_)
+        ));
+        assert!(matches!(
+            classify("x", "container with id exists: a already exists"),
+            Error::AlreadyExists(_)
+        ));
+        assert!(matches!(
+            classify("x", "container not running"),
+            Error::FailedPrecondition(_)
+        ));
+        // As with runc-v2, a missing executable is not a missing container.
+        let e = classify(
+            "container a: runc create",
+            "exec: \"nope\": executable file not found in $PATH",
+        );
+        assert!(matches!(e, Error::Internal(_)));
+        assert!(e
+            .to_string()
+            .starts_with("container a: runc create failed: exec"));
+        let e = classify(
+            "container a: runc create",
+            "runc create failed: unable to start",
+        );
+        assert_eq!(
+            e.to_string(),
+            "container a: runc create failed: unable to start"
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn runc_errors_come_from_its_log() {
+        reaper::start().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A stand-in that logs like runc and fails, so this runs without root.
+        let fake = dir.path().join("fake-runc");
+        fs::write(
+            &fake,
+            "#!/bin/sh\nwhile [ \"$1\" != --log ]; do shift; done\n\
+             echo '{\"level\":\"error\",\"msg\":\"container not running\"}' >> \"$2\"\nexit 1\n",
+        )
+        .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(
+            &mut fs::metadata(&fake).unwrap().permissions(),
+            0o755,
+        );
+        fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let runc = Runc {
+            binary: fake,
+            root: dir.path().join("root"),
+            systemd_cgroup: false,
+            log: dir.path().join("log.json"),
+        };
+        let err = runc
+            .run(
+                "container a: runc pause",
+                args(["pause", "a"]),
+                Stdio3::default(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "container a: runc pause failed: container not running"
+        );
+        let missing = Runc {
+            binary: "/nonexistent/runc".into(),
+            ..runc
+        };
+        let err = missing
+            .run(
+                "container a: runc start",
+                args(["start", "a"]),
+                Stdio3::default(),
+                None,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("install runc"), "{err}");
+    }
+}

@@ -1,0 +1,343 @@
+//! One container: its bundle, rootfs, runc, init process and execs.
+
+use std::{
+    collections::HashMap,
+    ffi::OsString,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use containerd_shim::{
+    asynchronous::util::mount_rootfs, mount::umount_recursive, protos::api::Mount,
+};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    io::{self, StdioRequest},
+    process::{Process, Status},
+};
+use crate::{
+    error::{Error, Result},
+    runc::{args, Runc},
+};
+
+/// What `delete` needs after the shim died: written into the bundle at Create.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BundleRecord {
+    pub runc_binary: PathBuf,
+    pub runc_root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub rootfs_mounted: bool,
+}
+
+pub const BUNDLE_RECORD: &str = "crossarch.json";
+
+pub struct Container {
+    pub id: String,
+    pub namespace: String,
+    pub bundle: PathBuf,
+    pub runc: Runc,
+    pub rootfs_mounted: bool,
+    /// Without its own PID namespace, the container's processes outlive its init.
+    pub kill_all_on_exit: bool,
+    pub init: Arc<Process>,
+    pub execs: Mutex<HashMap<String, Arc<Process>>>,
+    pub oom: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+pub fn read_spec(id: &str, bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    Spec::load(&path).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "container {id}: cannot read the OCI spec {}: {e}; the bundle is incomplete or corrupt",
+            path.display()
+        ))
+    })
+}
+
+pub fn has_own_pid_namespace(spec: &Spec) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .map(|ns| {
+            ns.iter()
+                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
+        })
+        .unwrap_or(false)
+}
+
+/// Mounts the rootfs containerd prepared. On failure nothing stays mounted.
+pub async fn mount_rootfs_all(id: &str, bundle: &Path, mounts: &[Mount]) -> Result<bool> {
+    if mounts.is_empty() {
+        return Ok(false);
+    }
+    let target = bundle.join("rootfs");
+    if let Err(e) = std::fs::create_dir_all(&target) {
+        return Err(Error::Internal(format!(
+            "container {id}: cannot create {}: {e}",
+            target.display()
+        )));
+    }
+    for m in mounts {
+        if let Err(e) = mount_rootfs(m, &target).await {
+            let _ = umount_recursive(target.to_str(), 0);
+            let msg = format!(
+                "container {id}: cannot mount the rootfs ({} {} on {}): {e}; check the snapshotter",
+                m.type_,
+                m.source,
+                target.display()
+            );
+            return Err(if msg.contains("No such file") || msg.contains("ENOENT") {
+                Error::NotFound(msg)
+            } else {
+                Error::Internal(msg)
+            });
+        }
+    }
+    Ok(true)
+}
+
+pub fn unmount_rootfs(bundle: &Path) {
+    let target = bundle.join("rootfs");
+    if let Err(e) = umount_recursive(target.to_str(), libc::MNT_DETACH) {
+        log::warn!("cannot unmount {}: {e}", target.display());
+    }
+}
+
+fn read_pid(id: &str, path: &Path) -> Result<i32> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::Internal(format!(
+                "container {id}: runc wrote no pid to {}",
+                path.display()
+            ))
+        })
+}
+
+impl Container {
+    pub fn what(&self, exec_id: &str) -> String {
+        if exec_id.is_empty() {
+            format!("container {}", self.id)
+        } else {
+            format!("exec {exec_id} of container {}", self.id)
+        }
+    }
+
+    pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
+        if exec_id.is_empty() {
+            return Ok(self.init.clone());
+        }
+        self.execs
+            .lock()
+            .unwrap()
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("{}: no such process", self.what(exec_id))))
+    }
+
+    /// Runs `runc create` or `runc exec`: stdio, optional terminal, pid file.
+    /// Returns the pid of the new process.
+    pub async fn run_process(
+        &self,
+        p: &Process,
+        mut cmd: Vec<OsString>,
+        pid_file: &Path,
+    ) -> Result<i32> {
+        let what = self.what(&p.exec_id);
+        let prepared = io::prepare(&p.stdio, &self.id, &self.namespace).await?;
+        let mut pio = prepared.io;
+        let op = cmd.first().cloned().unwrap_or_default();
+        let op = op.to_string_lossy();
+        let label = format!("{what}: runc {op}");
+        let mut tail = vec![OsString::from("--pid-file"), pid_file.into()];
+        if let Some(c) = &prepared.console {
+            tail.push("--console-socket".into());
+            tail.push(c.path().into());
+        }
+        tail.push(self.id.clone().into());
+        cmd.extend(tail);
+        let run = self.runc.run(&label, cmd, prepared.runc, None);
+        match prepared.console {
+            None => run.await.map(drop)?,
+            Some(console) => {
+                let recv = console.receive(&p.stdio, &mut pio);
+                tokio::pin!(run);
+                tokio::pin!(recv);
+                let mut got = None;
+                let ran = loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        g = &mut recv, if got.is_none() => got = Some(g),
+                    }
+                };
+                ran?;
+                match got {
+                    Some(g) => g?,
+                    None => recv.await?,
+                }
+            }
+        }
+        *p.io.lock().unwrap() = pio;
+        let pid = read_pid(&self.id, pid_file)?;
+        p.set_pid(pid);
+        Ok(pid)
+    }
+
+    pub async fn create(&self, no_pivot: bool, no_new_keyring: bool) -> Result<i32> {
+        let mut cmd = vec![
+            OsString::from("create"),
+            "--bundle".into(),
+            self.bundle.clone().into(),
+        ];
+        if no_pivot {
+            cmd.push("--no-pivot".into());
+        }
+        if no_new_keyring {
+            cmd.push("--no-new-keyring".into());
+        }
+        self.run_process(&self.init, cmd, &self.bundle.join("init.pid"))
+            .await
+    }
+
+    pub async fn start_exec(&self, p: &Process) -> Result<i32> {
+        let spec_path = self.bundle.join(format!(".exec-{}.json", p.exec_id));
+        std::fs::write(&spec_path, &p.spec).map_err(|e| {
+            Error::Internal(format!(
+                "{}: cannot write its process spec: {e}",
+                self.what(&p.exec_id)
+            ))
+        })?;
+        let cmd = vec![
+            OsString::from("exec"),
+            "--detach".into(),
+            "--process".into(),
+            spec_path.clone().into(),
+        ];
+        let pid_file = self.bundle.join(format!(".exec-{}.pid", p.exec_id));
+        let r = self.run_process(p, cmd, &pid_file).await;
+        let _ = std::fs::remove_file(&spec_path);
+        let _ = std::fs::remove_file(&pid_file);
+        r
+    }
+
+    pub async fn kill(&self, exec_id: &str, signal: u32, all: bool) -> Result<()> {
+        let p = self.process(exec_id)?;
+        let what = self.what(exec_id);
+        if p.status() == Status::Stopped {
+            return Err(Error::NotFound(format!("{what}: process already finished")));
+        }
+        if !exec_id.is_empty() {
+            if p.status() == Status::Created {
+                return Err(Error::FailedPrecondition(format!(
+                    "{what}: process not started yet"
+                )));
+            }
+            let sig = nix::sys::signal::Signal::try_from(signal as i32)
+                .map_err(|_| Error::InvalidArgument(format!("{what}: invalid signal {signal}")))?;
+            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid()), sig).map_err(|e| {
+                if e == nix::errno::Errno::ESRCH {
+                    Error::NotFound(format!("{what}: process already finished"))
+                } else {
+                    Error::Internal(format!("{what}: kill: {e}"))
+                }
+            });
+        }
+        let mut cmd = vec![OsString::from("kill")];
+        if all {
+            cmd.push("--all".into());
+        }
+        cmd.push(self.id.clone().into());
+        cmd.push(signal.to_string().into());
+        match self
+            .runc
+            .run(&format!("{what}: runc kill"), cmd, Default::default(), None)
+            .await
+        {
+            // runc cannot signal a container whose init just exited; containerd expects NotFound.
+            Err(Error::FailedPrecondition(m))
+                if p.status() == Status::Stopped || m.contains("not running") =>
+            {
+                Err(Error::NotFound(format!("{what}: process already finished")))
+            }
+            r => r.map(drop),
+        }
+    }
+
+    /// Deletes the runc container and unmounts the rootfs.
+    pub async fn destroy(&self) -> Result<()> {
+        let what = format!("container {}: runc delete", self.id);
+        let force = self.init.status() != Status::Stopped;
+        let cmd = if force {
+            args(["delete", "--force", &self.id])
+        } else {
+            args(["delete", &self.id])
+        };
+        let r = self.runc.run(&what, cmd, Default::default(), None).await;
+        if let Err(e) = &r {
+            if !matches!(e, Error::NotFound(_)) {
+                log::warn!("{e}");
+            }
+        }
+        if let Some(h) = self.oom.lock().unwrap().take() {
+            h.abort();
+        }
+        if force {
+            // The init was killed by runc: give the reaper a moment so its exit is recorded.
+            self.init.wait_for(Duration::from_secs(2)).await;
+        }
+        self.init.drain_io(Duration::from_secs(5)).await;
+        self.init.io.lock().unwrap().close_stdin();
+        if self.rootfs_mounted {
+            unmount_rootfs(&self.bundle);
+        }
+        match r {
+            Err(Error::NotFound(_)) | Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn new_exec(
+        &self,
+        exec_id: &str,
+        stdio: StdioRequest,
+        spec: Vec<u8>,
+    ) -> Result<Arc<Process>> {
+        let mut execs = self.execs.lock().unwrap();
+        if execs.contains_key(exec_id) {
+            return Err(Error::AlreadyExists(format!(
+                "{}: already exists",
+                self.what(exec_id)
+            )));
+        }
+        let p = Arc::new(Process::new(exec_id, stdio, spec));
+        execs.insert(exec_id.to_string(), p.clone());
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec_with(namespaces: &str) -> Spec {
+        let json = format!(
+            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"linux":{{"namespaces":{namespaces}}}}}"#
+        );
+        serde_json::from_str(&json).unwrap()
+    }
+
+    #[test]
+    fn pid_namespace_decides_kill_all() {
+        assert!(has_own_pid_namespace(&spec_with(
+            r#"[{"type":"pid"},{"type":"mount"}]"#
+        )));
+        assert!(!has_own_pid_namespace(&spec_with(
+            r#"[{"type":"pid","path":"/proc/1/ns/pid"}]"#
+        )));
+        assert!(!has_own_pid_namespace(&spec_with(r#"[{"type":"mount"}]"#)));
+    }
+}

@@ -1,0 +1,666 @@
+//! The Task API containerd calls, with the events it expects in the order it expects.
+
+mod container;
+mod io;
+mod oom;
+mod process;
+mod stats;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use containerd_shim::{
+    asynchronous::{publisher::RemotePublisher, ExitSignal},
+    protos::{
+        api::{self, Empty},
+        events::task::{
+            TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
+            TaskResumed, TaskStart,
+        },
+        protobuf::{well_known_types::any::Any, MessageDyn, MessageField},
+        shim::oci::ProcessDetails,
+        ttrpc::{self, r#async::TtrpcContext},
+        types::task::ProcessInfo,
+    },
+    Context, Task,
+};
+
+use container::Container;
+pub use container::{unmount_rootfs, BundleRecord, BUNDLE_RECORD};
+use io::StdioRequest;
+pub use process::timestamp;
+use process::{Process, Status};
+
+use crate::{
+    config::{self, Config},
+    error::{Error, Result},
+    reaper,
+    runc::{args, Runc},
+};
+
+pub struct TaskService {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    namespace: String,
+    containers: Mutex<HashMap<String, Arc<Container>>>,
+    publisher: RemotePublisher,
+    exit: Arc<ExitSignal>,
+}
+
+impl TaskService {
+    pub fn new(namespace: &str, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> TaskService {
+        TaskService {
+            shared: Arc::new(Shared {
+                namespace: namespace.to_string(),
+                containers: Mutex::new(HashMap::new()),
+                publisher,
+                exit,
+            }),
+        }
+    }
+}
+
+impl Shared {
+    fn container(&self, id: &str) -> Result<Arc<Container>> {
+        self.containers
+            .lock()
+            .unwrap()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| Error::NotFound(format!("container {id}: not found in this shim")))
+    }
+
+    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), topic, &self.namespace, event)
+            .await
+        {
+            log::warn!("cannot publish {topic}: {e}");
+        }
+    }
+
+    /// Watches `p`'s pid and records its exit, then tells containerd.
+    fn watch_exit(self: &Arc<Self>, c: Arc<Container>, p: Arc<Process>) {
+        let rx = reaper::watch(p.pid());
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let Ok(exit) = rx.await else { return };
+            if p.exec_id.is_empty() {
+                if c.kill_all_on_exit {
+                    let _ = c
+                        .runc
+                        .run(
+                            &c.what(""),
+                            args(["kill", "--all", &c.id, "9"]),
+                            Default::default(),
+                            None,
+                        )
+                        .await;
+                }
+                // containerd expects the execs' exits before the init's.
+                let execs: Vec<_> = c.execs.lock().unwrap().values().cloned().collect();
+                for e in execs
+                    .iter()
+                    .filter(|e| e.status() == Status::Running || e.status() == Status::Paused)
+                {
+                    e.wait_for(Duration::from_secs(2)).await;
+                }
+            }
+            p.set_exited(exit.status as u32, exit.at);
+            log::debug!("{} exited with status {}", c.what(&p.exec_id), exit.status);
+            shared
+                .publish(
+                    "/tasks/exit",
+                    Box::new(TaskExit {
+                        container_id: c.id.clone(),
+                        id: if p.exec_id.is_empty() {
+                            c.id.clone()
+                        } else {
+                            p.exec_id.clone()
+                        },
+                        pid: exit.pid as u32,
+                        exit_status: exit.status as u32,
+                        exited_at: timestamp(exit.at),
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        });
+    }
+
+    async fn create(
+        self: &Arc<Self>,
+        req: api::CreateTaskRequest,
+    ) -> Result<api::CreateTaskResponse> {
+        let id = req.id.clone();
+        if self.containers.lock().unwrap().contains_key(&id) {
+            return Err(Error::AlreadyExists(format!(
+                "container {id}: already exists"
+            )));
+        }
+        let resolved = config::resolve(req.options.as_ref(), || {
+            Config::load(&Config::default_file())
+        })?;
+        let bundle = PathBuf::from(&req.bundle);
+        let spec = container::read_spec(&id, &bundle)?;
+        if req.rootfs.is_empty() {
+            let root = spec
+                .root()
+                .as_ref()
+                .map(|r| bundle.join(r.path()))
+                .unwrap_or_else(|| bundle.join("rootfs"));
+            if !root.is_dir() {
+                return Err(Error::NotFound(format!(
+                    "container {id}: rootfs {} does not exist and no rootfs mounts were given",
+                    root.display()
+                )));
+            }
+        }
+        let cfg = &resolved.config.runc;
+        let runc = Runc {
+            binary: cfg.binary.clone().into(),
+            root: crate::runc::root_for(&cfg.root, &self.namespace),
+            systemd_cgroup: cfg.systemd_cgroup,
+            log: bundle.join("log.json"),
+        };
+        let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
+        let record = BundleRecord {
+            runc_binary: runc.binary.clone(),
+            runc_root: runc.root.clone(),
+            systemd_cgroup: runc.systemd_cgroup,
+            rootfs_mounted,
+        };
+        let _ = std::fs::write(
+            bundle.join(BUNDLE_RECORD),
+            serde_json::to_vec(&record).unwrap_or_default(),
+        );
+        let stdio = StdioRequest {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let c = Arc::new(Container {
+            id: id.clone(),
+            namespace: self.namespace.clone(),
+            bundle: bundle.clone(),
+            runc,
+            rootfs_mounted,
+            kill_all_on_exit: !container::has_own_pid_namespace(&spec),
+            init: Arc::new(Process::new("", stdio, Vec::new())),
+            execs: Mutex::new(HashMap::new()),
+            oom: Mutex::new(None),
+        });
+        let opts = resolved.runc_options.unwrap_or_default();
+        let pid = match c.create(opts.no_pivot_root, opts.no_new_keyring).await {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = c
+                    .runc
+                    .run(
+                        &c.what(""),
+                        args(["delete", "--force", &id]),
+                        Default::default(),
+                        None,
+                    )
+                    .await;
+                if rootfs_mounted {
+                    container::unmount_rootfs(&bundle);
+                }
+                return Err(e);
+            }
+        };
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(id.clone(), c.clone());
+        self.watch_exit(c.clone(), c.init.clone());
+        *c.oom.lock().unwrap() = oom::watch(self.clone(), id.clone(), pid);
+        log::info!("container {id}: created, init pid {pid}");
+        self.publish(
+            "/tasks/create",
+            Box::new(TaskCreate {
+                container_id: id,
+                bundle: req.bundle,
+                rootfs: req.rootfs,
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin,
+                    stdout: req.stdout,
+                    stderr: req.stderr,
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                checkpoint: req.checkpoint,
+                pid: pid as u32,
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn start(self: &Arc<Self>, req: api::StartRequest) -> Result<api::StartResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        if p.status() != Status::Created {
+            return Err(Error::FailedPrecondition(format!(
+                "{}: already started",
+                c.what(&req.exec_id)
+            )));
+        }
+        let pid = if req.exec_id.is_empty() {
+            c.runc
+                .run(
+                    &format!("container {}: runc start", c.id),
+                    args(["start", &c.id]),
+                    Default::default(),
+                    None,
+                )
+                .await?;
+            p.set_status(Status::Running);
+            self.publish(
+                "/tasks/start",
+                Box::new(TaskStart {
+                    container_id: c.id.clone(),
+                    pid: p.pid() as u32,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            p.pid()
+        } else {
+            if c.init.status() == Status::Stopped {
+                return Err(Error::FailedPrecondition(format!(
+                    "{}: container is not running",
+                    c.what(&req.exec_id)
+                )));
+            }
+            let pid = c
+                .start_exec(&p)
+                .await
+                .inspect_err(|_| p.set_exited(255, std::time::SystemTime::now()))?;
+            p.set_status(Status::Running);
+            self.watch_exit(c.clone(), p.clone());
+            self.publish(
+                "/tasks/exec-started",
+                Box::new(TaskExecStarted {
+                    container_id: c.id.clone(),
+                    exec_id: req.exec_id.clone(),
+                    pid: pid as u32,
+                    ..Default::default()
+                }),
+            )
+            .await;
+            pid
+        };
+        Ok(api::StartResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    async fn delete(self: &Arc<Self>, req: api::DeleteRequest) -> Result<api::DeleteResponse> {
+        let c = self.container(&req.id)?;
+        let p = c.process(&req.exec_id)?;
+        let what = c.what(&req.exec_id);
+        if matches!(p.status(), Status::Running | Status::Paused) {
+            return Err(Error::FailedPrecondition(format!(
+                "{what}: still running; kill it first"
+            )));
+        }
+        if req.exec_id.is_empty() {
+            c.destroy().await?;
+            self.containers.lock().unwrap().remove(&c.id);
+        } else {
+            p.drain_io(Duration::from_secs(5)).await;
+            c.execs.lock().unwrap().remove(&req.exec_id);
+        }
+        let exited = p.exited();
+        let resp = api::DeleteResponse {
+            pid: p.pid() as u32,
+            exit_status: exited.map_or(0, |e| e.status),
+            exited_at: exited.map_or_else(MessageField::none, |e| timestamp(e.at)),
+            ..Default::default()
+        };
+        if req.exec_id.is_empty() {
+            log::info!("container {}: deleted", c.id);
+            self.publish(
+                "/tasks/delete",
+                Box::new(TaskDelete {
+                    container_id: c.id.clone(),
+                    pid: resp.pid,
+                    exit_status: resp.exit_status,
+                    exited_at: resp.exited_at.clone(),
+                    id: c.id.clone(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        }
+        Ok(resp)
+    }
+
+    async fn exec(self: &Arc<Self>, req: api::ExecProcessRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let what = c.what(&req.exec_id);
+        if c.init.status() == Status::Stopped {
+            return Err(Error::FailedPrecondition(format!(
+                "{what}: container is not running"
+            )));
+        }
+        let spec = req
+            .spec
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        serde_json::from_slice::<oci_spec::runtime::Process>(&spec)
+            .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
+        let stdio = StdioRequest {
+            stdin: req.stdin,
+            stdout: req.stdout,
+            stderr: req.stderr,
+            terminal: req.terminal,
+        };
+        c.new_exec(&req.exec_id, stdio, spec)?;
+        self.publish(
+            "/tasks/exec-added",
+            Box::new(TaskExecAdded {
+                container_id: c.id.clone(),
+                exec_id: req.exec_id,
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(())
+    }
+
+    async fn pause_resume(self: &Arc<Self>, id: &str, pause: bool) -> Result<()> {
+        let c = self.container(id)?;
+        let op = if pause { "pause" } else { "resume" };
+        c.runc
+            .run(
+                &format!("container {id}: runc {op}"),
+                args([op, id]),
+                Default::default(),
+                None,
+            )
+            .await?;
+        if pause {
+            c.init.set_status(Status::Paused);
+            self.publish(
+                "/tasks/paused",
+                Box::new(TaskPaused {
+                    container_id: id.into(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        } else {
+            c.init.set_status(Status::Running);
+            self.publish(
+                "/tasks/resumed",
+                Box::new(TaskResumed {
+                    container_id: id.into(),
+                    ..Default::default()
+                }),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    async fn pids(&self, id: &str) -> Result<api::PidsResponse> {
+        let c = self.container(id)?;
+        let pids = c.runc.ps(id).await?;
+        let execs: HashMap<i32, String> = c
+            .execs
+            .lock()
+            .unwrap()
+            .values()
+            .map(|p| (p.pid(), p.exec_id.clone()))
+            .collect();
+        let processes = pids
+            .into_iter()
+            .map(|pid| {
+                let info = execs.get(&pid).and_then(|exec_id| {
+                    let d = ProcessDetails {
+                        exec_id: exec_id.clone(),
+                        ..Default::default()
+                    };
+                    Some(Any {
+                        type_url: "containerd.runc.v1.ProcessDetails".into(),
+                        value: containerd_shim::protos::protobuf::Message::write_to_bytes(&d)
+                            .ok()?,
+                        ..Default::default()
+                    })
+                });
+                ProcessInfo {
+                    pid: pid as u32,
+                    info: info.into(),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        Ok(api::PidsResponse {
+            processes,
+            ..Default::default()
+        })
+    }
+
+    async fn update(&self, req: api::UpdateTaskRequest) -> Result<()> {
+        let c = self.container(&req.id)?;
+        let json = req
+            .resources
+            .as_ref()
+            .map(|a| a.value.clone())
+            .unwrap_or_default();
+        serde_json::from_slice::<oci_spec::runtime::LinuxResources>(&json).map_err(|e| {
+            Error::InvalidArgument(format!("container {}: invalid resources: {e}", req.id))
+        })?;
+        c.runc
+            .run(
+                &format!("container {}: runc update", req.id),
+                args(["update", "--resources", "-", &req.id]),
+                Default::default(),
+                Some(json),
+            )
+            .await
+            .map(drop)
+    }
+}
+
+fn task<T>(r: Result<T>) -> ttrpc::Result<T> {
+    r.map_err(|e| {
+        log::debug!("request failed: {e}");
+        e.into()
+    })
+}
+
+#[async_trait]
+impl Task for TaskService {
+    async fn state(
+        &self,
+        _: &TtrpcContext,
+        req: api::StateRequest,
+    ) -> ttrpc::Result<api::StateResponse> {
+        task((|| {
+            let c = self.shared.container(&req.id)?;
+            let p = c.process(&req.exec_id)?;
+            Ok(p.state(&c.id, &c.bundle.to_string_lossy()))
+        })())
+    }
+
+    async fn create(
+        &self,
+        _: &TtrpcContext,
+        req: api::CreateTaskRequest,
+    ) -> ttrpc::Result<api::CreateTaskResponse> {
+        task(self.shared.create(req).await)
+    }
+
+    async fn start(
+        &self,
+        _: &TtrpcContext,
+        req: api::StartRequest,
+    ) -> ttrpc::Result<api::StartResponse> {
+        task(self.shared.start(req).await)
+    }
+
+    async fn delete(
+        &self,
+        _: &TtrpcContext,
+        req: api::DeleteRequest,
+    ) -> ttrpc::Result<api::DeleteResponse> {
+        task(self.shared.delete(req).await)
+    }
+
+    async fn pids(
+        &self,
+        _: &TtrpcContext,
+        req: api::PidsRequest,
+    ) -> ttrpc::Result<api::PidsResponse> {
+        task(self.shared.pids(&req.id).await)
+    }
+
+    async fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> ttrpc::Result<Empty> {
+        task(
+            self.shared
+                .pause_resume(&req.id, true)
+                .await
+                .map(|_| Empty::new()),
+        )
+    }
+
+    async fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> ttrpc::Result<Empty> {
+        task(
+            self.shared
+                .pause_resume(&req.id, false)
+                .await
+                .map(|_| Empty::new()),
+        )
+    }
+
+    async fn checkpoint(
+        &self,
+        _: &TtrpcContext,
+        req: api::CheckpointTaskRequest,
+    ) -> ttrpc::Result<Empty> {
+        task(Err(Error::Unimplemented(format!(
+            "container {}: checkpoint is not supported by crossarch; use io.containerd.runc.v2 for CRIU checkpoints",
+            req.id
+        ))))
+    }
+
+    async fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> ttrpc::Result<Empty> {
+        task(
+            async {
+                let c = self.shared.container(&req.id)?;
+                c.kill(&req.exec_id, req.signal, req.all).await?;
+                Ok(Empty::new())
+            }
+            .await,
+        )
+    }
+
+    async fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> ttrpc::Result<Empty> {
+        task(self.shared.exec(req).await.map(|_| Empty::new()))
+    }
+
+    async fn resize_pty(
+        &self,
+        _: &TtrpcContext,
+        req: api::ResizePtyRequest,
+    ) -> ttrpc::Result<Empty> {
+        task((|| {
+            let c = self.shared.container(&req.id)?;
+            let p = c.process(&req.exec_id)?;
+            p.io.lock().unwrap().resize(req.width, req.height)?;
+            Ok(Empty::new())
+        })())
+    }
+
+    async fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> ttrpc::Result<Empty> {
+        task((|| {
+            let c = self.shared.container(&req.id)?;
+            let p = c.process(&req.exec_id)?;
+            if req.stdin {
+                p.io.lock().unwrap().close_stdin();
+            }
+            Ok(Empty::new())
+        })())
+    }
+
+    async fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> ttrpc::Result<Empty> {
+        task(self.shared.update(req).await.map(|_| Empty::new()))
+    }
+
+    async fn wait(
+        &self,
+        _: &TtrpcContext,
+        req: api::WaitRequest,
+    ) -> ttrpc::Result<api::WaitResponse> {
+        let p = task(
+            self.shared
+                .container(&req.id)
+                .and_then(|c| c.process(&req.exec_id)),
+        )?;
+        let e = p.wait().await;
+        Ok(api::WaitResponse {
+            exit_status: e.status,
+            exited_at: timestamp(e.at),
+            ..Default::default()
+        })
+    }
+
+    async fn stats(
+        &self,
+        _: &TtrpcContext,
+        req: api::StatsRequest,
+    ) -> ttrpc::Result<api::StatsResponse> {
+        task((|| {
+            let c = self.shared.container(&req.id)?;
+            let stats = stats::collect(&c.id, c.init.pid())?;
+            Ok(api::StatsResponse {
+                stats: MessageField::some(stats),
+                ..Default::default()
+            })
+        })())
+    }
+
+    async fn connect(
+        &self,
+        _: &TtrpcContext,
+        req: api::ConnectRequest,
+    ) -> ttrpc::Result<api::ConnectResponse> {
+        let task_pid = self
+            .shared
+            .container(&req.id)
+            .map(|c| c.init.pid() as u32)
+            .unwrap_or(0);
+        Ok(api::ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").into(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
+        if !req.now && !self.shared.containers.lock().unwrap().is_empty() {
+            return Ok(Empty::new());
+        }
+        self.shared.exit.signal();
+        Ok(Empty::new())
+    }
+}
