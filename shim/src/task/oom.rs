@@ -99,7 +99,9 @@ pub fn watch(shared: Arc<Shared>, id: String, pid: i32) -> Option<tokio::task::J
                 .write(true)
                 .open(dir.join("cgroup.event_control"))
                 .ok()?;
-            write!(ec, "{} {}", efd.as_fd().as_raw_fd(), control.as_raw_fd()).ok()?;
+            // One write(2): the kernel parses each write to event_control on its own.
+            let line = format!("{} {}", efd.as_fd().as_raw_fd(), control.as_raw_fd());
+            ec.write_all(line.as_bytes()).ok()?;
             let afd = poll(efd)?;
             Some(tokio::spawn(async move {
                 let _control = control;
