@@ -3,7 +3,10 @@
 # qemu-user-static, and the tools the tests and fixtures use. Idempotent.
 set -euo pipefail
 
-pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq)
+# python3 and debian-archive-keyring: scripts/fixtures.sh (image packing, private apt for the
+# foreign busybox .debs) and scripts/bench.sh.
+pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
+  python3 debian-archive-keyring)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,305 @@
+//! Finds a qemu-user emulator on the host that can run inside any container.
+//!
+//! It must be statically linked: in the binfmt_misc mode the kernel starts it in the
+//! container's mount namespace, and in the fallback it is bind-mounted into the container,
+//! where the host's libraries do not exist. [`choose`] decides from inspection results;
+//! [`discover`] does the reading.
+
+use crate::arch::Arch;
+use crate::elf;
+use serde::Serialize;
+use std::fmt;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where distributions install qemu-user-static.
+pub const DEFAULT_DIRS: &[&str] = &["/usr/bin", "/usr/local/bin", "/usr/libexec/qemu-binfmt"];
+
+/// A usable emulator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Qemu {
+    /// The architecture it emulates.
+    pub arch: Arch,
+    /// Its path on the host, as found (not canonicalized).
+    pub path: PathBuf,
+}
+
+/// What is at a candidate path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inspection {
+    Missing,
+    NotExecutableFile,
+    /// A static ELF for this architecture.
+    Static(Result<Arch, elf::Machine>),
+    /// A dynamically linked ELF, with its loader if the path was in the first 4 KiB.
+    Dynamic {
+        loader: Option<String>,
+    },
+    /// Not an ELF we can read, or unreadable.
+    Unusable(String),
+}
+
+/// A candidate path and what was found there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub inspection: Inspection,
+}
+
+/// No usable emulator. The message says what to install, and why files that exist were
+/// rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct NotFound {
+    pub arch: Arch,
+    pub dirs: Vec<PathBuf>,
+    /// Files that exist but cannot be used, with the reason.
+    pub rejected: Vec<(PathBuf, String)>,
+}
+
+impl fmt::Display for NotFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dirs: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        write!(
+            f,
+            "no qemu-{}-static in {}",
+            self.arch.qemu_name(),
+            dirs.join(", ")
+        )?;
+        for (path, why) in &self.rejected {
+            write!(f, "; {} {why}", path.display())?;
+        }
+        f.write_str("; install qemu-user-static")
+    }
+}
+
+/// The file names tried, best first: Debian's `qemu-<name>-static`, then a plain
+/// `qemu-<name>` (other distributions and self-built static qemu), then the
+/// `<name>-binfmt-P` links Debian keeps in /usr/libexec/qemu-binfmt.
+pub fn file_names(arch: Arch) -> [String; 3] {
+    let name = arch.qemu_name();
+    [
+        format!("qemu-{name}-static"),
+        format!("qemu-{name}"),
+        format!("{name}-binfmt-P"),
+    ]
+}
+
+/// Every path to inspect, in order of preference: each name in every directory before the
+/// next name, so a static build anywhere wins over a plain name that may be dynamic.
+pub fn candidates(dirs: &[PathBuf], arch: Arch) -> Vec<PathBuf> {
+    file_names(arch)
+        .iter()
+        .flat_map(|name| dirs.iter().map(move |d| d.join(name)))
+        .collect()
+}
+
+/// Picks the first candidate that is a static ELF for the host (qemu itself runs natively).
+pub fn choose(
+    arch: Arch,
+    host: Arch,
+    dirs: &[PathBuf],
+    inspected: &[Candidate],
+) -> Result<Qemu, NotFound> {
+    let mut rejected = Vec::new();
+    for c in inspected {
+        let why = match &c.inspection {
+            Inspection::Missing => continue,
+            Inspection::Static(Ok(a)) if *a == host => {
+                return Ok(Qemu {
+                    arch,
+                    path: c.path.clone(),
+                })
+            }
+            Inspection::Static(Ok(a)) => format!("is built for {a}, not for this {host} host"),
+            Inspection::Static(Err(m)) => format!("is built for {m}, not for this {host} host"),
+            Inspection::NotExecutableFile => "is not an executable file".to_owned(),
+            Inspection::Dynamic { loader } => format!(
+                "is dynamically linked{} and cannot run inside a container",
+                loader
+                    .as_deref()
+                    .map(|l| format!(" (needs {l})"))
+                    .unwrap_or_default()
+            ),
+            Inspection::Unusable(why) => why.clone(),
+        };
+        rejected.push((c.path.clone(), why));
+    }
+    Err(NotFound {
+        arch,
+        dirs: dirs.to_vec(),
+        rejected,
+    })
+}
+
+/// Inspects one path on the host (following symlinks, as exec would).
+pub fn inspect(path: &Path) -> Inspection {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Inspection::Missing,
+        Err(e) => return Inspection::Unusable(format!("cannot be read ({e})")),
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Inspection::NotExecutableFile;
+    }
+    let mut prefix = Vec::with_capacity(elf::PREFIX_LEN);
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(elf::PREFIX_LEN as u64).read_to_end(&mut prefix));
+    if let Err(e) = read {
+        return Inspection::Unusable(format!("cannot be read ({e})"));
+    }
+    from_prefix(&prefix)
+}
+
+/// The inspection of a file from its first bytes.
+pub fn from_prefix(prefix: &[u8]) -> Inspection {
+    let elf = match elf::parse(prefix) {
+        Ok(elf) => elf,
+        Err(e) => return Inspection::Unusable(format!("is not usable: {e}")),
+    };
+    match elf.interp(prefix) {
+        Ok(elf::Interp::None) => {
+            Inspection::Static(crate::arch::Arch::from_elf(&elf).map_err(|_| elf.machine))
+        }
+        Ok(elf::Interp::Path(p)) => Inspection::Dynamic {
+            loader: Some(String::from_utf8_lossy(p).into_owned()),
+        },
+        Ok(elf::Interp::At(_)) => Inspection::Dynamic { loader: None },
+        Err(e) => Inspection::Unusable(format!("is not usable: {e}")),
+    }
+}
+
+/// Finds qemu for `arch` in `dirs` on this host.
+pub fn discover(dirs: &[PathBuf], arch: Arch, host: Arch) -> Result<Qemu, NotFound> {
+    let inspected: Vec<Candidate> = candidates(dirs, arch)
+        .into_iter()
+        .map(|path| Candidate {
+            inspection: inspect(&path),
+            path,
+        })
+        .collect();
+    choose(arch, host, dirs, &inspected)
+}
+
+/// [`DEFAULT_DIRS`] as paths.
+pub fn default_dirs() -> Vec<PathBuf> {
+    DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> Vec<PathBuf> {
+        vec!["/usr/bin".into(), "/usr/local/bin".into()]
+    }
+
+    fn cand(path: &str, inspection: Inspection) -> Candidate {
+        Candidate {
+            path: path.into(),
+            inspection,
+        }
+    }
+
+    #[test]
+    fn candidate_order_prefers_static_names_everywhere() {
+        let c = candidates(&dirs(), Arch::Aarch64);
+        assert_eq!(
+            c,
+            [
+                "/usr/bin/qemu-aarch64-static",
+                "/usr/local/bin/qemu-aarch64-static",
+                "/usr/bin/qemu-aarch64",
+                "/usr/local/bin/qemu-aarch64",
+                "/usr/bin/aarch64-binfmt-P",
+                "/usr/local/bin/aarch64-binfmt-P",
+            ]
+            .map(PathBuf::from)
+        );
+    }
+
+    #[test]
+    fn first_static_host_binary_wins() {
+        let found = choose(
+            Arch::Aarch64,
+            Arch::X86_64,
+            &dirs(),
+            &[
+                cand("/usr/bin/qemu-aarch64-static", Inspection::Missing),
+                cand(
+                    "/usr/local/bin/qemu-aarch64-static",
+                    Inspection::Static(Ok(Arch::Aarch64)),
+                ),
+                cand(
+                    "/usr/bin/qemu-aarch64",
+                    Inspection::Static(Ok(Arch::X86_64)),
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(found.path, PathBuf::from("/usr/bin/qemu-aarch64"));
+    }
+
+    #[test]
+    fn dynamic_qemu_is_refused_with_a_reason() {
+        let err = choose(
+            Arch::Aarch64,
+            Arch::X86_64,
+            &dirs(),
+            &[
+                cand("/usr/bin/qemu-aarch64-static", Inspection::Missing),
+                cand(
+                    "/usr/bin/qemu-aarch64",
+                    Inspection::Dynamic {
+                        loader: Some("/lib64/ld-linux-x86-64.so.2".into()),
+                    },
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no qemu-aarch64-static in /usr/bin, /usr/local/bin; /usr/bin/qemu-aarch64 is \
+             dynamically linked (needs /lib64/ld-linux-x86-64.so.2) and cannot run inside a \
+             container; install qemu-user-static"
+        );
+    }
+
+    #[test]
+    fn nothing_at_all() {
+        let err = choose(Arch::S390x, Arch::X86_64, &dirs(), &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no qemu-s390x-static in /usr/bin, /usr/local/bin; install qemu-user-static"
+        );
+    }
+
+    #[test]
+    fn inspects_real_host_files() {
+        // This test binary is dynamic on glibc hosts, static on musl; either way it is an ELF.
+        let me = inspect(&std::env::current_exe().unwrap());
+        assert!(
+            matches!(me, Inspection::Dynamic { .. } | Inspection::Static(Ok(_))),
+            "{me:?}"
+        );
+        assert_eq!(inspect(Path::new("/nonexistent/qemu")), Inspection::Missing);
+        assert_eq!(inspect(Path::new("/")), Inspection::NotExecutableFile);
+    }
+
+    #[test]
+    fn installed_qemu_user_static_is_found_when_present() {
+        let host = Arch::host().unwrap();
+        let target = if host == Arch::Aarch64 {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        };
+        let path = Path::new("/usr/bin").join(format!("qemu-{}-static", target.qemu_name()));
+        if !path.exists() {
+            eprintln!("skipping: {} is not installed", path.display());
+            return;
+        }
+        let q = discover(&default_dirs(), target, host).unwrap();
+        assert_eq!(q.path, path);
+    }
+}

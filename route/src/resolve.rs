@@ -1,0 +1,969 @@
+//! Finds the file a container process will execute, inside the container's root.
+//!
+//! [`search_plan`] is pure: it lists the paths runc will try for args\[0\], the way runc
+//! does it (Go's `exec.LookPath` after `chdir(cwd)`, with the container's own `PATH`).
+//! [`in_root`] is the I/O edge: it opens those paths with `openat2(RESOLVE_IN_ROOT)`, so an
+//! absolute symlink or a `..` in the image resolves against the container's root and never
+//! reaches the host's files, then follows `#!` lines and checks the ELF loader exists.
+
+use crate::{elf, shebang};
+use serde::Serialize;
+use std::ffi::{CString, OsStr};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+
+/// The `PATH` used when the process environment has none (the usual Docker/containerd one).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// How many `#!` hops are followed. The kernel allows a few more binfmt rewrites in total
+/// (`exec_binprm` fails past depth 5), but a foreign binary run through binfmt_misc uses one
+/// of them, so deeper chains would fail at exec time anyway.
+pub const MAX_SCRIPT_DEPTH: usize = 4;
+
+/// Why args\[0\] cannot be resolved. Messages name the path inside the container; the
+/// caller adds which container and process they concern.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the process has no args[0]; set process.args in the spec")]
+    EmptyArg0,
+    #[error("cannot open the container root {path}: {source}")]
+    Root { path: PathBuf, source: io::Error },
+    #[error(
+        "openat2 is not available ({0}); crossarch needs Linux 5.6 or later to look inside containers safely"
+    )]
+    NoOpenat2(io::Error),
+    #[error("{}", not_found(arg0, misses))]
+    NotFound { arg0: String, misses: Vec<Miss> },
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{path}: {source}")]
+    Elf { path: PathBuf, source: elf::Error },
+    #[error("{path}: {source}")]
+    Script {
+        path: PathBuf,
+        source: shebang::Error,
+    },
+    #[error("{path}: neither an ELF binary nor a #! script, so the kernel cannot execute it")]
+    UnknownFormat { path: PathBuf },
+    #[error("{path}: an ELF {e_type:?} file is not an executable")]
+    NotAnExecutable { path: PathBuf, e_type: elf::Type },
+    #[error("{path}: #! interpreters nest more than {MAX_SCRIPT_DEPTH} deep")]
+    TooDeep { path: PathBuf },
+    #[error("{path}: its #! line names a path that is not UTF-8 and cannot go into an OCI spec")]
+    NotUtf8 { path: PathBuf },
+    #[error(
+        "{script}: its #! interpreter {interpreter} {miss} in the container{}",
+        crlf_hint(interpreter)
+    )]
+    Interpreter {
+        script: PathBuf,
+        interpreter: PathBuf,
+        miss: MissKind,
+    },
+    #[error(
+        "{path}: its dynamic loader {loader} {miss} in the container; the image lacks the libraries for this architecture"
+    )]
+    Loader {
+        path: PathBuf,
+        loader: PathBuf,
+        miss: MissKind,
+    },
+}
+
+/// A path that was tried and why it was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Miss {
+    pub path: PathBuf,
+    pub kind: MissKind,
+}
+
+/// Why an executable candidate was skipped. Anything but `NotFound` is worth showing a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MissKind {
+    NotFound,
+    NotRegularFile,
+    NotExecutable { mode: u32 },
+    SymlinkLoop,
+    Os(i32),
+}
+
+impl fmt::Display for MissKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MissKind::NotFound => f.write_str("does not exist"),
+            MissKind::NotRegularFile => f.write_str("is not a regular file"),
+            MissKind::NotExecutable { mode } => {
+                write!(f, "is not executable (mode {:04o})", mode & 0o7777)
+            }
+            MissKind::SymlinkLoop => {
+                f.write_str("is a symbolic link loop (or a chain of more than 40 links)")
+            }
+            MissKind::Os(errno) => {
+                write!(
+                    f,
+                    "cannot be opened ({})",
+                    io::Error::from_raw_os_error(*errno)
+                )
+            }
+        }
+    }
+}
+
+fn not_found(arg0: &str, misses: &[Miss]) -> String {
+    let notable: Vec<String> = misses
+        .iter()
+        .filter(|m| m.kind != MissKind::NotFound)
+        .map(|m| format!("{} {}", m.path.display(), m.kind))
+        .collect();
+    if !notable.is_empty() {
+        return format!("cannot execute {arg0}: {}", notable.join("; "));
+    }
+    match misses {
+        [] => format!("{arg0} cannot be found: PATH is empty in process.env"),
+        [one] => format!("{} does not exist in the container", one.path.display()),
+        _ => {
+            let dirs: Vec<String> = misses
+                .iter()
+                .map(|m| {
+                    m.path
+                        .parent()
+                        .map_or_else(String::new, |d| d.display().to_string())
+                })
+                .collect();
+            format!(
+                "{arg0} is not in the container's PATH ({}); check process.args and PATH",
+                dirs.join(":")
+            )
+        }
+    }
+}
+
+fn crlf_hint(interpreter: &Path) -> &'static str {
+    if interpreter.as_os_str().as_bytes().ends_with(b"\r") {
+        " (the script has DOS line endings; convert it with dos2unix)"
+    } else {
+        ""
+    }
+}
+
+/// The paths runc will try for args\[0\], in order, as absolute paths in the container.
+///
+/// `env` is `process.env` (`KEY=VALUE` strings); its last `PATH` wins, as in runc, and
+/// [`DEFAULT_PATH`] applies when there is none. Relative paths and empty `PATH` entries are
+/// relative to `cwd`.
+pub fn search_plan(arg0: &str, env: &[String], cwd: &str) -> Result<Vec<PathBuf>, Error> {
+    if arg0.is_empty() {
+        return Err(Error::EmptyArg0);
+    }
+    if arg0.contains('/') {
+        return Ok(vec![in_cwd(cwd, arg0)]);
+    }
+    let path = env
+        .iter()
+        .filter_map(|kv| kv.strip_prefix("PATH="))
+        .next_back()
+        .unwrap_or(DEFAULT_PATH);
+    // Go's filepath.SplitList, which runc's LookPath uses, yields nothing for an empty PATH.
+    if path.is_empty() {
+        return Err(Error::NotFound {
+            arg0: arg0.to_owned(),
+            misses: Vec::new(),
+        });
+    }
+    Ok(path
+        .split(':')
+        .map(|dir| in_cwd(cwd, if dir.is_empty() { "." } else { dir }).join(arg0))
+        .collect())
+}
+
+/// `path` made absolute against `cwd`, without touching `..` (only the kernel knows where
+/// it leads once symlinks are involved).
+fn in_cwd(cwd: &str, path: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    let base = if path.starts_with('/') { "" } else { cwd };
+    for part in Path::new(base)
+        .components()
+        .chain(Path::new(path).components())
+    {
+        match part {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => out.push(".."),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// The root directory of a container, held open so every lookup is relative to it.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Root {
+    /// Opens a root: the bundle's rootfs at Create, `/proc/<init pid>/root` at Exec (which
+    /// also sees the container's volume mounts).
+    pub fn open(path: impl AsRef<Path>) -> Result<Root, Error> {
+        let path = path.as_ref();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| Error::Root {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Root {
+            fd: file.into(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The host path the root was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// The file a process will execute and what finally runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Resolved {
+    /// args\[0\] resolved against `PATH` and `cwd`: the path runc will execve.
+    pub path_in_root: PathBuf,
+    /// The `#!` hops from `path_in_root` to the ELF; empty when it is an ELF itself.
+    pub scripts: Vec<Script>,
+    /// The ELF binary that finally runs: `path_in_root`, or the last script's interpreter.
+    pub elf_path: PathBuf,
+    pub elf: elf::Elf,
+    /// The dynamic loader (`PT_INTERP`) as an absolute path in the container, which exists.
+    pub loader: Option<PathBuf>,
+}
+
+/// One `#!` hop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Script {
+    /// The script, as an absolute path in the container.
+    pub path: PathBuf,
+    /// The interpreter as written on the `#!` line: it becomes the interpreter's argv\[0\].
+    pub interpreter_as_written: String,
+    /// The interpreter as an absolute path in the container.
+    pub interpreter: PathBuf,
+    /// The single optional argument of the `#!` line.
+    pub arg: Option<String>,
+}
+
+impl Resolved {
+    /// The argv the kernel hands to [`Resolved::elf_path`] when runc executes
+    /// `path_in_root` with `args`: each `#!` hop puts its interpreter, its argument and the
+    /// script's path in front of the arguments after argv\[0\].
+    pub fn exec_argv(&self, args: &[String]) -> Vec<String> {
+        let mut argv = args.to_vec();
+        if argv.is_empty() {
+            argv.push(self.path_in_root.to_string_lossy().into_owned());
+        }
+        let mut filename = self.path_in_root.to_string_lossy().into_owned();
+        for hop in &self.scripts {
+            let mut next = vec![hop.interpreter_as_written.clone()];
+            next.extend(hop.arg.clone());
+            next.push(filename);
+            next.extend(argv.drain(1..));
+            argv = next;
+            filename = hop.interpreter_as_written.clone();
+        }
+        argv
+    }
+}
+
+/// Resolves args\[0\] inside `root`: the first of `candidates` (from [`search_plan`]) that is
+/// an executable regular file, then its `#!` interpreters, then its ELF loader.
+pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolved, Error> {
+    let mut misses = Vec::new();
+    let mut found = None;
+    for candidate in candidates {
+        match open_executable(root.fd.as_fd(), candidate)? {
+            Ok(file) => {
+                found = Some((candidate.clone(), file));
+                break;
+            }
+            Err(kind) => misses.push(Miss {
+                path: candidate.clone(),
+                kind,
+            }),
+        }
+    }
+    let Some((path_in_root, mut file)) = found else {
+        let arg0 = candidates
+            .first()
+            .and_then(|c| c.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        return Err(Error::NotFound { arg0, misses });
+    };
+
+    let mut scripts = Vec::new();
+    let mut current = path_in_root.clone();
+    let mut prefix = [0u8; elf::PREFIX_LEN];
+    loop {
+        let n = read_prefix(&file, &mut prefix).map_err(|source| Error::Read {
+            path: current.clone(),
+            source,
+        })?;
+        let prefix = &prefix[..n];
+        if prefix.starts_with(b"#!") {
+            if scripts.len() == MAX_SCRIPT_DEPTH {
+                return Err(Error::TooDeep { path: path_in_root });
+            }
+            let line = shebang::parse(prefix).map_err(|source| Error::Script {
+                path: current.clone(),
+                source,
+            })?;
+            let utf8 = |b: &[u8]| {
+                std::str::from_utf8(b)
+                    .map(str::to_owned)
+                    .map_err(|_| Error::NotUtf8 {
+                        path: current.clone(),
+                    })
+            };
+            let written = utf8(line.interpreter)?;
+            let arg = line.arg.map(utf8).transpose()?;
+            let interpreter = in_cwd(cwd, &written);
+            file = match open_executable(root.fd.as_fd(), &interpreter)? {
+                Ok(f) => f,
+                Err(miss) => {
+                    return Err(Error::Interpreter {
+                        script: current,
+                        interpreter: PathBuf::from(&written),
+                        miss,
+                    })
+                }
+            };
+            scripts.push(Script {
+                path: current,
+                interpreter_as_written: written,
+                interpreter: interpreter.clone(),
+                arg,
+            });
+            current = interpreter;
+            continue;
+        }
+        let elf = parse_elf(&file, prefix).map_err(|e| match e {
+            ElfRead::Elf(elf::Error::NotElf) => Error::UnknownFormat {
+                path: current.clone(),
+            },
+            ElfRead::Elf(source) => Error::Elf {
+                path: current.clone(),
+                source,
+            },
+            ElfRead::Io(source) => Error::Read {
+                path: current.clone(),
+                source,
+            },
+        })?;
+        if !elf.e_type.is_executable() {
+            return Err(Error::NotAnExecutable {
+                path: current,
+                e_type: elf.e_type,
+            });
+        }
+        let loader = match loader_path(&file, &elf, prefix) {
+            Ok(loader) => loader,
+            Err(ElfRead::Elf(source)) => {
+                return Err(Error::Elf {
+                    path: current,
+                    source,
+                })
+            }
+            Err(ElfRead::Io(source)) => {
+                return Err(Error::Read {
+                    path: current,
+                    source,
+                })
+            }
+        };
+        let loader = match loader {
+            None => None,
+            Some(written) => {
+                let loader = in_cwd(cwd, &String::from_utf8_lossy(&written));
+                match open_in_root(root.fd.as_fd(), &loader, libc::O_PATH)? {
+                    Ok(fd) if is_regular(&fd) => Some(loader),
+                    Ok(_) => {
+                        return Err(Error::Loader {
+                            path: current,
+                            loader,
+                            miss: MissKind::NotRegularFile,
+                        })
+                    }
+                    Err(miss) => {
+                        return Err(Error::Loader {
+                            path: current,
+                            loader,
+                            miss,
+                        })
+                    }
+                }
+            }
+        };
+        return Ok(Resolved {
+            path_in_root,
+            scripts,
+            elf_path: current,
+            elf,
+            loader,
+        });
+    }
+}
+
+enum ElfRead {
+    Elf(elf::Error),
+    Io(io::Error),
+}
+
+fn parse_elf(file: &File, prefix: &[u8]) -> Result<elf::Elf, ElfRead> {
+    let header = elf::Header::parse(prefix).map_err(ElfRead::Elf)?;
+    let table = header.program_headers().map_err(ElfRead::Elf)?;
+    let end = table.offset.saturating_add(table.len);
+    if end <= prefix.len() as u64 {
+        let bytes = prefix
+            .get(table.offset as usize..end as usize)
+            .unwrap_or_default();
+        return header.finish(bytes).map_err(ElfRead::Elf);
+    }
+    // Program headers past the prefix: rare, but legal. The parser capped their size.
+    let mut buf = vec![0u8; table.len as usize];
+    file.read_exact_at(&mut buf, table.offset)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => ElfRead::Elf(elf::Error::Truncated {
+                need: end,
+                have: file.metadata().map(|m| m.len()).unwrap_or(0),
+            }),
+            _ => ElfRead::Io(e),
+        })?;
+    header.finish(&buf).map_err(ElfRead::Elf)
+}
+
+fn loader_path(file: &File, elf: &elf::Elf, prefix: &[u8]) -> Result<Option<Vec<u8>>, ElfRead> {
+    match elf.interp(prefix).map_err(ElfRead::Elf)? {
+        elf::Interp::None => Ok(None),
+        elf::Interp::Path(p) => Ok(Some(p.to_vec())),
+        elf::Interp::At(seg) => {
+            // The length was checked against MAX_INTERP_LEN by the parser.
+            let mut buf = vec![0u8; seg.len as usize];
+            file.read_exact_at(&mut buf, seg.offset)
+                .map_err(ElfRead::Io)?;
+            let path = elf::interp_path(&buf).map_err(ElfRead::Elf)?;
+            Ok(Some(path.to_vec()))
+        }
+    }
+}
+
+fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read_at(&mut buf[n..], n as u64) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+/// Opens `path` in the root if it is an executable regular file. The outer error is fatal
+/// (no openat2 at all); the inner one is a reason to try the next candidate.
+fn open_executable(root: BorrowedFd<'_>, path: &Path) -> Result<Result<File, MissKind>, Error> {
+    // O_PATH first: opening a FIFO would block and opening a device node from an image
+    // could have side effects on the host device it names; only regular files get read.
+    let fd = match open_in_root(root, path, libc::O_PATH)? {
+        Ok(fd) => fd,
+        Err(miss) => return Ok(Err(miss)),
+    };
+    let st = match fstat(&fd) {
+        Ok(st) => st,
+        Err(e) => return Ok(Err(miss_from(&e))),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(Err(MissKind::NotRegularFile));
+    }
+    // Go's LookPath, which runc uses, accepts any of the three execute bits.
+    if st.st_mode & 0o111 == 0 {
+        return Ok(Err(MissKind::NotExecutable { mode: st.st_mode }));
+    }
+    // Reopening through /proc/self/fd reads the very inode that was checked, so the file
+    // cannot be swapped for a device node in between.
+    let reopen = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(reopen)
+    {
+        Ok(file) => Ok(Ok(file)),
+        Err(e) => Ok(Err(miss_from(&e))),
+    }
+}
+
+fn is_regular(fd: &OwnedFd) -> bool {
+    fstat(fd).is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG)
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fd is open for the duration of the call and `st` is a valid out-pointer.
+    let r = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fstat succeeded, so it filled `st`.
+    Ok(unsafe { st.assume_init() })
+}
+
+fn miss_from(e: &io::Error) -> MissKind {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => MissKind::NotFound,
+        Some(libc::ELOOP) => MissKind::SymlinkLoop,
+        Some(errno) => MissKind::Os(errno),
+        None => MissKind::Os(libc::EIO),
+    }
+}
+
+/// `struct open_how` from linux/openat2.h; libc's is non-exhaustive, so it cannot be built.
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// openat2 with `RESOLVE_IN_ROOT`: `/` and `..` stop at `root`, absolute symlinks are
+/// resolved against it, and magic links (`/proc/self/root`, ...) are refused.
+fn open_in_root(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    flags: libc::c_int,
+) -> Result<Result<OwnedFd, MissKind>, Error> {
+    let Ok(c_path) = CString::new(OsStr::as_bytes(path.as_os_str())) else {
+        return Ok(Err(MissKind::NotFound));
+    };
+    // openat2 rejects any flag O_PATH ignores, O_NOCTTY included.
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // EAGAIN means a rename or mount raced with the lookup; the kernel asks us to retry.
+    for _ in 0..16 {
+        // SAFETY: every pointer is valid for the call and the size matches the struct.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c_path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
+            return Ok(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
+            Some(libc::ENOSYS) | Some(libc::E2BIG) => return Err(Error::NoOpenat2(err)),
+            _ => return Ok(Err(miss_from(&err))),
+        }
+    }
+    Ok(Err(MissKind::Os(libc::EAGAIN)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn paths(v: &[&str]) -> Vec<PathBuf> {
+        v.iter().map(PathBuf::from).collect()
+    }
+
+    #[test]
+    fn plan_uses_the_default_path_when_env_has_none() {
+        let plan = search_plan("sh", &env(&["HOME=/root"]), "/").unwrap();
+        assert_eq!(
+            plan,
+            paths(&[
+                "/usr/local/sbin/sh",
+                "/usr/local/bin/sh",
+                "/usr/sbin/sh",
+                "/usr/bin/sh",
+                "/sbin/sh",
+                "/bin/sh"
+            ])
+        );
+    }
+
+    #[test]
+    fn plan_uses_the_last_path_and_cwd_for_relative_entries() {
+        let plan = search_plan(
+            "app",
+            &env(&["PATH=/nope", "PATH=/opt/bin::rel/bin"]),
+            "/srv/work",
+        )
+        .unwrap();
+        assert_eq!(
+            plan,
+            paths(&["/opt/bin/app", "/srv/work/app", "/srv/work/rel/bin/app"])
+        );
+        let err = search_plan("app", &env(&["PATH="]), "/").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "app cannot be found: PATH is empty in process.env"
+        );
+        // "PATHX=" is another variable.
+        let plan = search_plan("app", &env(&["PATHX=/x"]), "/").unwrap();
+        assert_eq!(plan.len(), 6);
+    }
+
+    #[test]
+    fn plan_takes_paths_with_a_slash_as_they_are() {
+        assert_eq!(
+            search_plan("/bin/sh", &env(&["PATH=/x"]), "/w").unwrap(),
+            paths(&["/bin/sh"])
+        );
+        assert_eq!(
+            search_plan("./run.sh", &[], "/app").unwrap(),
+            paths(&["/app/run.sh"])
+        );
+        assert_eq!(
+            search_plan("../bin/x", &[], "/app/sub/").unwrap(),
+            paths(&["/app/sub/../bin/x"])
+        );
+        assert_eq!(search_plan("bin//x", &[], "").unwrap(), paths(&["/bin/x"]));
+        assert!(matches!(search_plan("", &[], "/"), Err(Error::EmptyArg0)));
+    }
+
+    #[test]
+    fn exec_argv_follows_the_kernel() {
+        let elf = elf::parse(&elf::tests::Craft::default().bytes()).unwrap();
+        let direct = Resolved {
+            path_in_root: "/bin/busybox".into(),
+            scripts: vec![],
+            elf_path: "/bin/busybox".into(),
+            elf,
+            loader: None,
+        };
+        let args = env(&["sh", "-c", "true"]);
+        assert_eq!(direct.exec_argv(&args), args);
+        let script = Resolved {
+            path_in_root: "/app/run".into(),
+            scripts: vec![
+                Script {
+                    path: "/app/run".into(),
+                    interpreter_as_written: "/app/wrapper".into(),
+                    interpreter: "/app/wrapper".into(),
+                    arg: Some("-x y".into()),
+                },
+                Script {
+                    path: "/app/wrapper".into(),
+                    interpreter_as_written: "/bin/sh".into(),
+                    interpreter: "/bin/sh".into(),
+                    arg: None,
+                },
+            ],
+            elf_path: "/bin/sh".into(),
+            elf,
+            loader: None,
+        };
+        assert_eq!(
+            script.exec_argv(&env(&["run", "a", "b"])),
+            env(&["/bin/sh", "/app/wrapper", "-x y", "/app/run", "a", "b"])
+        );
+    }
+
+    #[test]
+    fn not_found_messages() {
+        let e = Error::NotFound {
+            arg0: "app".into(),
+            misses: vec![
+                Miss {
+                    path: "/usr/bin/app".into(),
+                    kind: MissKind::NotFound,
+                },
+                Miss {
+                    path: "/bin/app".into(),
+                    kind: MissKind::NotFound,
+                },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "app is not in the container's PATH (/usr/bin:/bin); check process.args and PATH"
+        );
+        let e = Error::NotFound {
+            arg0: "app".into(),
+            misses: vec![
+                Miss {
+                    path: "/usr/bin/app".into(),
+                    kind: MissKind::SymlinkLoop,
+                },
+                Miss {
+                    path: "/bin/app".into(),
+                    kind: MissKind::NotExecutable { mode: 0o100644 },
+                },
+            ],
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot execute app: /usr/bin/app is a symbolic link loop (or a chain of more than 40 links); /bin/app is not executable (mode 0644)"
+        );
+        let e = Error::Interpreter {
+            script: "/run.sh".into(),
+            interpreter: "/bin/sh\r".into(),
+            miss: MissKind::NotFound,
+        };
+        assert!(e
+            .to_string()
+            .ends_with("(the script has DOS line endings; convert it with dos2unix)"));
+    }
+
+    /// A throwaway container root under the temp dir, removed on drop.
+    struct TempRoot(PathBuf);
+
+    impl TempRoot {
+        fn new(name: &str) -> TempRoot {
+            let dir =
+                std::env::temp_dir().join(format!("crossarch-route-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            TempRoot(dir)
+        }
+
+        fn file(&self, path: &str, bytes: &[u8], mode: u32) -> &Self {
+            use std::os::unix::fs::PermissionsExt;
+            let p = self.0.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, bytes).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+            self
+        }
+
+        fn link(&self, path: &str, target: &str) -> &Self {
+            let p = self.0.join(path.trim_start_matches('/'));
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::os::unix::fs::symlink(target, p).unwrap();
+            self
+        }
+
+        fn resolve(&self, arg0: &str, env_: &[&str]) -> Result<Resolved, Error> {
+            let root = Root::open(&self.0).unwrap();
+            in_root(&root, &search_plan(arg0, &env(env_), "/").unwrap(), "/")
+        }
+    }
+
+    impl Drop for TempRoot {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn arm64_static() -> Vec<u8> {
+        elf::tests::Craft {
+            machine: 183,
+            ..elf::tests::Craft::default()
+        }
+        .bytes()
+    }
+
+    fn arm64_dynamic(interp_at: Option<u64>) -> Vec<u8> {
+        elf::tests::Craft {
+            machine: 183,
+            e_type: 3,
+            interp: Some(b"/lib/ld-linux-aarch64.so.1\0"),
+            interp_at,
+            ..elf::tests::Craft::default()
+        }
+        .bytes()
+    }
+
+    #[test]
+    fn absolute_symlinks_resolve_inside_the_root() {
+        let root = TempRoot::new("abs");
+        root.file("/usr/bin/x", &arm64_static(), 0o755)
+            .link("/bin/app", "/usr/bin/x")
+            .link("/bin/rel", "../../../../../../../usr/bin/x");
+        for arg0 in ["/bin/app", "/bin/rel", "app", "rel"] {
+            let r = root.resolve(arg0, &["PATH=/bin"]).unwrap();
+            // The host's /usr/bin/x, if any, is not what was read: this one is arm64.
+            assert_eq!(r.elf.machine, elf::Machine::AARCH64, "{arg0}");
+            assert!(r.path_in_root.starts_with("/bin"));
+            assert!(r.scripts.is_empty() && r.loader.is_none());
+        }
+    }
+
+    #[test]
+    fn symlinks_to_host_only_files_are_not_followed_out() {
+        let root = TempRoot::new("escape");
+        // /bin/sh exists on the host; in the root the link leads nowhere.
+        root.link("/bin/esc", "../../../../../../../../../bin/sh")
+            .link("/bin/abs", "/proc/self/exe");
+        for arg0 in ["/bin/esc", "/bin/abs"] {
+            let err = root.resolve(arg0, &[]).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!("{arg0} does not exist in the container"),
+                "{arg0}"
+            );
+        }
+    }
+
+    #[test]
+    fn symlink_loops_are_reported_as_such() {
+        let root = TempRoot::new("loop");
+        root.link("/bin/a", "/bin/b").link("/bin/b", "a");
+        let err = root.resolve("a", &["PATH=/bin"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot execute a: /bin/a is a symbolic link loop (or a chain of more than 40 links)"
+        );
+    }
+
+    #[test]
+    fn path_search_skips_what_runc_would_skip() {
+        let root = TempRoot::new("skip");
+        root.file("/one/app", &arm64_static(), 0o644)
+            .file("/three/app", &arm64_static(), 0o700);
+        std::fs::create_dir_all(root.0.join("two/app")).unwrap();
+        let fifo = CString::new(root.0.join("zero/app").as_os_str().as_bytes()).unwrap();
+        std::fs::create_dir_all(root.0.join("zero")).unwrap();
+        // SAFETY: a valid C string path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o755) }, 0);
+        let r = root
+            .resolve("app", &["PATH=/nope:/zero:/one:/two:/three"])
+            .unwrap();
+        assert_eq!(r.path_in_root, PathBuf::from("/three/app"));
+        let err = root
+            .resolve("app", &["PATH=/nope:/zero:/one:/two"])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot execute app: /zero/app is not a regular file; /one/app is not executable \
+             (mode 0644); /two/app is not a regular file"
+        );
+        let err = root.resolve("app", &["PATH=/nope:/gone"]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "app is not in the container's PATH (/nope:/gone); check process.args and PATH"
+        );
+    }
+
+    #[test]
+    fn scripts_lead_to_their_interpreter() {
+        let root = TempRoot::new("script");
+        root.file("/bin/busybox", &arm64_static(), 0o755)
+            .link("/bin/sh", "busybox")
+            .file("/app/run.sh", b"#!/bin/sh -e\necho hi\n", 0o755)
+            .file("/app/wrapped", b"#! /app/run.sh\n", 0o755);
+        let r = root.resolve("/app/wrapped", &[]).unwrap();
+        assert_eq!(r.path_in_root, PathBuf::from("/app/wrapped"));
+        assert_eq!(r.elf_path, PathBuf::from("/bin/sh"));
+        assert_eq!(r.elf.machine, elf::Machine::AARCH64);
+        assert_eq!(r.scripts.len(), 2);
+        assert_eq!(r.scripts[0].interpreter, PathBuf::from("/app/run.sh"));
+        assert_eq!(r.scripts[1].arg.as_deref(), Some("-e"));
+        assert_eq!(
+            r.exec_argv(&env(&["/app/wrapped", "1"])),
+            env(&["/bin/sh", "-e", "/app/run.sh", "/app/wrapped", "1"])
+        );
+    }
+
+    #[test]
+    fn script_problems_are_explained() {
+        let root = TempRoot::new("badscript");
+        root.file("/crlf", b"#!/bin/sh\r\n", 0o755)
+            .file("/self", b"#!/self\n", 0o755)
+            .file("/empty", b"#!\n", 0o755)
+            .file("/text", b"hello\n", 0o755)
+            .file(
+                "/obj",
+                &elf::tests::Craft {
+                    e_type: 1,
+                    extra_phdrs: 0,
+                    ..elf::tests::Craft::default()
+                }
+                .bytes(),
+                0o755,
+            );
+        let err = root.resolve("/crlf", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/crlf: its #! interpreter /bin/sh\r does not exist in the container (the script \
+             has DOS line endings; convert it with dos2unix)"
+        );
+        let err = root.resolve("/self", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/self: #! interpreters nest more than 4 deep"
+        );
+        let err = root.resolve("/empty", &[]).unwrap_err();
+        assert_eq!(err.to_string(), "/empty: #! line names no interpreter");
+        let err = root.resolve("/text", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/text: neither an ELF binary nor a #! script, so the kernel cannot execute it"
+        );
+        let err = root.resolve("/obj", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/obj: an ELF Rel file is not an executable"
+        );
+    }
+
+    #[test]
+    fn dynamic_binaries_need_their_loader_in_the_root() {
+        let root = TempRoot::new("loader");
+        root.file("/bin/near", &arm64_dynamic(None), 0o755).file(
+            "/bin/far",
+            &arm64_dynamic(Some(6000)),
+            0o755,
+        );
+        let err = root.resolve("/bin/near", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/bin/near: its dynamic loader /lib/ld-linux-aarch64.so.1 does not exist in the \
+             container; the image lacks the libraries for this architecture"
+        );
+        root.file(
+            "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+            &arm64_dynamic(None),
+            0o755,
+        )
+        .link(
+            "/lib/ld-linux-aarch64.so.1",
+            "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+        );
+        for bin in ["/bin/near", "/bin/far"] {
+            let r = root.resolve(bin, &[]).unwrap();
+            assert_eq!(
+                r.loader,
+                Some(PathBuf::from("/lib/ld-linux-aarch64.so.1")),
+                "{bin}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_root_is_a_clear_error() {
+        let err = Root::open("/nonexistent/crossarch/rootfs").unwrap_err();
+        assert!(err
+            .to_string()
+            .starts_with("cannot open the container root /nonexistent/crossarch/rootfs:"));
+    }
+}
