@@ -13,7 +13,7 @@
 #   BENCH_IDLE       idle containers for the memory figures (default 10)
 #   BENCH_SIGTERM_RUNS  samples for the SIGTERM figures (default 5)
 #   BENCH_PARALLEL_REPEAT  repetitions of the 20-containers figure (default 3)
-#   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/release)
+#   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/dist, from scripts/build.sh)
 #
 # Adding a figure: write `group_<name> RUNTIME...`, declare its rows with `figure`, store
 # samples with `sample` (or a value with `result`), and add <name> to BENCH_GROUPS' default.
@@ -33,7 +33,7 @@ PARALLEL_REPEAT=${BENCH_PARALLEL_REPEAT:-3}
 read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign}"
 IMAGE=crossarch.test/busybox:amd64
 FOREIGN_IMAGE=crossarch.test/busybox:arm64
-export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/release}
+export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
 
 need_root "bench.sh"
 need_cmd ctr containerd runc python3 xargs

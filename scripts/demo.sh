@@ -10,7 +10,7 @@
 #   CROSSARCH_DEMO_SKIP_INSTALL  1: do not run install-deps.sh
 #   CROSSARCH_DEMO_BUILD         1: build even when the runtime is not crossarch; 0: never build
 #   CROSSARCH_DEMO_STRICT        1: exit non-zero when a foreign container fails too
-#   CROSSARCH_SHIM_DIR           where containerd finds the shim (default <repo>/target/release)
+#   CROSSARCH_SHIM_DIR           where containerd finds the shim (default <repo>/target/dist, from scripts/build.sh)
 #   CROSSARCH_DEMO_DIR           private containerd directory (default: a fresh /tmp dir)
 set -euo pipefail
 
@@ -20,7 +20,7 @@ set -euo pipefail
 . "$CROSSARCH_REPO/scripts/testenv.sh"
 
 RUNTIME=${CROSSARCH_DEMO_RUNTIME:-io.containerd.crossarch.v2}
-export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/release}
+export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
 need_root "demo.sh"
 
 # --- 1. dependencies --------------------------------------------------------------------------
@@ -36,12 +36,8 @@ if [ -z "$build" ]; then
 fi
 if [ "$build" = 1 ]; then
   need_cmd cargo
-  step "building the shim: cargo build --release -p crossarch-shim"
-  (cd "$CROSSARCH_REPO" && cargo build --release -p crossarch-shim) ||
-    die "building the shim failed (cargo build --release -p crossarch-shim); see the compiler output above"
-  step "building the init: cargo build -p crossarch-init --profile init --target x86_64-unknown-linux-musl"
-  (cd "$CROSSARCH_REPO" && cargo build -p crossarch-init --profile init --target x86_64-unknown-linux-musl) ||
-    die "building the init failed; see the compiler output above"
+  step "building the shim and its init: scripts/build.sh"
+  "$CROSSARCH_REPO/scripts/build.sh" || die "building crossarch failed; see the compiler output above"
   shim="$CROSSARCH_SHIM_DIR/containerd-shim-crossarch-v2"
   [ -x "$shim" ] || die "the build succeeded but $shim does not exist"
   log "shim: $shim ($(du -h "$shim" | cut -f1)); init: $(ls "$CROSSARCH_REPO"/target/x86_64-unknown-linux-musl/init/crossarch-init 2>/dev/null || echo '?')"

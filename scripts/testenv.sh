@@ -10,7 +10,7 @@
 #                               it, unmount what is left under DIR, remove the cgroups its
 #                               containers left behind and delete DIR
 #
-# The daemon finds shims through PATH, with $CROSSARCH_SHIM_DIR (default <repo>/target/release)
+# The daemon finds shims through PATH, with $CROSSARCH_SHIM_DIR (default <repo>/target/dist, from scripts/build.sh)
 # first. Each DIR gets its own default namespace (TESTENV_NS, "crossarch-<hash of DIR>") so
 # runc state (/run/containerd/runc/<ns>) and cgroups (/<ns>/<id>) never collide with another
 # daemon's. Only processes this daemon started are ever signalled. Needs root.
@@ -55,7 +55,7 @@ testenv_start() {
   touch "$dir/$TESTENV_MARKER"
   mkdir -p "$dir/root" "$dir/state" "$dir/opt"
 
-  shim_dir=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/release}
+  shim_dir=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
   TESTENV_DIR=$dir
   TESTENV_NS=${TESTENV_NS_OVERRIDE:-$(_testenv_ns_of "$dir")}
   echo "$TESTENV_NS" >>"$dir/namespaces"

@@ -5,7 +5,7 @@
 //! - `CROSSARCH_TEST_RUNTIME`: the runtime under test (default `io.containerd.crossarch.v2`;
 //!   `io.containerd.runc.v2` runs the same suite against containerd's Go shim, the reference).
 //! - `CROSSARCH_SHIM_DIR`: where `containerd-shim-crossarch-v2` is (default
-//!   `<workspace>/target/release`); prepended to the private containerd's PATH.
+//!   `<workspace>/target/dist`, staged by scripts/build.sh); prepended to the private containerd's PATH.
 //! - `CROSSARCH_FIXTURES`: the fixtures dir (default `<workspace>/fixtures/out`); its
 //!   `rootfs/<arch>` is used as the containers' root, else one is built from the host's
 //!   static busybox.
@@ -64,7 +64,7 @@ pub fn shim_binary_name(runtime: &str) -> String {
 pub fn shim_dir() -> PathBuf {
     env::var_os("CROSSARCH_SHIM_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_dir().join("target/release"))
+        .unwrap_or_else(|| workspace_dir().join("target/dist"))
 }
 
 pub fn fixtures_dir() -> PathBuf {
@@ -121,7 +121,7 @@ fn assert_shim_present(runtime: &str) {
     assert!(
         shim_dir().join(&shim).is_file() || in_path(&shim).is_some(),
         "{shim} for runtime {runtime} is neither in {} nor in PATH: build it with \
-         `cargo build --release -p crossarch-shim`, set CROSSARCH_SHIM_DIR to where it is, \
+         `scripts/build.sh`, set CROSSARCH_SHIM_DIR to where it is, \
          or choose another runtime with CROSSARCH_TEST_RUNTIME",
         shim_dir().display()
     );

@@ -25,6 +25,80 @@ const RUNC_OPTIONS_TYPE_URLS: &[&str] = &[
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub runc: RuncConfig,
+    pub capabilities: crate::caps::Policy,
+    pub init: InitConfig,
+    pub emulation: EmulationConfig,
+}
+
+/// The injected init (PID 1 of every container with its own PID namespace).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InitConfig {
+    pub enabled: bool,
+    /// The static init binary; empty means `crossarch-init` beside the shim binary.
+    pub path: PathBuf,
+    /// Forward signals to the payload's whole process group instead of the payload only.
+    pub pgroup: bool,
+}
+
+impl Default for InitConfig {
+    fn default() -> Self {
+        InitConfig {
+            enabled: true,
+            path: PathBuf::new(),
+            pgroup: false,
+        }
+    }
+}
+
+/// How foreign-architecture binaries run.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmulationMode {
+    /// The best mode the node and container allow.
+    #[default]
+    Auto,
+    /// A private binfmt_misc in the container's user namespace: every process is emulated.
+    Userns,
+    /// qemu in front of the process itself only; its children are not emulated.
+    Wrap,
+    /// Foreign binaries are refused.
+    Off,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmulationConfig {
+    pub mode: EmulationMode,
+    /// Foreign architectures that may run (OCI names: arm64, s390x, ...); absent means all.
+    pub allowed: Option<Vec<crossarch_route::arch::Arch>>,
+    /// Where qemu-user-static is looked for on the host.
+    pub qemu_dirs: Vec<PathBuf>,
+}
+
+impl Default for EmulationConfig {
+    fn default() -> Self {
+        EmulationConfig {
+            mode: EmulationMode::Auto,
+            allowed: None,
+            qemu_dirs: crossarch_route::qemu::default_dirs(),
+        }
+    }
+}
+
+/// Where crossarch puts its own files inside a container: under /dev, a tmpfs runc creates,
+/// so nothing is written into the image's rootfs.
+pub const IN_CONTAINER_DIR: &str = "/dev/.crossarch";
+
+impl EmulationConfig {
+    pub fn policy(&self) -> crossarch_route::plan::Policy {
+        crossarch_route::plan::Policy {
+            enabled: self.mode != EmulationMode::Off,
+            allowed: self.allowed.clone(),
+            qemu_dirs: self.qemu_dirs.clone(),
+            qemu_dir_in_container: IN_CONTAINER_DIR.into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -222,6 +296,20 @@ mod tests {
             msg.contains("/etc/crossarch/config.toml") && msg.contains("binray"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn emulation_and_init_tables() {
+        let c = Config::parse(
+            "[emulation]\nmode = \"wrap\"\nallowed = [\"arm64\", \"s390x\"]\n[init]\nenabled = false\n",
+            "test",
+        )
+        .unwrap();
+        assert_eq!(c.emulation.mode, EmulationMode::Wrap);
+        assert_eq!(c.emulation.allowed.as_ref().unwrap().len(), 2);
+        assert!(!c.init.enabled);
+        let e = Config::parse("[emulation]\nmode = \"fast\"\n", "test").unwrap_err();
+        assert!(e.to_string().contains("fast"), "{e}");
     }
 
     #[test]

@@ -1,12 +1,17 @@
 //! containerd-shim-crossarch-v2: the shim binary containerd starts for the runtime
 //! `io.containerd.crossarch.v2`.
 
+mod caps;
 mod config;
 mod error;
+mod init;
 mod logger;
+mod prepare;
 mod reaper;
+mod route;
 mod runc;
 mod service;
+mod spec;
 mod task;
 
 use containerd_shim::Config;

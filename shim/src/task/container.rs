@@ -42,6 +42,10 @@ pub struct Container {
     pub rootfs_mounted: bool,
     /// Without its own PID namespace, the container's processes outlive its init.
     pub kill_all_on_exit: bool,
+    /// Whether the container asked to be privileged; the policy decides what that grants.
+    pub privileged: bool,
+    /// The configuration in force for this container (runtime options or config file).
+    pub config: crate::config::Config,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     pub oom: Mutex<Option<tokio::task::JoinHandle<()>>>,

@@ -172,10 +172,9 @@ impl ProcessIo {
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
         let guard = self.console.lock().unwrap();
+        // As with runc-v2, resizing a process without a terminal is not an error.
         let Some(console) = guard.as_ref() else {
-            return Err(Error::FailedPrecondition(
-                "process has no terminal to resize".into(),
-            ));
+            return Ok(());
         };
         let ws = libc::winsize {
             ws_row: height as u16,

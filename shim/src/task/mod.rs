@@ -151,18 +151,18 @@ impl Shared {
         })?;
         let bundle = PathBuf::from(&req.bundle);
         let spec = container::read_spec(&id, &bundle)?;
-        if req.rootfs.is_empty() {
-            let root = spec
-                .root()
-                .as_ref()
-                .map(|r| bundle.join(r.path()))
-                .unwrap_or_else(|| bundle.join("rootfs"));
-            if !root.is_dir() {
-                return Err(Error::NotFound(format!(
-                    "container {id}: rootfs {} does not exist and no rootfs mounts were given",
-                    root.display()
-                )));
-            }
+        let privileged = crate::caps::is_privileged(&spec);
+        let own_pid_namespace = container::has_own_pid_namespace(&spec);
+        let rootfs = match spec.root().as_ref().map(|r| r.path().clone()) {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => bundle.join(p),
+            None => bundle.join("rootfs"),
+        };
+        if req.rootfs.is_empty() && !rootfs.is_dir() {
+            return Err(Error::NotFound(format!(
+                "container {id}: rootfs {} does not exist and no rootfs mounts were given",
+                rootfs.display()
+            )));
         }
         let cfg = &resolved.config.runc;
         let runc = Runc {
@@ -172,6 +172,25 @@ impl Shared {
             log: bundle.join("log.json"),
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
+        let prepared = crate::spec::Document::load(&id, &bundle).and_then(|mut doc| {
+            let input = crate::prepare::CreateInput {
+                id: &id,
+                bundle: &bundle,
+                rootfs: &rootfs,
+                config: &resolved.config,
+                privileged,
+                own_pid_namespace,
+            };
+            let prepared = crate::prepare::for_create(&input, &mut doc)?;
+            doc.store(&id, &bundle)?;
+            Ok(prepared)
+        });
+        if let Err(e) = prepared {
+            if rootfs_mounted {
+                container::unmount_rootfs(&bundle);
+            }
+            return Err(e);
+        }
         let record = BundleRecord {
             runc_binary: runc.binary.clone(),
             runc_root: runc.root.clone(),
@@ -194,7 +213,9 @@ impl Shared {
             bundle: bundle.clone(),
             runc,
             rootfs_mounted,
-            kill_all_on_exit: !container::has_own_pid_namespace(&spec),
+            kill_all_on_exit: !own_pid_namespace,
+            privileged,
+            config: resolved.config.clone(),
             init: Arc::new(Process::new("", stdio, Vec::new())),
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
@@ -359,13 +380,23 @@ impl Shared {
                 "{what}: container is not running"
             )));
         }
-        let spec = req
+        let raw = req
             .spec
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        serde_json::from_slice::<oci_spec::runtime::Process>(&spec)
+        let slot: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
+        let root = PathBuf::from(format!("/proc/{}/root", c.init.pid()));
+        let input = crate::prepare::ExecInput {
+            id: &c.id,
+            exec_id: &req.exec_id,
+            root: &root,
+            config: &c.config,
+            privileged: c.privileged,
+            terminal: req.terminal,
+        };
+        let spec = crate::prepare::for_exec(&input, slot)?;
         let stdio = StdioRequest {
             stdin: req.stdin,
             stdout: req.stdout,

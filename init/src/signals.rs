@@ -1,0 +1,121 @@
+//! Init's own signal state. All signals stay blocked in init and are collected with
+//! sigtimedwait, so no handler ever runs and nothing is lost between two waits.
+
+use std::mem::MaybeUninit;
+use std::time::Duration;
+
+use nix::errno::Errno;
+
+// The C library keeps a few signals for itself (32-33 in glibc, 32-34 in musl) and refuses to
+// block them or change their disposition. Init uses no threads, so it may, and must: they can
+// arrive ignored (glibc's posix_spawn leaves them so), and a signal in that range sent to init
+// would otherwise kill it instead of reaching the program. So the mask and the dispositions
+// go straight to the kernel.
+
+/// The size of the kernel's sigset_t, which the rt_sig* system calls insist on.
+const KERNEL_SIGSET_BYTES: usize = if cfg!(any(
+    target_arch = "mips",
+    target_arch = "mips64",
+    target_arch = "mips32r6",
+    target_arch = "mips64r6"
+)) {
+    16
+} else {
+    8
+};
+
+/// Highest signal number the kernel knows.
+const MAX_SIGNAL: i32 = (KERNEL_SIGSET_BYTES * 8) as i32;
+
+type KernelSigset = [u8; KERNEL_SIGSET_BYTES];
+
+fn set_mask(set: &KernelSigset) {
+    // SAFETY: the kernel reads KERNEL_SIGSET_BYTES from `set`; no old mask is asked for.
+    // SIG_SETMASK with a valid set cannot fail.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigprocmask,
+            libc::SIG_SETMASK,
+            set.as_ptr(),
+            std::ptr::null_mut::<u8>(),
+            KERNEL_SIGSET_BYTES,
+        )
+    };
+}
+
+/// Blocks every signal the kernel lets a process block (all but KILL and STOP).
+///
+/// Blocked SIGTTOU and SIGTTIN also count as ignored for the terminal, so neither init nor a
+/// child that has not yet reset its mask is stopped when it hands over the terminal with
+/// tcsetpgrp from a background process group.
+pub fn block_all() {
+    set_mask(&[0xff; KERNEL_SIGSET_BYTES]);
+}
+
+/// The clean mask the program must start with.
+pub fn unblock_all() {
+    set_mask(&[0; KERNEL_SIGSET_BYTES]);
+}
+
+/// Puts every disposition back to default. Ignored dispositions survive exec, and init's
+/// parent or Rust's runtime (SIGPIPE) may have set some; an ignored SIGCHLD would even make
+/// the kernel reap the program behind init's back and lose its exit status.
+pub fn reset_dispositions() {
+    // The kernel's struct sigaction differs between architectures, but on every one of them
+    // all zero bytes mean SIG_DFL with no flags and an empty mask. 64 bytes cover the largest.
+    let default = [0u64; 8];
+    for signal in 1..=MAX_SIGNAL {
+        // SAFETY: the kernel reads a struct sigaction from `default`, which is large enough;
+        // no old action is asked for. KILL and STOP fail with EINVAL, which is fine.
+        unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                default.as_ptr(),
+                std::ptr::null_mut::<u8>(),
+                KERNEL_SIGSET_BYTES,
+            )
+        };
+    }
+}
+
+/// Every bit set, for sigtimedwait. The C library passes the set through to the kernel, which
+/// reads only its own sigset_t from the start of it.
+fn full_set() -> libc::sigset_t {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigset_t is plain bits; every byte is written before it is read.
+    unsafe {
+        std::ptr::write_bytes(set.as_mut_ptr(), 0xff, 1);
+        set.assume_init()
+    }
+}
+
+/// Waits for the next pending signal, at most `timeout`. None on timeout or interruption.
+pub fn wait(timeout: Duration) -> Option<i32> {
+    let set = full_set();
+    let timeout = libc::timespec {
+        tv_sec: timeout.as_secs() as _,
+        tv_nsec: timeout.subsec_nanos() as _,
+    };
+    // SAFETY: valid set and timeout; a null siginfo is allowed.
+    let signal = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
+    if signal > 0 {
+        Some(signal)
+    } else {
+        debug_assert!(matches!(Errno::last(), Errno::EAGAIN | Errno::EINTR));
+        None
+    }
+}
+
+/// Sends `signal` to `target` (a pid, or a negated process group id). A target that is already
+/// gone is not an error: the program may exit while a signal is on its way.
+pub fn send(target: libc::pid_t, signal: i32) -> Result<(), Errno> {
+    // SAFETY: kill has no memory-safety preconditions.
+    match unsafe { libc::kill(target, signal) } {
+        0 => Ok(()),
+        _ => match Errno::last() {
+            Errno::ESRCH => Ok(()),
+            err => Err(err),
+        },
+    }
+}

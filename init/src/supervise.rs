@@ -1,0 +1,159 @@
+//! Starting the program, passing signals on, reaping, and turning the end into an exit code.
+
+use std::ffi::CString;
+use std::io::{stdin, IsTerminal};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use nix::sys::prctl;
+use nix::unistd::{self, ForkResult, Pid};
+
+use crate::cli::Options;
+use crate::complain;
+use crate::exit::{exec_failure_code, ChildEnd};
+use crate::signals;
+
+/// Exit code when init itself cannot do its job (no fork, no subreaper when asked for).
+const INIT_FAILURE: i32 = 1;
+
+/// A lost SIGCHLD can only delay reaping by this much; signals wake init at once regardless.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+pub fn run(options: &Options) -> i32 {
+    // First, so that a signal arriving from now on waits in the queue to be forwarded
+    // instead of acting on init.
+    signals::reset_dispositions();
+    signals::block_all();
+
+    if let Err(err) = become_subreaper(options.subreaper) {
+        complain!("cannot become a child subreaper: {}", err.desc());
+        return INIT_FAILURE;
+    }
+
+    // Built before fork so the child only has to exec. argv strings cannot hold NUL bytes.
+    let argv: Vec<CString> = options
+        .program
+        .iter()
+        .map(|arg| CString::new(arg.as_bytes()).expect("argv strings have no NUL byte"))
+        .collect();
+    let tty = stdin().is_terminal();
+
+    // SAFETY: init has a single thread, so the child may do anything before exec.
+    let child = match unsafe { unistd::fork() } {
+        Ok(ForkResult::Child) => exec_program(&argv, tty),
+        Ok(ForkResult::Parent { child }) => child,
+        Err(err) => {
+            complain!(
+                "cannot start {}: fork: {}",
+                argv[0].to_string_lossy(),
+                err.desc()
+            );
+            return INIT_FAILURE;
+        }
+    };
+    // The child does the same; whichever runs first wins, so a signal forwarded with -g can
+    // never find the group missing. Once the child has exec'd this fails, harmlessly.
+    let _ = unistd::setpgid(child, child);
+
+    let target = if options.pgroup {
+        -child.as_raw()
+    } else {
+        child.as_raw()
+    };
+    let end = supervise(child, target);
+    i32::from(options.remap.apply(end.exit_code()))
+}
+
+/// Not PID 1 (a container sharing the host's pid namespace, or a test): without this, the
+/// program's orphans would go to someone else and their zombies escape init.
+fn become_subreaper(forced: bool) -> Result<(), Errno> {
+    if !forced && unistd::getpid().as_raw() == 1 {
+        return Ok(());
+    }
+    match prctl::set_child_subreaper(true) {
+        Ok(()) => Ok(()),
+        Err(err) if forced => Err(err),
+        Err(err) => {
+            complain!(
+                "warning: cannot become a child subreaper ({}); orphaned processes will not be reaped by init",
+                err.desc()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// In the child between fork and exec.
+fn exec_program(argv: &[CString], tty: bool) -> ! {
+    let _ = unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if tty {
+        // Job control (`ctr run -t`, Ctrl-C) needs the program's group in the terminal's
+        // foreground. Signals are still all blocked here, so SIGTTOU cannot stop us.
+        match unistd::tcsetpgrp(stdin().as_fd(), unistd::getpid()) {
+            // Not our controlling terminal: there is no job control to give.
+            Ok(()) | Err(Errno::ENOTTY) | Err(Errno::ENXIO) => {}
+            Err(err) => complain!(
+                "warning: cannot give the terminal to {}: {}",
+                argv[0].to_string_lossy(),
+                err.desc()
+            ),
+        }
+    }
+    signals::unblock_all();
+    let err = match unistd::execvp(&argv[0], argv) {
+        Err(err) => err,
+        Ok(never) => match never {},
+    };
+    complain!("cannot run {}: {}", argv[0].to_string_lossy(), err.desc());
+    // SAFETY: _exit skips the atexit work that belongs to the parent's copy of this process.
+    unsafe { libc::_exit(exec_failure_code(err)) }
+}
+
+/// Forwards signals and reaps until the program has ended, then returns how it ended.
+fn supervise(child: Pid, target: libc::pid_t) -> ChildEnd {
+    loop {
+        // Reaping before waiting also catches a program that ended before the first wait.
+        if let Some(end) = reap_ready(child) {
+            return end;
+        }
+        match signals::wait(REAP_INTERVAL) {
+            None | Some(libc::SIGCHLD) => {}
+            Some(signal) => {
+                if let Err(err) = signals::send(target, signal) {
+                    complain!("cannot forward signal {signal}: {}", err.desc());
+                }
+            }
+        }
+    }
+}
+
+/// Reaps every zombie that is ready, and tells how the program ended if it was among them.
+/// It drains everything, so the zombies present when the program ends are reaped before exit.
+///
+/// Raw waitpid rather than nix's: nix cannot decode a death by a real-time signal and would
+/// report an error for a child it had already reaped.
+fn reap_ready(child: Pid) -> Option<ChildEnd> {
+    let mut end = None;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        match pid {
+            0 => return end,
+            -1 => match Errno::last() {
+                Errno::EINTR => {}
+                Errno::ECHILD => return end,
+                err => {
+                    complain!("waitpid: {}", err.desc());
+                    return end;
+                }
+            },
+            pid if pid == child.as_raw() => {
+                end = end.or(ChildEnd::from_wait_status(status));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,642 @@
+//! crossarch-init run as a real process, outside any container. It is not PID 1 here, so
+//! these tests also cover the automatic subreaper.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::time::{Duration, Instant};
+
+const INIT: &str = env!("CARGO_BIN_EXE_crossarch-init");
+
+/// Only a broken init gets near this; a passing test takes milliseconds. Generous because the
+/// machine is shared.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn init(args: &[&str]) -> Command {
+    let mut cmd = Command::new(INIT);
+    cmd.args(args);
+    cmd
+}
+
+/// Polls `check` until it gives a value, failing the test after TIMEOUT.
+fn poll<T>(what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// (pid, state letter) of every process whose parent is `parent`, zombies included.
+fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut children = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // Processes come and go while /proc is read.
+        let Some((state, ppid)) = stat_of(pid) else {
+            continue;
+        };
+        if ppid == parent {
+            children.push((pid, state));
+        }
+    }
+    children.sort_unstable();
+    children
+}
+
+/// (state letter, parent pid) from /proc/<pid>/stat, None once the process is gone.
+fn stat_of(pid: i32) -> Option<(char, i32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses; the fields after it cannot.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+fn send(pid: i32, signal: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, signal) };
+    assert_eq!(rc, 0, "kill({pid}, {signal}) failed");
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("crossarch-init-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create scratch dir");
+    dir
+}
+
+/// A running init whose stdout is read line by line. Dropping it kills whatever is left, so a
+/// failed test leaves no `sleep 1000` behind.
+struct Running {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+}
+
+impl Running {
+    fn spawn(cmd: &mut Command) -> Self {
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn crossarch-init");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Running {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(TIMEOUT)
+            .expect("a line from the program")
+    }
+
+    fn expect_line(&self, want: &str) {
+        assert_eq!(self.line(), want);
+    }
+
+    /// The program's pid, once init has started it. Signals sent to init before then could
+    /// find it still without its mask, as for any process that has just been spawned.
+    fn program_pid(&self) -> i32 {
+        let init_pid = self.pid();
+        poll("init to start the program", || {
+            children_of(init_pid).first().map(|&(pid, _)| pid)
+        })
+    }
+
+    fn signal(&self, signal: i32) {
+        send(self.pid(), signal);
+    }
+
+    fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// init's exit code; init itself must never die of a signal.
+    fn exit_code(&mut self) -> i32 {
+        let child = &mut self.child;
+        let status = poll("crossarch-init to exit", || {
+            child.try_wait().expect("try_wait")
+        });
+        status
+            .code()
+            .unwrap_or_else(|| panic!("crossarch-init was killed by signal {:?}", status.signal()))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let mut doomed = vec![self.pid()];
+            let mut i = 0;
+            while let Some(&parent) = doomed.get(i) {
+                doomed.extend(children_of(parent).into_iter().map(|(pid, _)| pid));
+                i += 1;
+            }
+            for pid in doomed.into_iter().rev() {
+                kill_quietly(pid);
+            }
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// SIGKILL for cleanup, where a process that is already gone is fine.
+fn kill_quietly(pid: i32) {
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+}
+
+/// Kills a process the test started indirectly, however the test ends.
+struct KillOnDrop(i32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        kill_quietly(self.0);
+    }
+}
+
+struct Output {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs init to its end with `input` on stdin.
+fn run(cmd: &mut Command, input: &[u8]) -> Output {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn crossarch-init");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let read_all = |mut from: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = from.read_to_string(&mut text);
+            text
+        })
+    };
+    let stdout = read_all(Box::new(child.stdout.take().expect("piped stdout")));
+    let stderr = read_all(Box::new(child.stderr.take().expect("piped stderr")));
+    let mut running = Running {
+        child,
+        stdin: None,
+        lines: mpsc::channel().1,
+    };
+    let code = running.exit_code();
+    writer.join().expect("stdin writer");
+    Output {
+        code,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn sh(script: &str) -> Command {
+    init(&["--", "sh", "-c", script])
+}
+
+#[test]
+fn every_exit_code_passes_through() {
+    for code in 0..=255 {
+        let mut child = sh(&format!("exit {code}"))
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn crossarch-init");
+        let status = poll("crossarch-init to exit", || {
+            child.try_wait().expect("try_wait")
+        });
+        assert_eq!(status.code(), Some(code), "sh -c 'exit {code}'");
+    }
+}
+
+#[test]
+fn a_program_killed_by_a_signal_gives_128_plus_the_signal() {
+    for (signal, code) in [("KILL", 137), ("SEGV", 139), ("TERM", 143), ("USR2", 140)] {
+        let out = run(&mut sh(&format!("kill -s {signal} $$")), b"");
+        assert_eq!(out.code, code, "kill -s {signal}");
+    }
+    // A real-time signal: 128 + 40.
+    assert_eq!(run(&mut sh("kill -40 $$"), b"").code, 168);
+}
+
+#[test]
+fn sigterm_to_init_reaches_a_program_that_traps_it() {
+    let mut running = Running::spawn(&mut sh(
+        "trap 'exit 42' TERM; echo ready; while :; do sleep 0.05; done",
+    ));
+    running.expect_line("ready");
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_code(), 42);
+}
+
+#[test]
+fn catchable_signals_are_forwarded() {
+    let cases = [
+        (libc::SIGINT, "INT", 43),
+        (libc::SIGHUP, "HUP", 44),
+        (libc::SIGUSR1, "USR1", 45),
+        (libc::SIGUSR2, "USR2", 46),
+        (libc::SIGQUIT, "QUIT", 47),
+        (libc::SIGWINCH, "WINCH", 48),
+        // Real-time signals too, which libc's sigfillset-based code paths tend to miss.
+        (40, "40", 49),
+    ];
+    for (signal, name, code) in cases {
+        let mut running = Running::spawn(&mut sh(&format!(
+            "trap 'exit {code}' {name}; echo ready; while :; do sleep 0.05; done"
+        )));
+        running.expect_line("ready");
+        running.signal(signal);
+        assert_eq!(running.exit_code(), code, "SIG{name}");
+    }
+}
+
+#[test]
+fn untrapped_sigterm_gives_143() {
+    let mut running = Running::spawn(&mut init(&["--", "sleep", "1000"]));
+    running.program_pid();
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_code(), 143);
+}
+
+#[test]
+fn sigkill_of_the_program_gives_137() {
+    let mut running = Running::spawn(&mut init(&["--", "sleep", "1000"]));
+    send(running.program_pid(), libc::SIGKILL);
+    assert_eq!(running.exit_code(), 137);
+}
+
+#[test]
+fn orphaned_grandchildren_are_adopted_and_reaped() {
+    // 100 orphans that live until stdin closes. Each `( ... &)` subshell exits at once, so
+    // its cat is orphaned and, init being a subreaper, adopted by init. Async commands get
+    // /dev/null as stdin unless redirected, hence fd 3.
+    let mut running = Running::spawn(&mut sh("echo $$
+exec 3<&0
+i=0
+while [ $i -lt 100 ]; do (cat <&3 >/dev/null &); i=$((i+1)); done
+echo spawned
+read line
+echo eof
+while :; do sleep 0.05; done"));
+    let init_pid = running.pid();
+    let sh_pid: i32 = running.line().parse().expect("the shell's pid");
+    running.expect_line("spawned");
+
+    poll("init to adopt the 100 orphans", || {
+        let adopted = children_of(init_pid)
+            .iter()
+            .filter(|&&(pid, _)| pid != sh_pid)
+            .count();
+        (adopted == 100).then_some(())
+    });
+
+    running.close_stdin();
+    running.expect_line("eof");
+    // A zombie stays its parent's child until reaped, so only the shell may be left.
+    let left = poll("init to reap the orphans", || {
+        let children = children_of(init_pid);
+        (children.len() == 1).then_some(children)
+    });
+    assert_eq!(left[0].0, sh_pid);
+    assert_ne!(
+        left[0].1, 'Z',
+        "the shell is a zombie while init still runs"
+    );
+
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_code(), 143);
+}
+
+#[test]
+fn pgroup_forwards_to_the_whole_process_group() {
+    let mut running = Running::spawn(&mut init(&[
+        "-g",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1000 </dev/null >/dev/null 2>&1 & echo $!; wait",
+    ]));
+    let sleeper: i32 = running.line().parse().expect("the sleeper's pid");
+    let _cleanup = KillOnDrop(sleeper);
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_code(), 143);
+    poll("the background sleep to die of SIGTERM too", || {
+        matches!(stat_of(sleeper), None | Some(('Z', _))).then_some(())
+    });
+}
+
+#[test]
+fn without_pgroup_only_the_program_gets_the_signal() {
+    let mut running = Running::spawn(&mut sh("trap 'exit 42' TERM
+sleep 1000 </dev/null >/dev/null 2>&1 &
+echo $!
+while :; do sleep 0.05; done"));
+    let sleeper: i32 = running.line().parse().expect("the sleeper's pid");
+    let _cleanup = KillOnDrop(sleeper);
+    running.signal(libc::SIGTERM);
+    assert_eq!(running.exit_code(), 42);
+    let state = stat_of(sleeper).map(|(state, _)| state);
+    assert!(
+        matches!(state, Some('S' | 'R')),
+        "the background sleep should still run, its state is {state:?}"
+    );
+}
+
+#[test]
+fn the_program_starts_with_a_clean_mask_and_default_dispositions() {
+    let mut cmd = init(&["--", "cat", "/proc/self/status"]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_IGN);
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            libc::signal(libc::SIGCHLD, libc::SIG_IGN);
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGUSR1);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
+    let out = run(&mut cmd, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for field in ["SigBlk", "SigIgn"] {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{field}:")))
+            .unwrap_or_else(|| panic!("no {field} in {}", out.stdout));
+        assert_eq!(line, format!("{field}:\t0000000000000000"));
+    }
+}
+
+#[test]
+fn stdin_eof_reaches_the_program() {
+    let out = run(&mut init(&["--", "cat"]), b"hello\nworld\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "hello\nworld\n");
+}
+
+#[test]
+fn arguments_after_double_dash_are_the_programs() {
+    let out = run(
+        &mut init(&[
+            "-g",
+            "--",
+            "sh",
+            "-c",
+            "printf '[%s]' \"$@\"",
+            "sh",
+            "-g",
+            "--version",
+            "--remap-exit",
+            "--",
+            "",
+        ]),
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "[-g][--version][--remap-exit][--][]");
+}
+
+#[test]
+fn the_environment_reaches_the_program_untouched_and_its_path_is_searched() {
+    let dir = scratch_dir("env");
+    std::os::unix::fs::symlink("/usr/bin/env", dir.join("crossarch-test-env"))
+        .expect("symlink env");
+    let path = dir.to_str().expect("utf-8 scratch dir");
+    let out = run(
+        init(&["--", "crossarch-test-env"])
+            .env_clear()
+            .env("PATH", path)
+            .env("FOO", "bar baz")
+            .env("CROSSARCH_INIT_PGROUP", "1"),
+        b"",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut env: Vec<&str> = out.stdout.lines().collect();
+    env.sort_unstable();
+    let path_line = format!("PATH={path}");
+    assert_eq!(
+        env,
+        ["CROSSARCH_INIT_PGROUP=1", "FOO=bar baz", path_line.as_str()]
+    );
+}
+
+#[test]
+fn a_missing_program_gives_127_and_says_why() {
+    let out = run(&mut init(&["--", "/nonexistent/program", "arg"]), b"");
+    assert_eq!(out.code, 127);
+    assert_eq!(
+        out.stderr,
+        "crossarch-init: cannot run /nonexistent/program: No such file or directory\n"
+    );
+    assert_eq!(out.stdout, "");
+
+    let out = run(&mut init(&["crossarch-no-such-program"]), b"");
+    assert_eq!(out.code, 127);
+    assert_eq!(
+        out.stderr,
+        "crossarch-init: cannot run crossarch-no-such-program: No such file or directory\n"
+    );
+}
+
+#[test]
+fn a_program_that_cannot_execute_gives_126() {
+    let dir = scratch_dir("noexec");
+    let file = dir.join("not-executable");
+    fs::write(&file, "#!/bin/sh\necho should not run\n").expect("write script");
+    fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).expect("chmod");
+    let file = file.to_str().expect("utf-8 scratch dir");
+
+    let out = run(&mut init(&["--", file]), b"");
+    assert_eq!(out.code, 126);
+    assert_eq!(
+        out.stderr,
+        format!("crossarch-init: cannot run {file}: Permission denied\n")
+    );
+    assert_eq!(out.stdout, "");
+
+    assert_eq!(run(&mut init(&["--", "/"]), b"").code, 126);
+}
+
+#[test]
+fn remap_exit_changes_only_the_listed_codes() {
+    let remapped = |script: &str| {
+        run(
+            &mut init(&[
+                "--remap-exit",
+                "3:0",
+                "--remap-exit=143:7",
+                "--",
+                "sh",
+                "-c",
+                script,
+            ]),
+            b"",
+        )
+        .code
+    };
+    assert_eq!(remapped("exit 3"), 0);
+    assert_eq!(remapped("exit 4"), 4);
+    assert_eq!(remapped("exit 0"), 0);
+    // Applied after signal mapping: a TERM death (143) becomes 7.
+    assert_eq!(remapped("kill -s TERM $$"), 7);
+}
+
+#[test]
+fn bad_command_lines_are_refused_with_a_prefixed_message() {
+    for args in [
+        &[][..],
+        &["--frobnicate", "--", "true"],
+        &["--remap-exit", "300:0", "--", "true"],
+    ] {
+        let out = run(&mut init(args), b"");
+        assert_eq!(out.code, 2, "{args:?}");
+        assert!(
+            out.stderr.starts_with("crossarch-init: "),
+            "{args:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn version() {
+    let out = run(&mut init(&["--version"]), b"");
+    assert_eq!(out.code, 0);
+    assert_eq!(
+        out.stdout,
+        format!("crossarch-init {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+/// A new pseudo-terminal: (master, slave).
+fn open_pty() -> (File, File) {
+    // SAFETY: plain libc calls on descriptors this function owns; ptsname_r writes at most
+    // `buf.len()` bytes including the NUL.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        assert!(master >= 0, "posix_openpt failed");
+        let master = OwnedFd::from_raw_fd(master);
+        assert_eq!(libc::grantpt(master.as_raw_fd()), 0, "grantpt");
+        assert_eq!(libc::unlockpt(master.as_raw_fd()), 0, "unlockpt");
+        let mut buf = [0 as libc::c_char; 128];
+        assert_eq!(
+            libc::ptsname_r(master.as_raw_fd(), buf.as_mut_ptr(), buf.len()),
+            0
+        );
+        let name = std::ffi::CStr::from_ptr(buf.as_ptr());
+        let slave = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().expect("utf-8 pty name"))
+            .expect("open pty slave");
+        (File::from(master), slave)
+    }
+}
+
+#[test]
+fn on_a_terminal_the_program_gets_the_foreground_and_ctrl_c() {
+    let (mut master, slave) = open_pty();
+    let mut running = {
+        let mut cmd = sh("read -r _ _ _ _ pgrp _ _ tpgid _ </proc/self/stat
+echo \"pid=$$ pgrp=$pgrp tpgid=$tpgid\"
+exec sleep 1000");
+        cmd.stdin(slave.try_clone().expect("dup slave"))
+            .stdout(slave.try_clone().expect("dup slave"))
+            .stderr(slave);
+        // SAFETY: only async-signal-safe calls between fork and exec. Like a container's
+        // console: init leads a new session whose controlling terminal is the pty.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("spawn crossarch-init");
+        // `cmd` goes out of scope here and closes our copies of the slave.
+        Running {
+            child,
+            stdin: None,
+            lines: mpsc::channel().1,
+        }
+    };
+
+    let (tx, screen) = mpsc::channel();
+    let mut reader = master.try_clone().expect("dup master");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        // Ends with EIO once every slave descriptor is closed.
+        while let Ok(n @ 1..) = reader.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = String::new();
+    let report = loop {
+        let chunk = screen
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| panic!("no report on the terminal; saw {seen:?}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+        if let Some(start) = seen.find("pid=") {
+            if let Some(len) = seen[start..].find('\n') {
+                break seen[start..start + len].trim_end().to_owned();
+            }
+        }
+    };
+    let fields: Vec<&str> = report
+        .split(' ')
+        .map(|f| f.split_once('=').expect("key=value").1)
+        .collect();
+    assert_eq!(
+        fields[0], fields[1],
+        "the program leads its own group: {report}"
+    );
+    assert_eq!(
+        fields[1], fields[2],
+        "the program's group is the terminal's foreground: {report}"
+    );
+
+    master.write_all(b"\x03").expect("type Ctrl-C");
+    assert_eq!(running.exit_code(), 130);
+}
