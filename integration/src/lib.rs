@@ -45,6 +45,22 @@ pub fn workspace_dir() -> PathBuf {
 }
 
 /// The runtime name under test.
+/// How many processes the runtime puts in front of the container's own: crossarch injects
+/// its init as PID 1, runc-v2 none.
+pub fn injected_processes() -> usize {
+    usize::from(runtime() == "io.containerd.crossarch.v2")
+}
+
+/// The start of `/proc/1/cmdline` (NUL-separated) for a container running `args`.
+pub fn pid1_cmdline(args: &[&str]) -> String {
+    let mut v: Vec<&str> = Vec::new();
+    if injected_processes() == 1 {
+        v.extend(["/dev/.crossarch/init", "--"]);
+    }
+    v.extend(args);
+    v.join("\0")
+}
+
 pub fn runtime() -> String {
     env::var("CROSSARCH_TEST_RUNTIME").unwrap_or_else(|_| "io.containerd.crossarch.v2".into())
 }

@@ -6,7 +6,8 @@ use std::fs;
 use std::time::Duration;
 
 use crossarch_integration::{
-    containerd, host, pty::run_in_pty, ttrpc, wait_until, OutputExt, Step,
+    containerd, host, injected_processes, pid1_cmdline, pty::run_in_pty, ttrpc, wait_until,
+    OutputExt, Step,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -169,7 +170,11 @@ fn exec_runs_in_the_container_and_returns_its_exit_code() {
         "/proc/1/cmdline",
     ]);
     out.ok();
-    assert!(out.stdout_text().starts_with("sleep"), "{}", out.show());
+    assert!(
+        out.stdout_text().starts_with(&pid1_cmdline(&["sleep"])),
+        "{}",
+        out.show()
+    );
 
     // An exec id can be used again once its process is gone.
     let out = cd.ctr(&["task", "exec", "--exec-id", "e2", "c", "true"]);
@@ -305,17 +310,22 @@ fn ps_lists_the_container_processes() {
     cd.run_detached("c", &[], &["sh", "-c", "sleep 1000 & sleep 1001 & wait"]);
     let init = cd.task_pid("c");
     let mut pids = Vec::new();
-    wait_until("three processes in ps", LONG, || {
-        let out = cd.ctr(&["task", "ps", "c"]);
-        out.ok();
-        pids = out
-            .stdout_text()
-            .lines()
-            .skip(1)
-            .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
-            .collect();
-        pids.len() == 3
-    });
+    let expected = 3 + injected_processes();
+    wait_until(
+        "three processes (and any injected init) in ps",
+        LONG,
+        || {
+            let out = cd.ctr(&["task", "ps", "c"]);
+            out.ok();
+            pids = out
+                .stdout_text()
+                .lines()
+                .skip(1)
+                .filter_map(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                .collect();
+            pids.len() == expected
+        },
+    );
     assert!(pids.contains(&init), "init {init} not in {pids:?}");
     for pid in &pids {
         assert!(

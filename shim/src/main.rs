@@ -1,9 +1,11 @@
 //! containerd-shim-crossarch-v2: the shim binary containerd starts for the runtime
 //! `io.containerd.crossarch.v2`.
 
+mod binfmt;
 mod caps;
 mod config;
 mod error;
+mod hook;
 mod init;
 mod logger;
 mod prepare;
@@ -34,6 +36,9 @@ fn main() {
     {
         print_version();
         return;
+    }
+    if args.first().map(String::as_str) == Some(hook::COMMAND) {
+        std::process::exit(hook::main(&args[1..]));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::{
     caps,
-    config::Config,
+    config::{Config, EmulationMode},
     error::{Error, Result},
     init, route,
     spec::{self, Document},
@@ -38,6 +38,18 @@ fn apply_route(decision: &Decision, process: &mut Process) -> Result<()> {
     }
 }
 
+/// Where the spec mounts things, which runc sees and the rootfs does not.
+fn mount_destinations(value: &Value) -> Vec<String> {
+    value["mounts"]
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .filter_map(|m| m["destination"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub struct CreateInput<'a> {
     pub id: &'a str,
     pub bundle: &'a Path,
@@ -47,7 +59,38 @@ pub struct CreateInput<'a> {
     pub own_pid_namespace: bool,
 }
 
-pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<()> {
+/// How a foreign container is emulated.
+#[derive(Debug, PartialEq)]
+pub enum Mode {
+    Userns,
+    /// With the reason userns mode was not used.
+    Wrap(String),
+}
+
+/// Picks the mode from the config and what the node supports (`unsupported` says why not).
+pub fn choose_mode(
+    id: &str,
+    configured: EmulationMode,
+    unsupported: Option<String>,
+) -> Result<Mode> {
+    match (configured, unsupported) {
+        (EmulationMode::Wrap, _) => Ok(Mode::Wrap(
+            "emulation.mode is \"wrap\" in the crossarch config".into(),
+        )),
+        (EmulationMode::Userns | EmulationMode::Auto, None) => Ok(Mode::Userns),
+        (EmulationMode::Auto, Some(why)) => Ok(Mode::Wrap(why)),
+        (EmulationMode::Userns, Some(why)) => Err(Error::FailedPrecondition(format!(
+            "container {id}: emulation.mode is \"userns\" but {why}; use \"auto\" or \"wrap\""
+        ))),
+        // Refused earlier by the routing policy; never reached with a Wrap route.
+        (EmulationMode::Off, _) => Ok(Mode::Wrap("emulation is off".into())),
+    }
+}
+
+/// The architectures a container's private binfmt_misc runs, empty without one.
+pub type Registered = Vec<(crossarch_route::arch::Arch, std::path::PathBuf)>;
+
+pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered> {
     let CreateInput { id, config, .. } = *input;
     let report = doc.with_process(id, |p| {
         caps::apply_to_process(&config.capabilities, p, input.privileged, id, "")
@@ -55,23 +98,88 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<()> {
     report.lines.iter().for_each(|l| log::info!("{l}"));
 
     let (args, env, cwd) = doc.with_process(id, |p| Ok(view(p)))?;
-    let decision = route::decide(id, &config.emulation, input.rootfs, &args, &env, &cwd);
+    let mounts = mount_destinations(&doc.value);
+    let (decision, missing) = match route::decide(
+        id,
+        &config.emulation,
+        input.rootfs,
+        &args,
+        &env,
+        &cwd,
+        &mounts,
+    ) {
+        route::Inspection::Decided(d) => (Some(*d), None),
+        route::Inspection::Missing(why) => (None, Some(why)),
+        route::Inspection::Unknown => (None, None),
+    };
+    let mut registered = Vec::new();
     if let Some(d) = &decision {
         log::info!("{d}");
-        doc.with_process(id, |p| apply_route(d, p))?;
-        if let Route::Wrap {
-            qemu_host_path,
-            qemu_in_container_path,
-            ..
-        } = &d.route
-        {
-            spec::add_bind_mount(
-                &mut doc.value,
-                qemu_host_path,
-                &qemu_in_container_path.to_string_lossy(),
-            );
+        let mode = match &d.route {
+            Route::Wrap { .. } => Some(choose_mode(
+                id,
+                config.emulation.mode,
+                route::userns_unsupported(),
+            )?),
+            _ => None,
+        };
+        match &mode {
+            Some(Mode::Userns) => {
+                registered = route::registrations(&config.emulation);
+                let added = spec::ensure_user_namespace(&mut doc.value);
+                if added && spec::joins_namespace(&doc.value, "network") {
+                    spec::bind_sysfs(&mut doc.value);
+                }
+                let shim = std::env::current_exe().map_err(|e| {
+                    Error::Internal(format!("container {id}: cannot find the shim binary: {e}"))
+                })?;
+                let userns = crate::hook::user_namespace().map_err(|e| {
+                    Error::Internal(format!(
+                        "container {id}: cannot read the shim's user namespace: {e}"
+                    ))
+                })?;
+                spec::add_create_container_hook(
+                    &mut doc.value,
+                    &shim,
+                    crate::hook::args(id, userns, &registered),
+                    10,
+                );
+                let arches: Vec<String> = registered.iter().map(|(a, _)| a.to_string()).collect();
+                log::info!(
+                    "container {id}: every process is emulated through a private binfmt_misc in {} user namespace ({})",
+                    if added { "a new" } else { "its own" },
+                    arches.join(", ")
+                );
+            }
+            Some(Mode::Wrap(why)) => {
+                log::warn!(
+                    "container {id}: only {} itself is emulated (wrap mode: {why}); programs it starts \
+                     of another architecture fail with \"exec format error\"",
+                    d.path_in_root.display()
+                );
+                doc.with_process(id, |p| apply_route(d, p))?;
+                if let Route::Wrap {
+                    qemu_host_path,
+                    qemu_in_container_path,
+                    ..
+                } = &d.route
+                {
+                    spec::add_bind_mount(
+                        &mut doc.value,
+                        qemu_host_path,
+                        &qemu_in_container_path.to_string_lossy(),
+                    );
+                }
+            }
+            None => doc.with_process(id, |p| apply_route(d, p))?,
         }
-        if let Ok(json) = serde_json::to_vec_pretty(d) {
+        let record = serde_json::json!({
+            "decision": d,
+            "mode": match &mode { Some(Mode::Userns) => "userns", Some(Mode::Wrap(_)) => "wrap", None => "native" },
+            "mode_why": match &mode { Some(Mode::Wrap(why)) => why.as_str(), _ => "" },
+            "binfmt": registered.iter().map(|(a, p)| (a.to_string(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+        });
+        if let Ok(json) = serde_json::to_vec_pretty(&record) {
             let _ = std::fs::write(input.bundle.join(DECISION_FILE), json);
         }
     }
@@ -86,6 +194,14 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<()> {
     ) {
         Some(why) => log::info!("container {id}: no injected init: {why}"),
         None => {
+            // runc would refuse a missing binary at Create; in front of it the init would
+            // start and exit 127 instead, so refuse it the same way.
+            if let Some(why) = missing {
+                return Err(Error::Internal(format!(
+                    "container {id}: exec: {why}: no such file or directory; check the image's \
+                     entrypoint, the command and PATH"
+                )));
+            }
             let host_init = init::locate(&config.init);
             if !host_init.is_file() {
                 return Err(Error::FailedPrecondition(format!(
@@ -101,7 +217,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<()> {
             })?;
         }
     }
-    Ok(())
+    Ok(registered)
 }
 
 pub struct ExecInput<'a> {
@@ -113,6 +229,8 @@ pub struct ExecInput<'a> {
     pub privileged: bool,
     /// The request's terminal flag; it wins over the process spec's, as with runc-v2.
     pub terminal: bool,
+    /// What the container's private binfmt_misc runs; the kernel routes those itself.
+    pub registered: &'a Registered,
 }
 
 /// Edits an exec's process (JSON as containerd sent it) and returns it serialized.
@@ -133,8 +251,23 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         Ok(view(p))
     })?;
     let label = format!("{id} (exec {exec_id})");
-    if let Some(d) = route::decide(&label, &config.emulation, input.root, &args, &env, &cwd) {
+    if let route::Inspection::Decided(d) = route::decide(
+        &label,
+        &config.emulation,
+        input.root,
+        &args,
+        &env,
+        &cwd,
+        &[],
+    ) {
         log::info!("{d}");
+        if let Route::Wrap { arch, .. } = &d.route {
+            if input.registered.iter().any(|(a, _)| a == arch) {
+                // The container's binfmt_misc runs it; the process is left as it is.
+                return serde_json::to_vec(&slot)
+                    .map_err(|e| Error::Internal(format!("{what}: {e}")));
+            }
+        }
         if let Route::Wrap {
             qemu_in_container_path,
             ..
@@ -159,4 +292,32 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         spec::edit_process(&what, &mut slot, |p| apply_route(&d, p))?;
     }
     serde_json::to_vec(&slot).map_err(|e| Error::Internal(format!("{what}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_follows_config_and_node() {
+        let no = || Some("Linux 5.10 has no per-user-namespace binfmt_misc".to_string());
+        assert_eq!(
+            choose_mode("a", EmulationMode::Auto, None).unwrap(),
+            Mode::Userns
+        );
+        assert!(
+            matches!(choose_mode("a", EmulationMode::Auto, no()).unwrap(), Mode::Wrap(w) if w.contains("5.10"))
+        );
+        assert!(matches!(
+            choose_mode("a", EmulationMode::Wrap, None).unwrap(),
+            Mode::Wrap(_)
+        ));
+        let e = choose_mode("web", EmulationMode::Userns, no()).unwrap_err();
+        assert!(matches!(e, Error::FailedPrecondition(_)));
+        assert!(
+            e.to_string()
+                .starts_with("container web: emulation.mode is \"userns\" but Linux 5.10"),
+            "{e}"
+        );
+    }
 }

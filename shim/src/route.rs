@@ -3,21 +3,33 @@
 
 use std::{path::Path, sync::OnceLock};
 
+use std::path::PathBuf;
+
 use crossarch_route::{
-    arch::Host,
+    arch::{self, Arch, Host},
     plan::{self, Decision},
     qemu, resolve,
 };
 
 use crate::config::EmulationConfig;
 
-fn host() -> Option<&'static Host> {
+pub fn host() -> Option<&'static Host> {
     static HOST: OnceLock<Option<Host>> = OnceLock::new();
     HOST.get_or_init(Host::detect).as_ref()
 }
 
+/// What inspecting a process's binary found.
+pub enum Inspection {
+    Decided(Box<Decision>),
+    /// args[0] is nowhere in the root, and no mount could provide it: runc would fail.
+    Missing(String),
+    /// The binary could not be inspected; runc reports whatever is wrong in its own words.
+    Unknown,
+}
+
 /// How the process `args` (with its `env` and `cwd`) runs, its binary read under `root`.
-/// `None` when the binary cannot be resolved: runc then reports that in its own words.
+/// `mounts` are the spec's mount destinations: a binary under one is only there once runc
+/// has mounted it, so its absence from the root proves nothing.
 pub fn decide(
     container: &str,
     cfg: &EmulationConfig,
@@ -25,28 +37,118 @@ pub fn decide(
     args: &[String],
     env: &[String],
     cwd: &str,
-) -> Option<Decision> {
-    let host = host()?;
-    let arg0 = args.first()?;
+    mounts: &[String],
+) -> Inspection {
+    let (Some(host), Some(arg0)) = (host(), args.first()) else {
+        return Inspection::Unknown;
+    };
+    let Ok(candidates) = resolve::search_plan(arg0, env, cwd) else {
+        return Inspection::Unknown;
+    };
     let attempt = || -> Result<_, resolve::Error> {
-        let candidates = resolve::search_plan(arg0, env, cwd)?;
         let root = resolve::Root::open(root)?;
         resolve::in_root(&root, &candidates, cwd)
     };
     let resolved = match attempt() {
         Ok(r) => r,
+        Err(e @ resolve::Error::NotFound { .. }) if !under_any(&candidates, mounts) => {
+            return Inspection::Missing(e.to_string());
+        }
         Err(e) => {
             log::warn!("container {container}: cannot inspect {arg0}: {e}; leaving it to runc");
-            return None;
+            return Inspection::Unknown;
         }
     };
     let policy = cfg.policy();
-    Some(plan::decide(
+    Inspection::Decided(Box::new(plan::decide(
         container,
         &policy,
         host,
         &resolved,
         args,
         |arch| qemu::discover(&policy.qemu_dirs, arch, host.arch),
-    ))
+    )))
+}
+
+/// Whether any candidate lies under (or is) one of the mount destinations.
+fn under_any(candidates: &[PathBuf], mounts: &[String]) -> bool {
+    candidates
+        .iter()
+        .any(|c| mounts.iter().any(|m| c.starts_with(m) && m != "/"))
+}
+
+/// qemu for every foreign architecture the policy allows and the node provides: what a
+/// container's private binfmt_misc registers, so its children of any arch run too.
+pub fn registrations(cfg: &EmulationConfig) -> Vec<(Arch, PathBuf)> {
+    let Some(host) = host() else {
+        return Vec::new();
+    };
+    Arch::all()
+        .filter(|a| {
+            cfg.allowed
+                .as_ref()
+                .is_none_or(|allowed| allowed.contains(a))
+        })
+        .filter(|a| !arch::runs_natively(host.arch, *a, &host.facts))
+        .filter(|a| crate::binfmt::magic_and_mask(*a).is_some())
+        .filter_map(|a| qemu::discover(&cfg.qemu_dirs, a, host.arch).ok())
+        .map(|q| (q.arch, q.path))
+        .collect()
+}
+
+/// Linux version as (major, minor) from a release string like "6.18.44-generic".
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Why this node cannot give containers a private binfmt_misc, or `None` when it can.
+pub fn userns_unsupported() -> Option<String> {
+    let release = nix::sys::utsname::uname()
+        .ok()?
+        .release()
+        .to_string_lossy()
+        .into_owned();
+    match kernel_version(&release) {
+        Some(v) if v >= (6, 7) => {}
+        _ => {
+            return Some(format!(
+                "Linux {release} has no per-user-namespace binfmt_misc (needs 6.7)"
+            ))
+        }
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Some(
+            "the shim does not run as root, so it cannot map every id into a user namespace".into(),
+        );
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_binary_under_a_mount_may_still_appear() {
+        let c = vec![
+            PathBuf::from("/usr/local/bin/app"),
+            PathBuf::from("/opt/tools/app"),
+        ];
+        assert!(under_any(&c, &["/opt/tools".into()]));
+        assert!(!under_any(&c, &["/proc".into(), "/dev".into(), "/".into()]));
+        assert!(
+            !under_any(&c, &["/opt/tool".into()]),
+            "components, not string prefixes"
+        );
+    }
+
+    #[test]
+    fn parses_kernel_releases() {
+        assert_eq!(kernel_version("6.18.44-fc-v769"), Some((6, 18)));
+        assert_eq!(kernel_version("5.10.0-28-amd64"), Some((5, 10)));
+        assert_eq!(kernel_version("6.7"), Some((6, 7)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(kernel_version("6.6.1").unwrap() < (6, 7));
+    }
 }

@@ -37,6 +37,15 @@ impl Document {
         })
     }
 
+    /// The typed spec, for the decisions that read it.
+    pub fn spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
+        serde_json::from_value(self.value.clone()).map_err(|e| {
+            Error::InvalidArgument(format!(
+                "container {id}: the OCI spec config.json is invalid: {e}"
+            ))
+        })
+    }
+
     pub fn store(&self, id: &str, bundle: &Path) -> Result<()> {
         if self.value == self.original {
             return Ok(());
@@ -76,6 +85,67 @@ pub fn add_bind_mount(value: &mut Value, source: &Path, destination: &str) {
     match value.get_mut("mounts").and_then(Value::as_array_mut) {
         Some(mounts) => mounts.push(mount),
         None => value["mounts"] = Value::Array(vec![mount]),
+    }
+}
+
+/// The identity mapping of every id: file ownership is unchanged inside the user namespace.
+fn identity_mapping() -> Value {
+    serde_json::json!([{"containerID": 0, "hostID": 0, "size": 4294967295u64}])
+}
+
+fn namespaces(value: &mut Value) -> &mut Vec<Value> {
+    let linux = &mut value["linux"];
+    if !linux["namespaces"].is_array() {
+        linux["namespaces"] = Value::Array(Vec::new());
+    }
+    linux["namespaces"]
+        .as_array_mut()
+        .expect("just made an array")
+}
+
+/// Gives the container a user namespace unless it has one (an existing mapping, as Kubernetes
+/// `hostUsers: false` sets, is kept). Returns whether one was added.
+pub fn ensure_user_namespace(value: &mut Value) -> bool {
+    let ns = namespaces(value);
+    if ns.iter().any(|n| n["type"] == "user") {
+        return false;
+    }
+    ns.push(serde_json::json!({"type": "user"}));
+    for key in ["uidMappings", "gidMappings"] {
+        if !value["linux"][key].is_array() {
+            value["linux"][key] = identity_mapping();
+        }
+    }
+    true
+}
+
+/// Whether the spec joins an existing namespace of `kind` (a pod's sandbox, usually).
+pub fn joins_namespace(value: &Value, kind: &str) -> bool {
+    value["linux"]["namespaces"].as_array().is_some_and(|ns| {
+        ns.iter()
+            .any(|n| n["type"] == kind && n.get("path").is_some_and(|p| p != ""))
+    })
+}
+
+/// A fresh sysfs cannot be mounted in a network namespace owned by another user namespace;
+/// a read-only recursive bind of the host's /sys is what rootless runtimes do instead.
+pub fn bind_sysfs(value: &mut Value) {
+    if let Some(mounts) = value["mounts"].as_array_mut() {
+        for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+            m["type"] = "bind".into();
+            m["source"] = "/sys".into();
+            m["options"] = serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]);
+        }
+    }
+}
+
+/// Appends a createContainer hook.
+pub fn add_create_container_hook(value: &mut Value, path: &Path, args: Vec<String>, timeout: u32) {
+    let hook = serde_json::json!({"path": path, "args": args, "timeout": timeout});
+    let hooks = &mut value["hooks"]["createContainer"];
+    match hooks.as_array_mut() {
+        Some(list) => list.push(hook),
+        None => *hooks = Value::Array(vec![hook]),
     }
 }
 
@@ -135,6 +205,48 @@ mod tests {
         let mut empty = serde_json::json!({});
         add_bind_mount(&mut empty, Path::new("/x"), "/y");
         assert_eq!(empty["mounts"][0]["destination"], "/y");
+    }
+
+    #[test]
+    fn a_user_namespace_is_added_with_the_identity_mapping() {
+        let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}});
+        assert!(ensure_user_namespace(&mut v));
+        assert_eq!(v["linux"]["namespaces"][1]["type"], "user");
+        assert_eq!(v["linux"]["uidMappings"][0]["size"], 4294967295u64);
+        assert!(!ensure_user_namespace(&mut v), "only once");
+    }
+
+    #[test]
+    fn an_existing_mapping_is_kept() {
+        let mut v = serde_json::json!({"linux": {
+            "namespaces": [{"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        }});
+        assert!(!ensure_user_namespace(&mut v));
+        assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 100000);
+    }
+
+    #[test]
+    fn pods_get_a_bound_sysfs() {
+        let mut v = serde_json::json!({
+            "linux": {"namespaces": [{"type": "network", "path": "/proc/9/ns/net"}]},
+            "mounts": [{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}]
+        });
+        assert!(joins_namespace(&v, "network"));
+        assert!(!joins_namespace(&v, "ipc"));
+        bind_sysfs(&mut v);
+        assert_eq!(v["mounts"][0]["type"], "bind");
+        assert_eq!(v["mounts"][0]["source"], "/sys");
+    }
+
+    #[test]
+    fn hooks_are_appended() {
+        let mut v = serde_json::json!({"hooks": {"createContainer": [{"path": "/a"}]}});
+        add_create_container_hook(&mut v, Path::new("/b"), vec!["b".into()], 5);
+        assert_eq!(v["hooks"]["createContainer"][1]["path"], "/b");
+        let mut empty = serde_json::json!({});
+        add_create_container_hook(&mut empty, Path::new("/b"), vec![], 5);
+        assert_eq!(empty["hooks"]["createContainer"][0]["timeout"], 5);
     }
 
     #[test]

@@ -44,21 +44,13 @@ pub struct Container {
     pub kill_all_on_exit: bool,
     /// Whether the container asked to be privileged; the policy decides what that grants.
     pub privileged: bool,
+    /// What the container's private binfmt_misc runs (empty without one).
+    pub registered: crate::prepare::Registered,
     /// The configuration in force for this container (runtime options or config file).
     pub config: crate::config::Config,
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     pub oom: Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-pub fn read_spec(id: &str, bundle: &Path) -> Result<Spec> {
-    let path = bundle.join("config.json");
-    Spec::load(&path).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "container {id}: cannot read the OCI spec {}: {e}; the bundle is incomplete or corrupt",
-            path.display()
-        ))
-    })
 }
 
 pub fn has_own_pid_namespace(spec: &Spec) -> bool {

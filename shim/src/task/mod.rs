@@ -150,7 +150,13 @@ impl Shared {
             Config::load(&Config::default_file())
         })?;
         let bundle = PathBuf::from(&req.bundle);
-        let spec = container::read_spec(&id, &bundle)?;
+        let mut doc = crate::spec::Document::load(&id, &bundle)?;
+        // oci-spec rejects capability names it does not know; the policy drops them instead.
+        crate::caps::drop_unknown_names(&mut doc.value["process"], &id, "")
+            .lines
+            .iter()
+            .for_each(|l| log::warn!("{l}"));
+        let spec = doc.spec(&id)?;
         let privileged = crate::caps::is_privileged(&spec);
         let own_pid_namespace = container::has_own_pid_namespace(&spec);
         let rootfs = match spec.root().as_ref().map(|r| r.path().clone()) {
@@ -172,7 +178,7 @@ impl Shared {
             log: bundle.join("log.json"),
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
-        let prepared = crate::spec::Document::load(&id, &bundle).and_then(|mut doc| {
+        let prepared = (|| {
             let input = crate::prepare::CreateInput {
                 id: &id,
                 bundle: &bundle,
@@ -181,16 +187,19 @@ impl Shared {
                 privileged,
                 own_pid_namespace,
             };
-            let prepared = crate::prepare::for_create(&input, &mut doc)?;
+            let registered = crate::prepare::for_create(&input, &mut doc)?;
             doc.store(&id, &bundle)?;
-            Ok(prepared)
-        });
-        if let Err(e) = prepared {
-            if rootfs_mounted {
-                container::unmount_rootfs(&bundle);
+            Ok(registered)
+        })();
+        let registered = match prepared {
+            Ok(r) => r,
+            Err(e) => {
+                if rootfs_mounted {
+                    container::unmount_rootfs(&bundle);
+                }
+                return Err(e);
             }
-            return Err(e);
-        }
+        };
         let record = BundleRecord {
             runc_binary: runc.binary.clone(),
             runc_root: runc.root.clone(),
@@ -214,6 +223,7 @@ impl Shared {
             runc,
             rootfs_mounted,
             kill_all_on_exit: !own_pid_namespace,
+            registered,
             privileged,
             config: resolved.config.clone(),
             init: Arc::new(Process::new("", stdio, Vec::new())),
@@ -385,8 +395,12 @@ impl Shared {
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        let slot: serde_json::Value = serde_json::from_slice(&raw)
+        let mut slot: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
+        crate::caps::drop_unknown_names(&mut slot, &c.id, &req.exec_id)
+            .lines
+            .iter()
+            .for_each(|l| log::warn!("{l}"));
         let root = PathBuf::from(format!("/proc/{}/root", c.init.pid()));
         let input = crate::prepare::ExecInput {
             id: &c.id,
@@ -395,6 +409,7 @@ impl Shared {
             config: &c.config,
             privileged: c.privileged,
             terminal: req.terminal,
+            registered: &c.registered,
         };
         let spec = crate::prepare::for_exec(&input, slot)?;
         let stdio = StdioRequest {

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs crossarch on this node: the shim and its init into PREFIX/bin (default /usr/local),
+# and a commented default config at /etc/crossarch/config.toml unless one exists.
+#
+#   sudo scripts/install.sh              build, then install
+#   sudo scripts/install.sh --no-build   install what scripts/build.sh staged in target/dist
+#   PREFIX=/opt/crossarch sudo -E scripts/install.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+prefix="${PREFIX:-/usr/local}"
+dist="${CARGO_TARGET_DIR:-$PWD/target}/dist"
+[ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 2; }
+[ "${1:-}" = --no-build ] || scripts/build.sh
+for f in containerd-shim-crossarch-v2 crossarch-init; do
+  [ -x "$dist/$f" ] || { echo "install.sh: $dist/$f is missing; run scripts/build.sh" >&2; exit 1; }
+done
+install -d "$prefix/bin"
+# Side by side: the shim finds its init beside itself.
+install -m 0755 "$dist/containerd-shim-crossarch-v2" "$dist/crossarch-init" "$prefix/bin/"
+install -d /etc/crossarch
+[ -e /etc/crossarch/config.toml ] || install -m 0644 etc/config.toml /etc/crossarch/config.toml
+echo "installed $prefix/bin/containerd-shim-crossarch-v2 and $prefix/bin/crossarch-init"
+echo "containerd finds the shim through PATH for the runtime io.containerd.crossarch.v2."
+echo "For Kubernetes, add to /etc/containerd/config.toml and restart containerd:"
+cat <<'TOML'
+  [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.crossarch]
+    runtime_type = "io.containerd.crossarch.v2"
+TOML

@@ -1,0 +1,134 @@
+//! binfmt_misc registrations for a container's private instance (pure).
+//!
+//! Each entry matches the ELF identification and machine of one architecture and names qemu
+//! by its HOST path with flags POCF: the kernel opens qemu when the entry is written (F), so
+//! qemu never has to exist in the container's filesystem; P keeps argv[0] (busybox-style
+//! multi-call binaries need it); O and C let qemu run setuid and unreadable binaries as the
+//! kernel would.
+
+use std::path::Path;
+
+use crossarch_route::arch::Arch;
+
+/// Entry name prefix; names must not contain '/'.
+const PREFIX: &str = "crossarch-";
+
+/// ELF class and byte order of an architecture's binaries.
+fn ident(arch: Arch) -> Option<(bool, bool)> {
+    use Arch::*;
+    // (64-bit, big-endian)
+    Some(match arch {
+        X86_64 | Aarch64 | Riscv64 | Ppc64le | Mips64el | Loongarch64 => (true, false),
+        Aarch64Be | Ppc64 | S390x | Mips64 => (true, true),
+        I386 | Arm | Mipsel => (false, false),
+        Armeb | Ppc | Mips => (false, true),
+        // n32 differs from o32 only in e_flags, beyond what one entry can tell apart.
+        Mipsn32 | Mipsn32el => return None,
+    })
+}
+
+/// Magic and mask over the first 20 bytes of the ELF header: identification, e_type (EXEC or
+/// DYN) and e_machine. OSABI is ignored, as qemu's own binfmt configuration does.
+pub fn magic_and_mask(arch: Arch) -> Option<([u8; 20], [u8; 20])> {
+    let (is64, big) = ident(arch)?;
+    let machine = arch.elf_machine().0;
+    let mut magic = [0u8; 20];
+    magic[..4].copy_from_slice(b"\x7fELF");
+    magic[4] = if is64 { 2 } else { 1 };
+    magic[5] = if big { 2 } else { 1 };
+    magic[6] = 1;
+    let mut mask = [0xffu8; 20];
+    mask[7] = 0;
+    let (t, m) = if big {
+        ([0, 2], machine.to_be_bytes())
+    } else {
+        ([2, 0], machine.to_le_bytes())
+    };
+    magic[16..18].copy_from_slice(&t);
+    magic[18..20].copy_from_slice(&m);
+    // ET_EXEC (2) and ET_DYN (3) differ in the lowest bit.
+    if big {
+        mask[17] = 0xfe;
+    } else {
+        mask[16] = 0xfe;
+    }
+    Some((magic, mask))
+}
+
+fn escaped(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\x{b:02x}")).collect()
+}
+
+pub fn entry_name(arch: Arch) -> String {
+    format!("{PREFIX}{}", arch.qemu_name())
+}
+
+/// The line written to `register` for `arch`, run by the host file `qemu`.
+pub fn registration(arch: Arch, qemu: &Path) -> Option<String> {
+    let (magic, mask) = magic_and_mask(arch)?;
+    Some(format!(
+        ":{}:M::{}:{}:{}:POCF",
+        entry_name(arch),
+        escaped(&magic),
+        escaped(&mask),
+        qemu.display()
+    ))
+}
+
+/// Whether `header` (the first bytes of a file) matches the entry for `arch`, as the kernel
+/// would decide.
+#[cfg(test)]
+pub fn matches(arch: Arch, header: &[u8]) -> bool {
+    let Some((magic, mask)) = magic_and_mask(arch) else {
+        return false;
+    };
+    header.len() >= 20 && (0..20).all(|i| header[i] & mask[i] == magic[i] & mask[i])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(name: &str) -> Vec<u8> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fuzz/corpus/elf")
+            .join(name);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    #[test]
+    fn entries_match_real_binaries_of_their_arch_only() {
+        let cases = [
+            ("busybox-static-arm64.head", Arch::Aarch64),
+            ("busybox-dynamic-arm64.head", Arch::Aarch64),
+            ("busybox-static-armhf.head", Arch::Arm),
+            ("busybox-static-s390x.head", Arch::S390x),
+            ("busybox-static-ppc64el.head", Arch::Ppc64le),
+            ("busybox-static-mips64el.head", Arch::Mips64el),
+        ];
+        for (name, arch) in cases {
+            let header = corpus(name);
+            assert!(matches(arch, &header), "{arch:?} should match {name}");
+            for other in Arch::all().filter(|a| *a != arch) {
+                if ident(other).is_some() && other.elf_machine() != arch.elf_machine() {
+                    assert!(!matches(other, &header), "{other:?} must not match {name}");
+                }
+            }
+        }
+        let host = corpus("x86_64-true.head");
+        assert!(matches(Arch::X86_64, &host));
+        assert!(!matches(Arch::Aarch64, &host));
+    }
+
+    #[test]
+    fn registration_line_is_what_the_kernel_parses() {
+        let line = registration(Arch::Aarch64, Path::new("/usr/bin/qemu-aarch64-static")).unwrap();
+        assert_eq!(
+            line,
+            ":crossarch-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\
+             \\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:\
+             /usr/bin/qemu-aarch64-static:POCF"
+        );
+        assert!(registration(Arch::Mipsn32, Path::new("/q")).is_none());
+    }
+}
