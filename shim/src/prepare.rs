@@ -98,6 +98,9 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
     report.lines.iter().for_each(|l| log::info!("{l}"));
 
     let (args, env, cwd) = doc.with_process(id, |p| Ok(view(p)))?;
+    if spec::open_low_ports_in_sandbox(&mut doc.value) {
+        log::info!("container {id}: pod sandbox: net.ipv4.ip_unprivileged_port_start=0, so containers with their own user namespace can bind ports below 1024");
+    }
     let mounts = mount_destinations(&doc.value);
     let (decision, missing) = match route::decide(
         id,
