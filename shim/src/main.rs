@@ -4,6 +4,7 @@
 mod binfmt;
 mod caps;
 mod config;
+mod doctor;
 mod error;
 mod hook;
 mod init;
@@ -36,6 +37,9 @@ fn main() {
     {
         print_version();
         return;
+    }
+    if args.first().map(String::as_str) == Some("doctor") {
+        std::process::exit(doctor::main(&args[1..]));
     }
     if args.first().map(String::as_str) == Some(hook::COMMAND) {
         std::process::exit(hook::main(&args[1..]));

@@ -178,6 +178,7 @@ impl Shared {
             log: bundle.join("log.json"),
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
+        let started = std::time::Instant::now();
         let prepared = (|| {
             let input = crate::prepare::CreateInput {
                 id: &id,
@@ -191,6 +192,10 @@ impl Shared {
             doc.store(&id, &bundle)?;
             Ok(registered)
         })();
+        log::debug!(
+            "container {id}: inspected and prepared in {} µs",
+            started.elapsed().as_micros()
+        );
         let registered = match prepared {
             Ok(r) => r,
             Err(e) => {

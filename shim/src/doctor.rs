@@ -1,0 +1,215 @@
+//! `containerd-shim-crossarch-v2 doctor`: whether this node is ready for crossarch, and what
+//! to do where it is not. Exits non-zero when something would make containers fail.
+
+use std::{path::Path, process::Command};
+
+use crossarch_route::{arch, qemu};
+
+use crate::{config::Config, init, route};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+struct Report {
+    worst: Level,
+}
+
+impl Report {
+    fn line(&mut self, level: Level, what: &str, msg: impl AsRef<str>) {
+        let tag = match level {
+            Level::Ok => "ok  ",
+            Level::Warn => "warn",
+            Level::Fail => "FAIL",
+        };
+        println!("{tag}  {what:<12} {}", msg.as_ref());
+        self.worst = self.worst.max(level);
+    }
+}
+
+fn version_of(binary: &str, arg: &str) -> Option<String> {
+    let out = Command::new(binary).arg(arg).output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    })
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let path = match args.iter().position(|a| a == "--config") {
+        Some(i) => args
+            .get(i + 1)
+            .map(Into::into)
+            .unwrap_or_else(Config::default_file),
+        None => Config::default_file(),
+    };
+    let mut r = Report { worst: Level::Ok };
+    println!("crossarch {} doctor", env!("CARGO_PKG_VERSION"));
+
+    let config = match Config::load(&path) {
+        Ok(c) => {
+            let origin = if path.exists() {
+                path.display().to_string()
+            } else {
+                format!("{} absent: defaults", path.display())
+            };
+            r.line(Level::Ok, "config", origin);
+            c
+        }
+        Err(e) => {
+            r.line(Level::Fail, "config", e.to_string());
+            Config::default()
+        }
+    };
+
+    if !nix::unistd::geteuid().is_root() {
+        r.line(
+            Level::Warn,
+            "user",
+            "not root: run doctor as root, as containerd runs the shim",
+        );
+    }
+
+    match version_of(&config.runc.binary, "--version") {
+        Some(v) => r.line(Level::Ok, "runc", v),
+        None => r.line(
+            Level::Fail,
+            "runc",
+            format!(
+                "{} does not run; install runc or set runc.binary",
+                config.runc.binary
+            ),
+        ),
+    }
+    match version_of("containerd", "--version") {
+        Some(v) => r.line(Level::Ok, "containerd", v),
+        None => r.line(
+            Level::Warn,
+            "containerd",
+            "not in PATH; crossarch is a containerd runtime",
+        ),
+    }
+
+    let init_path = init::locate(&config.init);
+    if !config.init.enabled {
+        r.line(
+            Level::Warn,
+            "init",
+            "disabled (init.enabled = false): foreign containers may freeze on SIGTERM",
+        );
+    } else {
+        match qemu::inspect(&init_path) {
+            qemu::Inspection::Static(_) => {
+                r.line(Level::Ok, "init", init_path.display().to_string())
+            }
+            qemu::Inspection::Missing => r.line(
+                Level::Fail,
+                "init",
+                format!(
+                    "{} is missing; install crossarch-init beside the shim (scripts/install.sh)",
+                    init_path.display()
+                ),
+            ),
+            _ => r.line(
+                Level::Fail,
+                "init",
+                format!(
+                    "{} is not a static executable; reinstall crossarch",
+                    init_path.display()
+                ),
+            ),
+        }
+    }
+
+    match route::userns_unsupported() {
+        None => r.line(
+            Level::Ok,
+            "emulation",
+            format!(
+                "mode {:?}: private binfmt_misc per container available",
+                config.emulation.mode
+            ),
+        ),
+        Some(why) => r.line(
+            Level::Warn,
+            "emulation",
+            format!("wrap mode only ({why}): children of emulated programs fail"),
+        ),
+    }
+    let max_userns =
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
+    if max_userns.trim() == "0" {
+        r.line(
+            Level::Warn,
+            "userns",
+            "user namespaces are disabled (user.max_user_namespaces = 0)",
+        );
+    }
+
+    let host = route::host().map(|h| h.arch);
+    let found = route::registrations(&config.emulation);
+    if found.is_empty() {
+        r.line(Level::Warn, "qemu", format!(
+            "no static qemu-user in {}: foreign containers will be refused; install qemu-user-static",
+            config.emulation.qemu_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+        ));
+    } else {
+        let names: Vec<String> = found.iter().map(|(a, _)| a.to_string()).collect();
+        r.line(Level::Ok, "qemu", names.join(" "));
+    }
+    if let (Some(host), Some(allowed)) = (host, &config.emulation.allowed) {
+        for a in allowed
+            .iter()
+            .filter(|a| !found.iter().any(|(f, _)| f == *a))
+        {
+            if host != *a && !arch::runs_natively(host, *a, &arch::HostFacts::detect(host)) {
+                r.line(
+                    Level::Warn,
+                    "qemu",
+                    format!("{a} is allowed but has no qemu-{}-static", a.qemu_name()),
+                );
+            }
+        }
+    }
+
+    let host_binfmt = Path::new("/proc/sys/fs/binfmt_misc/register").exists();
+    r.line(
+        Level::Ok,
+        "host binfmt",
+        if host_binfmt {
+            "mounted on the host; crossarch neither reads nor needs it"
+        } else {
+            "not mounted on the host; crossarch does not need it"
+        },
+    );
+    let cgroups = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
+        "v1 (hybrid)"
+    } else {
+        "v1"
+    };
+    r.line(Level::Ok, "cgroups", cgroups);
+
+    match r.worst {
+        Level::Fail => {
+            println!("not ready: fix the FAIL lines above");
+            1
+        }
+        Level::Warn => {
+            println!("ready, with warnings");
+            0
+        }
+        Level::Ok => {
+            println!("ready");
+            0
+        }
+    }
+}
