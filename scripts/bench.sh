@@ -9,10 +9,19 @@
 #                    (default "io.containerd.runc.v2 io.containerd.crossarch.v2")
 #   BENCH_RUNS       samples for the latency figures (default 30)
 #   BENCH_GROUPS     which measurement groups to run, in order
-#                    (default "run exec idle parallel sigterm foreign")
+#                    (default "run exec idle parallel sigterm foreign init inspect")
+#                    foreign: arm64 start latency in userns mode (default config, mode "auto")
+#                      and in wrap mode, interleaved with native crossarch and native baseline;
+#                    init: start cost of the injected init (enabled vs `[init] enabled = false`)
+#                      and the init's memory;
+#                    inspect: the shim's "inspected and prepared in N µs" debug lines, read
+#                      from containerd's log (needs BENCH_SHIM_LOG_LEVEL=debug)
 #   BENCH_IDLE       idle containers for the memory figures (default 10)
 #   BENCH_SIGTERM_RUNS  samples for the SIGTERM figures (default 5)
 #   BENCH_PARALLEL_REPEAT  repetitions of the 20-containers figure (default 3)
+#   BENCH_INIT_HOST_RUNS  samples of the init's fork+exec cost on the host (default 200)
+#   BENCH_SHIM_LOG_LEVEL  CROSSARCH_LOG_LEVEL for crossarch's shims (default debug: it costs a
+#                    few fifo writes per container, and containerd and the Go shim stay at info)
 #   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/dist, from scripts/build.sh)
 #
 # Adding a figure: write `group_<name> RUNTIME...`, declare its rows with `figure`, store
@@ -30,7 +39,10 @@ N=${BENCH_RUNS:-30}
 IDLE=${BENCH_IDLE:-10}
 SIGTERM_RUNS=${BENCH_SIGTERM_RUNS:-5}
 PARALLEL_REPEAT=${BENCH_PARALLEL_REPEAT:-3}
-read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign}"
+INIT_HOST_RUNS=${BENCH_INIT_HOST_RUNS:-200}
+SHIM_LOG_LEVEL=${BENCH_SHIM_LOG_LEVEL:-debug}
+read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign init inspect}"
+CROSSARCH=io.containerd.crossarch.v2
 IMAGE=crossarch.test/busybox:amd64
 FOREIGN_IMAGE=crossarch.test/busybox:arm64
 export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
@@ -49,6 +61,9 @@ declare -A UNIT=()     # key -> unit printed after numbers ("ms", "MB", "")
 declare -A VALUE=()    # "key|runtime" -> number
 declare -A CELL=()     # "key|runtime" -> text shown instead of a number (n/a, failed, ...)
 declare -A SAMPLES=()  # "key|runtime" -> file of samples, one per line
+declare -A RATIO_REF=() # key -> "otherkey|runtime": the ratio's denominator, instead of key|baseline
+declare -A RATIO_NOTE=() # key -> text after that ratio, saying what it divides by
+declare -A TARGET=()   # key -> "ratio|value LIMIT TEXT": a target, checked in the target column
 
 figure() { # figure KEY UNIT LABEL
   [ -n "${LABEL[$1]:-}" ] || FIGURES+=("$1")
@@ -56,6 +71,13 @@ figure() { # figure KEY UNIT LABEL
   LABEL[$1]=$3
 }
 result() { VALUE["$1|$2"]=$3; }
+# ratio_ref KEY REFKEY REFRUNTIME NOTE: the ratio divides by REFKEY's value of REFRUNTIME.
+ratio_ref() {
+  RATIO_REF[$1]="$2|$3"
+  RATIO_NOTE[$1]=$4
+}
+# target KEY ratio|value LIMIT TEXT: met when the ratio (or the last runtime's value) <= LIMIT.
+target() { TARGET[$1]="$2 $3 $4"; }
 note() { CELL["$1|$2"]=$3; }
 sample() { # sample KEY RUNTIME NUMBER
   local f="$WORK/samples/$1.${2//[^a-zA-Z0-9]/_}"
@@ -99,12 +121,25 @@ fmt() { # fmt NUMBER UNIT
     ms) awk -v v="$1" 'BEGIN { printf(v >= 100 ? "%.0f ms" : "%.1f ms", v) }' ;;
     s) awk -v v="$1" 'BEGIN { printf("%.2f s", v) }' ;;
     MB) awk -v v="$1" 'BEGIN { printf("%.1f MB", v) }' ;;
+    kB) awk -v v="$1" 'BEGIN { printf("%.0f kB", v) }' ;;
+    us) awk -v v="$1" 'BEGIN { printf("%.0f µs", v) }' ;;
     *) awk -v v="$1" 'BEGIN { printf("%g", v) }' ;;
   esac
 }
 
+# The ratio cell of KEY: last runtime's value over the baseline's (or over RATIO_REF's).
+ratio_of() {
+  local key=$1 last=${RUNTIMES[-1]} ref base other
+  ref=${RATIO_REF[$key]:-"$key|${RUNTIMES[0]}"}
+  [ -z "${CELL["$key|$last"]:-}" ] && [ -z "${CELL[$ref]:-}" ] || return 1
+  other=${VALUE["$key|$last"]:-}
+  base=${VALUE[$ref]:-}
+  [ -n "$base" ] && [ -n "$other" ] || return 1
+  awk -v b="$base" -v o="$other" 'BEGIN { if (!(b > 0)) exit 1; printf("%.2f", o / b) }'
+}
+
 print_table() {
-  local key rt cell base other hdr="| figure |" sep="|---|"
+  local key rt cell ratio kind limit text v hdr="| figure |" sep="|---|"
   for rt in "${RUNTIMES[@]}"; do
     hdr+=" $(short_name "$rt") |"
     sep+="---|"
@@ -113,6 +148,8 @@ print_table() {
     hdr+=" ratio |"
     sep+="---|"
   fi
+  hdr+=" target |"
+  sep+="---|"
   echo "$hdr"
   echo "$sep"
   for key in "${FIGURES[@]}"; do
@@ -127,16 +164,28 @@ print_table() {
       fi
       line+=" $cell |"
     done
-    if [ "${#RUNTIMES[@]}" -ge 2 ]; then
-      base=${VALUE["$key|${RUNTIMES[0]}"]:-}
-      other=${VALUE["$key|${RUNTIMES[-1]}"]:-}
-      if [ -n "$base" ] && [ -n "$other" ] && [ -z "${CELL["$key|${RUNTIMES[-1]}"]:-}" ] &&
-        [ -z "${CELL["$key|${RUNTIMES[0]}"]:-}" ] &&
-        awk -v b="$base" 'BEGIN { exit !(b > 0) }'; then
-        line+=" $(awk -v b="$base" -v o="$other" 'BEGIN { printf("%.2f×", o / b) }') |"
+    ratio=
+    if [ "${#RUNTIMES[@]}" -ge 2 ] && ratio=$(ratio_of "$key"); then
+      cell="${ratio}×"
+      [ -z "${RATIO_NOTE[$key]:-}" ] || cell+=" ${RATIO_NOTE[$key]}"
+      line+=" $cell |"
+    elif [ "${#RUNTIMES[@]}" -ge 2 ]; then
+      ratio=
+      line+=" — |"
+    fi
+    if [ -n "${TARGET[$key]:-}" ]; then
+      read -r kind limit text <<<"${TARGET[$key]}"
+      if [ "$kind" = ratio ]; then v=$ratio; else v=${VALUE["$key|${RUNTIMES[-1]}"]:-}; fi
+      [ -z "${CELL["$key|${RUNTIMES[-1]}"]:-}" ] || v=
+      if [ -z "$v" ]; then
+        line+=" $text |"
+      elif awk -v v="$v" -v l="$limit" 'BEGIN { exit !(v <= l) }'; then
+        line+=" $text: met |"
       else
-        line+=" — |"
+        line+=" $text: **missed** |"
       fi
+    else
+      line+=" |"
     fi
     echo "$line"
   done

@@ -266,6 +266,57 @@ fn privileged_clip_gives_the_ceiling() {
     wait_for_log(&cd, "container priv: dropped CAP_DAC_READ_SEARCH, ");
 }
 
+/// A block device of the host, which `ctr --privileged` puts into the container's /dev.
+fn host_block_device() -> Option<String> {
+    fs::read_dir("/sys/block")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|n| !n.starts_with("loop") && Path::new("/dev").join(n).exists())
+}
+
+#[test]
+fn privileged_clip_also_takes_back_devices_and_proc() {
+    if !crossarch_only() {
+        return;
+    }
+    let Some(dev) = host_block_device() else {
+        println!("SKIPPED: this host has no block device to look for");
+        return;
+    };
+    let cd = containerd!();
+    let probe = format!("ls /dev/{dev} 2>&1; wc -c < /proc/kcore 2>&1; echo done");
+    let clip = policy(&cd, "[capabilities]\nprivileged = \"clip\"\n");
+    let out = cd.run(
+        "clip",
+        &["--rm", "--runtime-config-path", &clip, "--privileged"],
+        &["sh", "-c", &probe],
+    );
+    out.ok();
+    let text = out.stdout_text();
+    assert!(
+        text.contains("No such file"),
+        "/dev/{dev} must be absent: {text}"
+    );
+    assert!(
+        text.contains("\n0\ndone"),
+        "/proc/kcore must be masked: {text}"
+    );
+
+    // The same container under privileged = "allow" sees the host's device.
+    let allow = policy(&cd, "[capabilities]\nprivileged = \"allow\"\n");
+    let out = cd.run(
+        "allow",
+        &["--rm", "--runtime-config-path", &allow, "--privileged"],
+        &["sh", "-c", &probe],
+    );
+    out.ok();
+    assert!(
+        out.stdout_text().starts_with(&format!("/dev/{dev}\n")),
+        "{}",
+        out.show()
+    );
+}
+
 #[test]
 fn privileged_allow_keeps_what_it_asks_for() {
     if !crossarch_only() {

@@ -97,6 +97,10 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
     })?;
     report.lines.iter().for_each(|l| log::info!("{l}"));
 
+    if input.privileged && config.capabilities.privileged == caps::PrivilegedMode::Clip {
+        spec::unprivilege(&mut doc.value);
+        log::info!("container {id}: privileged, clipped: no host devices, /proc masked, sysfs and cgroupfs read-only (privileged = \"clip\")");
+    }
     let (args, env, cwd) = doc.with_process(id, |p| Ok(view(p)))?;
     if spec::open_low_ports_in_sandbox(&mut doc.value) {
         log::info!("container {id}: pod sandbox: net.ipv4.ip_unprivileged_port_start=0, so containers with their own user namespace can bind ports below 1024");

@@ -139,6 +139,54 @@ pub fn bind_sysfs(value: &mut Value) {
     }
 }
 
+/// What containerd gives an unprivileged container.
+const MASKED_PATHS: &[&str] = &[
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/proc/scsi",
+];
+const READONLY_PATHS: &[&str] = &[
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Takes back what "privileged" grants besides capabilities: the host's device nodes and
+/// access to every device, an unmasked /proc, and writable sysfs and cgroupfs. runc adds the
+/// usual harmless devices (/dev/null, ...) itself.
+pub fn unprivilege(value: &mut Value) {
+    let linux = &mut value["linux"];
+    if let Some(obj) = linux.as_object_mut() {
+        obj.remove("devices");
+    }
+    linux["resources"]["devices"] = serde_json::json!([{"allow": false, "access": "rwm"}]);
+    linux["maskedPaths"] = serde_json::json!(MASKED_PATHS);
+    linux["readonlyPaths"] = serde_json::json!(READONLY_PATHS);
+    if let Some(mounts) = value["mounts"].as_array_mut() {
+        for m in mounts
+            .iter_mut()
+            .filter(|m| m["type"] == "sysfs" || m["type"] == "cgroup")
+        {
+            let opts = m["options"].as_array_mut();
+            if let Some(opts) = opts {
+                opts.retain(|o| o != "rw");
+                if !opts.iter().any(|o| o == "ro") {
+                    opts.push("ro".into());
+                }
+            }
+        }
+    }
+}
+
 const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
 const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
 
@@ -266,6 +314,37 @@ mod tests {
         bind_sysfs(&mut v);
         assert_eq!(v["mounts"][0]["type"], "bind");
         assert_eq!(v["mounts"][0]["source"], "/sys");
+    }
+
+    #[test]
+    fn unprivilege_takes_back_devices_and_masks() {
+        let mut v = serde_json::json!({
+            "linux": {
+                "devices": [{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}],
+                "resources": {"devices": [{"allow": true, "access": "rwm"}], "memory": {"limit": 1}},
+                "maskedPaths": [], "readonlyPaths": []
+            },
+            "mounts": [{"destination": "/sys", "type": "sysfs", "options": ["nosuid", "rw"]}]
+        });
+        unprivilege(&mut v);
+        assert!(v["linux"].get("devices").is_none());
+        assert_eq!(
+            v["linux"]["resources"]["devices"],
+            serde_json::json!([{"allow": false, "access": "rwm"}])
+        );
+        assert_eq!(
+            v["linux"]["resources"]["memory"]["limit"], 1,
+            "other resources stay"
+        );
+        assert!(v["linux"]["maskedPaths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "/proc/kcore"));
+        assert_eq!(
+            v["mounts"][0]["options"],
+            serde_json::json!(["nosuid", "ro"])
+        );
     }
 
     #[test]
