@@ -239,6 +239,7 @@ EOF
 group_run() {
   figure run_median ms "\`ctr run --rm IMAGE id /bin/true\`, median of $N"
   figure run_p95 ms "\`ctr run --rm IMAGE id /bin/true\`, p95 of $N"
+  target run_median ratio 1.0 "≤ 1.00×"
   local i rt t0 id
   for i in $(seq 1 "$N"); do
     # Interleaved, so drift on the machine hits every runtime alike.
@@ -261,6 +262,7 @@ group_run() {
 
 group_exec() {
   figure exec_median ms "\`ctr task exec\` of /bin/true into a running container, median of $N"
+  target exec_median ratio 1.0 "≤ 1.00×"
   local i rt t0 id
   declare -A target=()
   for rt in "$@"; do
@@ -287,11 +289,14 @@ group_exec() {
 
 group_idle() {
   figure idle_rss MB "RSS per shim, $IDLE idle containers"
+  figure idle_rss_split "" "RSS per shim, anonymous + file-backed"
   figure idle_pss MB "PSS per shim, $IDLE idle containers"
+  target idle_rss ratio 0.3334 "≤ 1/3"
+  target idle_pss ratio 0.5 "≤ 1/2"
   figure idle_pss_total MB "PSS of all shims, $IDLE idle containers"
   figure idle_threads "" "threads per shim, $IDLE idle containers"
   figure idle_shims "" "shim processes for $IDLE containers"
-  local rt i id ids pids pid rss pss thr n
+  local rt i id ids pids pid rss pss thr n anon file
   for rt in "$@"; do
     ids=()
     for i in $(seq 1 "$IDLE"); do
@@ -311,13 +316,16 @@ group_idle() {
       if [ "$n" -eq 0 ]; then
         note idle_rss "$rt" "no $(shim_binary "$rt") found"
       else
-        rss=0 pss=0 thr=0
+        rss=0 pss=0 thr=0 anon=0 file=0
         for pid in "${pids[@]}"; do
+          anon=$((anon + $(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")))
+          file=$((file + $(awk '/^RssFile:|^RssShmem:/ { s += $2 } END { print s }' "/proc/$pid/status")))
           rss=$((rss + $(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
           pss=$((pss + $(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
           thr=$((thr + $(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")))
         done
         result idle_rss "$rt" "$(awk -v v="$rss" -v n="$n" 'BEGIN { print v / n / 1024 }')"
+        note idle_rss_split "$rt" "$(awk -v a="$anon" -v f="$file" -v n="$n" 'BEGIN { printf("%.1f + %.1f MB", a / n / 1024, f / n / 1024) }')"
         result idle_pss "$rt" "$(awk -v v="$pss" -v n="$n" 'BEGIN { print v / n / 1024 }')"
         result idle_pss_total "$rt" "$(awk -v v="$pss" 'BEGIN { print v / 1024 }')"
         result idle_threads "$rt" "$(awk -v v="$thr" -v n="$n" 'BEGIN { print v / n }')"
@@ -435,27 +443,257 @@ group_sigterm() {
   derive sigterm_bare sigterm_bare 50
 }
 
+# One `ctr run --rm ... /bin/true`, timed and sampled under KEY; fails when the container does.
+# run_once KEY RUNTIME PURPOSE [CTR-RUN-FLAGS...] IMAGE
+run_once() {
+  local key=$1 rt=$2 purpose=$3 t0
+  shift 3
+  new_id "$rt" "$purpose"
+  t0=$(us_now)
+  if ctrx run --rm --runtime "$rt" "$@" "$ID" /bin/true </dev/null >/dev/null 2>&1; then
+    sample "$key" "$rt" "$(ms_since "$t0")"
+  else
+    remove_container "$ID"
+    return 1
+  fi
+}
+
+# The crossarch runtime among the arguments, or nothing.
+crossarch_of() {
+  local rt
+  for rt in "$@"; do
+    if [ "$rt" = "$CROSSARCH" ]; then echo "$rt"; fi
+  done
+}
+
+# Notes TEXT in the cell of KEY of every runtime but crossarch.
+note_others() { # note_others KEY TEXT
+  local rt
+  for rt in "${RUNTIMES[@]}"; do
+    if [ "$rt" != "$CROSSARCH" ]; then note "$1" "$rt" "$2"; fi
+  done
+}
+
+# How many of crossarch's containers of PURPOSE the shim logged MESSAGE for (containerd's log).
+logged_count() { # logged_count PURPOSE MESSAGE
+  grep -F "$2" "$TESTENV_DIR/containerd.log" 2>/dev/null |
+    grep -c "msg=\"container b-$(short_name "$CROSSARCH")-$1-[0-9]*: " || true
+}
+
+# Foreign start latency in both emulation modes, interleaved with native starts of every
+# runtime, so the three are comparable within one loop whatever the machine's drift.
 group_foreign() {
-  figure foreign_median ms "\`ctr run --rm --platform linux/arm64 ARM64-IMAGE id /bin/true\`, median of $N"
-  local i rt t0 id
+  local xa rt i n ok k base=${RUNTIMES[0]}
+  xa=$(crossarch_of "$@")
+  figure foreign_native ms "native, in the same loop as the arm64 rows: \`ctr run --rm IMAGE id /bin/true\`, median of $N"
+  figure foreign_userns ms "arm64: \`ctr run --rm --platform linux/arm64 ARM64-IMAGE id /bin/true\`, userns mode (default config, \`auto\`), median of $N"
+  figure foreign_userns_p95 ms "arm64, userns mode, p95 of $N"
+  figure foreign_wrap ms "arm64, wrap mode (\`--runtime-config-path\`: \`[emulation] mode = \"wrap\"\`), median of $N"
+  figure foreign_wrap_p95 ms "arm64, wrap mode, p95 of $N"
+  for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95; do
+    ratio_ref "$k" foreign_native "$base" "of $(short_name "$base") native"
+  done
+  # The others run arm64 only through the host's binfmt_misc, which crossarch never needs.
+  for rt in "$@"; do
+    [ "$rt" != "$xa" ] || continue
+    if run_once foreign_probe "$rt" fprobe --platform linux/arm64 "$FOREIGN_IMAGE"; then
+      ok="runs (host binfmt_misc)"
+    else
+      ok="cannot run"
+    fi
+    for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95; do note "$k" "$rt" "$ok"; done
+  done
   declare -A broken=()
   for i in $(seq 1 "$N"); do
     for rt in "$@"; do
-      [ -z "${broken[$rt]:-}" ] || continue
-      new_id "$rt" foreign
-      id=$ID
-      t0=$(us_now)
-      if ctrx run --rm --runtime "$rt" --platform linux/arm64 "$FOREIGN_IMAGE" "$id" /bin/true </dev/null >/dev/null 2>&1; then
-        sample foreign "$rt" "$(ms_since "$t0")"
-      else
-        # Plain runc cannot run an arm64 binary; one failure is enough to say so.
-        broken[$rt]=1
-        note foreign_median "$rt" "cannot run"
-        remove_container "$id"
+      [ -z "${broken[native|$rt]:-}" ] || continue
+      if ! run_once foreign_native "$rt" fnative "$IMAGE"; then
+        broken[native|$rt]=1
+        note foreign_native "$rt" failed
       fi
     done
+    [ -n "$xa" ] || continue
+    if [ -z "${broken[userns]:-}" ] &&
+      ! run_once foreign_userns "$xa" fuserns --platform linux/arm64 "$FOREIGN_IMAGE"; then
+      broken[userns]=1
+      note foreign_userns "$xa" failed
+      note foreign_userns_p95 "$xa" failed
+    fi
+    if [ -z "${broken[wrap]:-}" ] &&
+      ! run_once foreign_wrap "$xa" fwrap --platform linux/arm64 --runtime-config-path "$WORK/wrap.toml" "$FOREIGN_IMAGE"; then
+      broken[wrap]=1
+      note foreign_wrap "$xa" failed
+      note foreign_wrap_p95 "$xa" failed
+    fi
   done
-  derive foreign_median foreign 50
+  derive foreign_native foreign_native 50
+  derive foreign_userns foreign_userns 50
+  derive foreign_userns_p95 foreign_userns 95
+  derive foreign_wrap foreign_wrap 50
+  derive foreign_wrap_p95 foreign_wrap 95
+  [ -n "$xa" ] || return 0
+  # Say which route the shim really took (its info lines), so a silent fallback shows.
+  n=$(logged_count fuserns "every process is emulated through a private binfmt_misc in a new user namespace")
+  LABEL[foreign_userns]+=" [shim logged userns for $n]"
+  n=$(logged_count fwrap "itself is emulated (wrap mode")
+  LABEL[foreign_wrap]+=" [shim logged wrap for $n]"
+}
+
+# The injected init: what it adds to a native start (crossarch with it against crossarch
+# without, both through --runtime-config-path so that only `enabled` differs), what its
+# fork+exec costs on the host where nothing else varies, and its memory as PID 1.
+group_init() {
+  local xa i on off pid argv id f k
+  xa=$(crossarch_of "$@")
+  figure init_on ms "native, crossarch with its init (\`[init] enabled = true\`), median of $N"
+  figure init_off ms "native, crossarch without it (\`[init] enabled = false\`), median of $N"
+  figure init_cost ms "start-time cost of the init: median with − median without"
+  figure init_cost_paired ms "start-time cost of the init: median of the $N paired differences (with − without, run back to back)"
+  figure init_cost_iqr "" "start-time cost of the init: interquartile range of those paired differences"
+  figure init_cost_shim ms "start-time cost of the init in the shim's debug log: \"inspected\" to \"exited\" of \`/bin/true\`, median with − median without"
+  figure init_host us "the init's own cost on the host: \`crossarch-init -- /bin/true\` − \`/bin/true\`, median of $INIT_HOST_RUNS pairs"
+  figure init_rss kB "RSS of the init (VmRSS of \`/dev/.crossarch/init\`, PID 1 of an idle container)"
+  figure init_pss kB "PSS of the init (same process)"
+  target init_cost value 1 "< 1 ms"
+  target init_cost_paired value 1 "< 1 ms"
+  target init_cost_shim value 1 "< 1 ms"
+  for k in init_on init_off init_cost init_cost_paired init_cost_iqr init_cost_shim init_host init_rss init_pss; do note_others "$k" "no init"; done
+  [ -n "$xa" ] || return 0
+  for i in $(seq 1 "$N"); do
+    # Alternate the order, so that neither side always runs right after the other.
+    on=0 off=0
+    if [ $((i % 2)) -eq 1 ]; then
+      run_once init_on "$xa" initon --runtime-config-path "$WORK/init.toml" "$IMAGE" && on=1
+      run_once init_off "$xa" noinit --runtime-config-path "$WORK/noinit.toml" "$IMAGE" && off=1
+    else
+      run_once init_off "$xa" noinit --runtime-config-path "$WORK/noinit.toml" "$IMAGE" && off=1
+      run_once init_on "$xa" initon --runtime-config-path "$WORK/init.toml" "$IMAGE" && on=1
+    fi
+    if [ "$on" -eq 0 ] || [ "$off" -eq 0 ]; then
+      note init_cost "$xa" failed
+      note init_cost_paired "$xa" failed
+      break
+    fi
+    sample init_diff "$xa" "$(awk -v a="$(tail -n1 "${SAMPLES["init_on|$xa"]}")" \
+      -v b="$(tail -n1 "${SAMPLES["init_off|$xa"]}")" 'BEGIN { printf("%.3f", a - b) }')"
+  done
+  derive init_on init_on 50
+  derive init_off init_off 50
+  if [ -n "${VALUE["init_on|$xa"]:-}" ] && [ -n "${VALUE["init_off|$xa"]:-}" ] &&
+    [ -z "${CELL["init_cost|$xa"]:-}" ]; then
+    result init_cost "$xa" "$(awk -v a="${VALUE["init_on|$xa"]}" -v b="${VALUE["init_off|$xa"]}" 'BEGIN { print a - b }')"
+    f=${SAMPLES["init_diff|$xa"]}
+    result init_cost_paired "$xa" "$(percentile "$f" 50)"
+    note init_cost_iqr "$xa" "$(fmt "$(percentile "$f" 25)" ms) … $(fmt "$(percentile "$f" 75)" ms)"
+  fi
+
+  # The same, from the shim's own log lines (no ctr client, no containerd in between): the
+  # time from "inspected and prepared" to "created" (runc create, with the init's bind mount)
+  # plus "created" to "exited" (start, the init's fork+exec, the payload, the exit).
+  local shim_cost
+  shim_cost=$(python3 - "$TESTENV_DIR/containerd.log" "b-$(short_name "$xa")" <<'PY'
+import re, statistics, sys
+from datetime import datetime
+path, prefix = sys.argv[1], sys.argv[2]
+pat = re.compile(r'time="(\d+-\d+-\d+T\d+:\d+:\d+)(\.\d+)?Z" level=\w+ msg="container ('
+                 + re.escape(prefix) + r'-(initon|noinit)-\d+):? (inspected and prepared|created|exited)')
+seen = {}
+for line in open(path, errors="replace"):
+    m = pat.match(line)
+    if m:
+        t = datetime.fromisoformat(m.group(1)).timestamp() + float(m.group(2) or 0)
+        seen.setdefault((m.group(4), m.group(3)), {})[m.group(5).split()[0]] = t * 1000
+spans = {"initon": [], "noinit": []}
+for (kind, _), e in seen.items():
+    if {"inspected", "created", "exited"} <= e.keys():
+        spans[kind].append(e["exited"] - e["inspected"])
+if spans["initon"] and spans["noinit"]:
+    print(statistics.median(spans["initon"]) - statistics.median(spans["noinit"]))
+PY
+  ) || true
+  if [ -n "$shim_cost" ]; then
+    result init_cost_shim "$xa" "$shim_cost"
+  else
+    note init_cost_shim "$xa" "n/a (no shim debug lines; shim log level $SHIM_LOG_LEVEL)"
+  fi
+
+  # On the host: the init forks and execs /bin/true, waits for it and passes its status on.
+  if [ -x "$CROSSARCH_SHIM_DIR/crossarch-init" ]; then
+    result init_host "$xa" "$(python3 - "$CROSSARCH_SHIM_DIR/crossarch-init" "$INIT_HOST_RUNS" <<'PY'
+import statistics, subprocess, sys, time
+init, n = sys.argv[1], int(sys.argv[2])
+with_init, bare = [init, "--", "/bin/true"], ["/bin/true"]
+def timed(argv):
+    t0 = time.perf_counter_ns()
+    subprocess.run(argv, check=True)
+    return time.perf_counter_ns() - t0
+diffs = []
+for i in range(n):
+    if i % 2:
+        b = timed(bare); w = timed(with_init)
+    else:
+        w = timed(with_init); b = timed(bare)
+    diffs.append((w - b) / 1000)
+print(statistics.median(diffs))
+PY
+    )"
+  else
+    note init_host "$xa" "n/a (no crossarch-init in $CROSSARCH_SHIM_DIR)"
+  fi
+
+  # Memory: PID 1 of an idle container, seen from the host.
+  new_id "$xa" initmem
+  id=$ID
+  if ctrx run -d --runtime "$xa" "$IMAGE" "$id" sleep 3600 </dev/null >/dev/null 2>&1; then
+    sleep 0.5
+    pid=$(ctrx task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $2 }')
+    argv=$(tr '\0' ' ' <"/proc/${pid:-0}/cmdline" 2>/dev/null || true)
+    if [ -n "$pid" ] && [ "${argv%% *}" = /dev/.crossarch/init ]; then
+      result init_rss "$xa" "$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")"
+      result init_pss "$xa" "$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")"
+    else
+      note init_rss "$xa" "no init as PID 1 (${argv:-no process})"
+      note init_pss "$xa" "n/a"
+    fi
+  else
+    note init_rss "$xa" failed
+    note init_pss "$xa" failed
+  fi
+  remove_container "$id"
+}
+
+# The shim's own timing of inspection + spec preparation at Create, its debug line
+# `container ID: inspected and prepared in N µs`, read back from containerd's log and sorted by
+# the purpose in the container id. Without that line (older shim, log level above debug): n/a.
+group_inspect() {
+  local xa k purposes purpose f n
+  xa=$(crossarch_of "$@")
+  figure inspect_native us "inspection + spec preparation at Create (shim's debug line), native \`/bin/true\`, median"
+  figure inspect_userns us "inspection + spec preparation at Create, arm64 \`/bin/true\`, userns mode, median"
+  figure inspect_wrap us "inspection + spec preparation at Create, arm64 \`/bin/true\`, wrap mode, median"
+  for k in inspect_native inspect_userns inspect_wrap; do note_others "$k" "—"; done
+  [ -n "$xa" ] || return 0
+  sed -n "s/.*msg=\"container b-$(short_name "$xa")-\([a-z]*\)-[0-9]*: inspected and prepared in \([0-9]*\) µs\".*/\1 \2/p" \
+    "$TESTENV_DIR/containerd.log" >"$WORK/inspect.txt" 2>/dev/null || true
+  for k in native userns wrap; do
+    case $k in
+      native) purposes="run fnative initon" ;;
+      userns) purposes=fuserns ;;
+      wrap) purposes=fwrap ;;
+    esac
+    f="$WORK/samples/inspect_$k"
+    : >"$f"
+    for purpose in $purposes; do
+      awk -v p="$purpose" '$1 == p { print $2 }' "$WORK/inspect.txt" >>"$f"
+    done
+    n=$(wc -l <"$f")
+    if [ "$n" -gt 0 ]; then
+      result "inspect_$k" "$xa" "$(percentile "$f" 50)"
+      LABEL[inspect_$k]+=" of $n"
+    else
+      note "inspect_$k" "$xa" "n/a (no \"inspected and prepared\" line; shim log level $SHIM_LOG_LEVEL)"
+    fi
+  done
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -475,7 +713,15 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Per-container crossarch configs, passed with `ctr run --runtime-config-path`.
+printf '[emulation]\nmode = "wrap"\n' >"$WORK/wrap.toml"
+printf '[init]\nenabled = true\n' >"$WORK/init.toml"
+printf '[init]\nenabled = false\n' >"$WORK/noinit.toml"
+
+# crossarch's shims inherit the daemon's environment; containerd and the Go shim stay at info.
+export CROSSARCH_LOG_LEVEL=$SHIM_LOG_LEVEL
 testenv_start "$WORK/env"
+unset CROSSARCH_LOG_LEVEL
 ctrx image import "$CROSSARCH_REPO/fixtures/out/images/busybox-amd64.tar" >/dev/null
 ctrx image import --all-platforms "$CROSSARCH_REPO/fixtures/out/images/busybox-arm64.tar" >/dev/null
 
@@ -517,7 +763,8 @@ done
 
 echo
 echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_start, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"
-echo "image $IMAGE; times are wall clock including the ctr client"
+echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); image $IMAGE (arm64: $FOREIGN_IMAGE); times are wall clock including the ctr client"
+echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
 for rt in "${RUNTIMES[@]}"; do
   shim=$(PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$(shim_binary "$rt")" || echo "(missing) $(shim_binary "$rt")")
   echo "- $(short_name "$rt"): $rt -> $shim"
