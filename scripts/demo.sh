@@ -40,7 +40,7 @@ if [ "$build" = 1 ]; then
   "$CROSSARCH_REPO/scripts/build.sh" || die "building crossarch failed; see the compiler output above"
   shim="$CROSSARCH_SHIM_DIR/containerd-shim-crossarch-v2"
   [ -x "$shim" ] || die "the build succeeded but $shim does not exist"
-  log "shim: $shim ($(du -h "$shim" | cut -f1)); init: $(ls "$CROSSARCH_REPO"/target/x86_64-unknown-linux-musl/init/crossarch-init 2>/dev/null || echo '?')"
+  log "shim: $shim ($(du -h "$shim" | cut -f1)); init: $(ls "$CROSSARCH_SHIM_DIR"/crossarch-init 2>/dev/null || echo '?')"
 else
   log "(not building: runtime is $RUNTIME)"
 fi

@@ -12,6 +12,7 @@
 //! - `CI`: when set, missing prerequisites fail the tests instead of skipping them.
 
 pub mod cmd;
+pub mod crossarch;
 pub mod events;
 pub mod host;
 mod image;
