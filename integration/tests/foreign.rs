@@ -478,10 +478,6 @@ fn twenty_foreign_containers_in_parallel() {
 
 /// Short-lived containers started in parallel: every one's output arrives.
 #[test]
-#[ignore = "shim bug: ~1% of short-lived `ctr run --rm` containers lose all their stdout under \
-            parallel load (exit 0, empty output); runc-v2 loses none. The stdout/stderr fifo \
-            writers are opened lazily in the copy threads (task/io.rs copy_out), and ctr cancels \
-            its pending fifo open (cio.Cancel) once it sees the exit"]
 fn short_lived_output_is_never_lost() {
     if !crossarch_only(WHAT) {
         return;
@@ -620,8 +616,6 @@ fn an_existing_user_namespace_mapping_is_kept() {
 /// task options as the legacy `containerd.linux.runc.CreateOptions` (io_uid/io_gid), as do
 /// the containerd client's WithUIDOwner/WithGIDOwner/WithNoPivotRoot (`ctr run --no-pivot`).
 #[test]
-#[ignore = "shim bug: Create rejects task options of type containerd.linux.runc.CreateOptions \
-            (sent by `ctr run --uidmap/--gidmap/--no-pivot`); runc-v2 accepts the equivalent"]
 fn ctr_run_uidmap_is_accepted() {
     if !ready(&ARM64) {
         return;

@@ -1,8 +1,8 @@
 //! A pod-style group (issue 4): a native "sandbox" container, as CRI starts it
 //! (`io.kubernetes.cri.container-type=sandbox`), and a foreign arm64 container that joins its
-//! namespaces as CRI sets them up and listens on port 80. The foreign container has its own
-//! user namespace; crossarch opens the sandbox's low ports to it
-//! (`net.ipv4.ip_unprivileged_port_start=0` in the pod's network namespace).
+//! namespaces as CRI sets them up and listens on port 80. crossarch gives the sandbox a user
+//! namespace, which then owns the pod's network, IPC and UTS namespaces; the foreign container
+//! joins it, so it can enter them at create and at every exec.
 //!
 //! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
 
@@ -97,9 +97,9 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
     let sandbox = out.stdout_text();
     let sandbox: Vec<&str> = sandbox.lines().collect();
     assert!(lines[0].starts_with("user:["), "{body}");
-    assert_ne!(
+    assert_eq!(
         lines[0], sandbox[0],
-        "the foreign container has its own user namespace"
+        "the foreign container joins the pod's user namespace, which the sandbox owns"
     );
     assert_eq!(lines[1], "aarch64", "the server is the emulated one");
     assert_eq!(
@@ -107,11 +107,16 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
         "it shares the sandbox's UTS namespace"
     );
 
-    // The host agrees: same network namespace, different user namespaces.
+    // The host agrees: same network and user namespace, and that user namespace is not the
+    // host's (which is what makes the pod's private binfmt_misc possible).
     let web = cd.task_pid("web");
     let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
     assert_eq!(ns(web, "net"), ns(pid, "net"));
-    assert_ne!(ns(web, "user"), ns(pid, "user"));
+    assert_eq!(ns(web, "user"), ns(pid, "user"));
+    assert_ne!(
+        ns(web, "user"),
+        fs::read_link("/proc/self/ns/user").unwrap()
+    );
 
     for id in ["web", "sandbox"] {
         cd.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
@@ -123,9 +128,6 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
 /// CRI also joins the sandbox's IPC namespace, and its spec mounts a fresh mqueue at
 /// /dev/mqueue, as `ctr`'s does.
 #[test]
-#[ignore = "shim bug: a foreign container (own user namespace) joining the sandbox's IPC \
-            namespace fails Create: runc cannot mount mqueue at /dev/mqueue in an IPC namespace \
-            owned by the host's user namespace (operation not permitted)"]
 fn a_foreign_container_joins_the_pods_ipc_namespace() {
     if !crossarch_only(WHAT) || !ARM64.available() {
         return;
@@ -161,10 +163,6 @@ fn a_foreign_container_joins_the_pods_ipc_namespace() {
 
 /// `kubectl exec` (and exec probes) into a foreign container of a pod.
 #[test]
-#[ignore = "runc 1.1 limit hit by the shim's design: `ctr task exec` into a foreign container \
-            that joined the sandbox's network namespace fails with `error executing setns \
-            process: exit status 1` (runc joins the container's user namespace first, then \
-            cannot join the network namespace owned by the host's)"]
 fn exec_into_a_foreign_container_of_a_pod() {
     if !crossarch_only(WHAT) || !ARM64.available() {
         return;

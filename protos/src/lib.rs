@@ -11,6 +11,20 @@ pub mod runtimeoptions {
     include!(concat!(env!("OUT_DIR"), "/runtimeoptions.rs"));
 }
 
+#[allow(
+    clippy::all,
+    missing_docs,
+    unused_attributes,
+    unused_mut,
+    non_upper_case_globals
+)]
+pub mod runctypes {
+    include!(concat!(env!("OUT_DIR"), "/runctypes.rs"));
+}
+
+/// The type URL of the legacy task options containerd's client sends to non-runc runtimes.
+pub const CREATE_OPTIONS_TYPE_URL: &str = "containerd.linux.runc.CreateOptions";
+
 /// The type URL CRI gives `runtimeoptions.v1.Options`.
 pub const RUNTIME_OPTIONS_TYPE_URL: &str = "runtimeoptions.v1.Options";
 

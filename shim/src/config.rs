@@ -10,7 +10,10 @@ use containerd_shim::protos::{
     protobuf::{well_known_types::any::Any, Message},
     shim::oci::Options as RuncOptions,
 };
-use crossarch_protos::{runtimeoptions::Options as RuntimeOptions, RUNTIME_OPTIONS_TYPE_URL};
+use crossarch_protos::{
+    runctypes::CreateOptions, runtimeoptions::Options as RuntimeOptions, CREATE_OPTIONS_TYPE_URL,
+    RUNTIME_OPTIONS_TYPE_URL,
+};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -205,9 +208,29 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
             runc_options: Some(opts),
         });
     }
+    if name == CREATE_OPTIONS_TYPE_URL {
+        let opts = CreateOptions::parse_from_bytes(&any.value).map_err(|e| {
+            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
+        })?;
+        let runc = RuncOptions {
+            no_pivot_root: opts.no_pivot_root,
+            no_new_keyring: opts.no_new_keyring,
+            shim_cgroup: opts.shim_cgroup,
+            io_uid: opts.io_uid,
+            io_gid: opts.io_gid,
+            criu_work_path: opts.criu_work_path,
+            criu_image_path: opts.criu_image_path,
+            ..Default::default()
+        };
+        return Ok(Resolved {
+            config: base()?,
+            runc_options: Some(runc),
+        });
+    }
     Err(Error::InvalidArgument(format!(
         "unsupported runtime options type {:?}: crossarch accepts {RUNTIME_OPTIONS_TYPE_URL} \
-         (CRI) or containerd.runc.v1.Options; fix the runtime handler's options",
+         (CRI), containerd.runc.v1.Options or containerd.linux.runc.CreateOptions; fix the \
+         runtime handler's options",
         any.type_url
     )))
 }
@@ -275,6 +298,24 @@ mod tests {
         assert_eq!(r.config.runc.binary, "/usr/sbin/runc");
         assert_eq!(r.config.runc.root, PathBuf::from("/run/r"));
         assert!(r.runc_options.is_some());
+    }
+
+    #[test]
+    fn legacy_create_options_are_accepted() {
+        let opts = CreateOptions {
+            no_pivot_root: true,
+            io_uid: 1000,
+            ..Default::default()
+        };
+        let r = resolve(
+            Some(&any("containerd.linux.runc.CreateOptions", &opts)),
+            || Ok(Config::default()),
+        )
+        .unwrap();
+        let runc = r.runc_options.unwrap();
+        assert!(runc.no_pivot_root);
+        assert_eq!(runc.io_uid, 1000);
+        assert_eq!(r.config, Config::default());
     }
 
     #[test]

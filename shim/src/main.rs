@@ -9,6 +9,7 @@ mod error;
 mod hook;
 mod init;
 mod logger;
+mod ns;
 mod prepare;
 mod reaper;
 mod route;

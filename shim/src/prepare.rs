@@ -102,6 +102,19 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
         log::info!("container {id}: privileged, clipped: no host devices, /proc masked, sysfs and cgroupfs read-only (privileged = \"clip\")");
     }
     let (args, env, cwd) = doc.with_process(id, |p| Ok(view(p)))?;
+    if spec::is_sandbox(&doc.value)
+        && matches!(
+            config.emulation.mode,
+            EmulationMode::Auto | EmulationMode::Userns
+        )
+        && route::userns_unsupported().is_none()
+        && spec::ensure_user_namespace(&mut doc.value)
+    {
+        log::info!(
+            "container {id}: pod sandbox: given a user namespace (identity mapping) so the pod's \
+             foreign containers can join it along with its network, IPC and UTS namespaces"
+        );
+    }
     if spec::open_low_ports_in_sandbox(&mut doc.value) {
         log::info!("container {id}: pod sandbox: net.ipv4.ip_unprivileged_port_start=0, so containers with their own user namespace can bind ports below 1024");
     }
@@ -133,28 +146,56 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
         match &mode {
             Some(Mode::Userns) => {
                 registered = route::registrations(&config.emulation);
-                let added = spec::ensure_user_namespace(&mut doc.value);
-                if added && spec::joins_namespace(&doc.value, "network") {
-                    spec::bind_sysfs(&mut doc.value);
-                }
-                let shim = std::env::current_exe().map_err(|e| {
-                    Error::Internal(format!("container {id}: cannot find the shim binary: {e}"))
-                })?;
-                let userns = crate::hook::user_namespace().map_err(|e| {
+                let shim_userns = crate::hook::user_namespace().map_err(|e| {
                     Error::Internal(format!(
                         "container {id}: cannot read the shim's user namespace: {e}"
                     ))
                 })?;
+                let pod = spec::joined_namespace(&doc.value, "network")
+                    .and_then(|netns| crate::ns::pod_user_namespace(netns, shim_userns));
+                let which = match pod {
+                    Some(path) => {
+                        let map = |f: &str| {
+                            let proc = path.trim_end_matches("ns/user");
+                            spec::parse_id_map(
+                                &std::fs::read_to_string(format!("{proc}{f}")).unwrap_or_default(),
+                            )
+                        };
+                        spec::join_user_namespace(
+                            &mut doc.value,
+                            &path,
+                            map("uid_map"),
+                            map("gid_map"),
+                        );
+                        "the pod's"
+                    }
+                    None => {
+                        let added = spec::ensure_user_namespace(&mut doc.value);
+                        if added {
+                            // The pod's namespaces belong to the host's user namespace here.
+                            spec::bind_host_pseudo_filesystems(&mut doc.value);
+                        }
+                        if added {
+                            "a new"
+                        } else {
+                            "its own"
+                        }
+                    }
+                };
+                let shim = std::env::current_exe().map_err(|e| {
+                    Error::Internal(format!("container {id}: cannot find the shim binary: {e}"))
+                })?;
+
                 spec::add_create_container_hook(
                     &mut doc.value,
                     &shim,
-                    crate::hook::args(id, userns, &registered),
+                    crate::hook::args(id, shim_userns, &registered),
                     10,
                 );
                 let arches: Vec<String> = registered.iter().map(|(a, _)| a.to_string()).collect();
                 log::info!(
                     "container {id}: every process is emulated through a private binfmt_misc in {} user namespace ({})",
-                    if added { "a new" } else { "its own" },
+                    which,
                     arches.join(", ")
                 );
             }
@@ -180,8 +221,14 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
             }
             None => doc.with_process(id, |p| apply_route(d, p))?,
         }
+        let mut decision = serde_json::to_value(d).unwrap_or_default();
+        if mode == Some(Mode::Userns) {
+            // The kernel runs qemu; the process is left exactly as the image asked.
+            decision["args"] = serde_json::json!(args);
+            decision["qemu_in_container_path"] = Value::Null;
+        }
         let record = serde_json::json!({
-            "decision": d,
+            "decision": decision,
             "mode": match &mode { Some(Mode::Userns) => "userns", Some(Mode::Wrap(_)) => "wrap", None => "native" },
             "mode_why": match &mode { Some(Mode::Wrap(why)) => why.as_str(), _ => "" },
             "binfmt": registered.iter().map(|(a, p)| (a.to_string(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),

@@ -119,6 +119,49 @@ pub fn ensure_user_namespace(value: &mut Value) -> bool {
     true
 }
 
+/// An id map as /proc/PID/uid_map writes it, in OCI form.
+pub fn parse_id_map(text: &str) -> Value {
+    let entries: Vec<Value> = text
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(|v| v.parse::<u64>().ok());
+            let (c, h, n) = (f.next()??, f.next()??, f.next()??);
+            Some(serde_json::json!({"containerID": c, "hostID": h, "size": n}))
+        })
+        .collect();
+    Value::Array(entries)
+}
+
+/// Makes the container join the user namespace at `path` (a pod's). runc 1.1 wants that
+/// namespace's mappings in the spec too.
+pub fn join_user_namespace(value: &mut Value, path: &str, uid_map: Value, gid_map: Value) {
+    let ns = namespaces(value);
+    ns.retain(|n| n["type"] != "user");
+    ns.push(serde_json::json!({"type": "user", "path": path}));
+    value["linux"]["uidMappings"] = uid_map;
+    value["linux"]["gidMappings"] = gid_map;
+}
+
+/// The path of the namespace of `kind` the spec joins, if any.
+pub fn joined_namespace<'a>(value: &'a Value, kind: &str) -> Option<&'a str> {
+    value["linux"]["namespaces"]
+        .as_array()?
+        .iter()
+        .find(|n| n["type"] == kind)?
+        .get("path")?
+        .as_str()
+        .filter(|p| !p.is_empty())
+}
+
+/// Whether this is a pod's sandbox container with its own network namespace.
+pub fn is_sandbox(value: &Value) -> bool {
+    annotation(value, CONTAINER_TYPE) == Some("sandbox")
+        && value["linux"]["namespaces"].as_array().is_some_and(|ns| {
+            ns.iter()
+                .any(|n| n["type"] == "network" && n.get("path").is_none_or(|p| p == ""))
+        })
+}
+
 /// Whether the spec joins an existing namespace of `kind` (a pod's sandbox, usually).
 pub fn joins_namespace(value: &Value, kind: &str) -> bool {
     value["linux"]["namespaces"].as_array().is_some_and(|ns| {
@@ -127,14 +170,27 @@ pub fn joins_namespace(value: &Value, kind: &str) -> bool {
     })
 }
 
-/// A fresh sysfs cannot be mounted in a network namespace owned by another user namespace;
-/// a read-only recursive bind of the host's /sys is what rootless runtimes do instead.
-pub fn bind_sysfs(value: &mut Value) {
+/// A fresh sysfs (mqueue) cannot be mounted in a network (IPC) namespace owned by another user
+/// namespace; a recursive bind of the host's, as rootless runtimes do, works instead.
+pub fn bind_host_pseudo_filesystems(value: &mut Value) {
+    let joins_net = joins_namespace(value, "network");
+    let joins_ipc = joins_namespace(value, "ipc");
     if let Some(mounts) = value["mounts"].as_array_mut() {
-        for m in mounts.iter_mut().filter(|m| m["type"] == "sysfs") {
+        for m in mounts.iter_mut() {
+            let (source, options) = match m["type"].as_str() {
+                Some("sysfs") if joins_net => (
+                    "/sys",
+                    serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]),
+                ),
+                Some("mqueue") if joins_ipc => (
+                    "/dev/mqueue",
+                    serde_json::json!(["rbind", "nosuid", "nodev", "noexec"]),
+                ),
+                _ => continue,
+            };
             m["type"] = "bind".into();
-            m["source"] = "/sys".into();
-            m["options"] = serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]);
+            m["source"] = source.into();
+            m["options"] = options;
         }
     }
 }
@@ -304,6 +360,23 @@ mod tests {
     }
 
     #[test]
+    fn joining_a_pods_user_namespace_copies_its_mappings() {
+        let mut v = serde_json::json!({"linux": {
+            "namespaces": [{"type": "network", "path": "/proc/7/ns/net"}, {"type": "user"}],
+            "uidMappings": [{"containerID": 0, "hostID": 0, "size": 1}]
+        }});
+        assert_eq!(joined_namespace(&v, "network"), Some("/proc/7/ns/net"));
+        let map = parse_id_map("         0          0 4294967295\n garbage\n");
+        join_user_namespace(&mut v, "/proc/7/ns/user", map.clone(), map);
+        assert_eq!(joined_namespace(&v, "user"), Some("/proc/7/ns/user"));
+        assert_eq!(
+            v["linux"]["uidMappings"],
+            serde_json::json!([{"containerID": 0, "hostID": 0, "size": 4294967295u64}])
+        );
+        assert_eq!(v["linux"]["namespaces"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
     fn pods_get_a_bound_sysfs() {
         let mut v = serde_json::json!({
             "linux": {"namespaces": [{"type": "network", "path": "/proc/9/ns/net"}]},
@@ -311,9 +384,23 @@ mod tests {
         });
         assert!(joins_namespace(&v, "network"));
         assert!(!joins_namespace(&v, "ipc"));
-        bind_sysfs(&mut v);
+        v["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"destination": "/dev/mqueue", "type": "mqueue"}));
+        bind_host_pseudo_filesystems(&mut v);
         assert_eq!(v["mounts"][0]["type"], "bind");
         assert_eq!(v["mounts"][0]["source"], "/sys");
+        assert_eq!(
+            v["mounts"][1]["type"], "mqueue",
+            "the IPC namespace is its own"
+        );
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "ipc", "path": "/proc/9/ns/ipc"}));
+        bind_host_pseudo_filesystems(&mut v);
+        assert_eq!(v["mounts"][1]["source"], "/dev/mqueue");
     }
 
     #[test]

@@ -129,12 +129,54 @@ fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(|e| Error::Internal(format!("cannot start an io thread: {e}")))
 }
 
-fn open_fifo_writer(path: &Path) -> io::Result<File> {
-    // Blocking open: containerd's client opens the read side before it calls Create.
-    OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
+/// Where one output stream is written, opened before the process starts.
+enum Sink {
+    Ready(File),
+    /// A fifo nobody reads yet: opened (blocking) by the copy thread.
+    Later(PathBuf),
+    Void,
+}
+
+/// How long Create waits for containerd's client to open a fifo's read side.
+const FIFO_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Opens the destination now, during Create, as runc-v2 does: once containerd's client sees
+/// the process exit it stops waiting for a writer, so a fifo opened later can lose all output.
+async fn open_sink(to: Target) -> Sink {
+    match to {
+        Target::Fifo(p) => {
+            let path = p.clone();
+            let open = tokio::task::spawn_blocking(move || {
+                // Blocks until the client's read side is open, which it is, or is about to be.
+                OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_CLOEXEC)
+                    .open(&path)
+            });
+            match tokio::time::timeout(FIFO_OPEN_TIMEOUT, open).await {
+                Ok(Ok(Ok(f))) => Sink::Ready(f),
+                Ok(Ok(Err(e))) => {
+                    log::warn!("cannot open {}: {e}; discarding output", p.display());
+                    Sink::Void
+                }
+                _ => {
+                    log::warn!(
+                        "nobody opened {} to read it; output is discarded until someone does",
+                        p.display()
+                    );
+                    Sink::Later(p)
+                }
+            }
+        }
+        Target::File(p) => match OpenOptions::new().append(true).create(true).open(&p) {
+            Ok(f) => Sink::Ready(f),
+            Err(e) => {
+                log::warn!("cannot open {}: {e}; discarding output", p.display());
+                Sink::Void
+            }
+        },
+        Target::None | Target::Binary { .. } => Sink::Void,
+    }
 }
 
 /// Copies `from` into `to` until EOF; EIO is a pty whose other side has closed.
@@ -192,27 +234,25 @@ impl ProcessIo {
         Ok(())
     }
 
-    fn copy_out(&mut self, name: &str, from: OwnedFd, to: Target) -> Result<()> {
+    async fn copy_out(&mut self, name: &str, from: OwnedFd, to: Target) -> Result<()> {
+        let sink = open_sink(to).await;
         let (tx, rx) = oneshot::channel();
         self.done.push(rx);
         let from = File::from(from);
         thread(name, move || {
-            match to {
-                Target::Fifo(p) => match open_fifo_writer(&p) {
-                    Ok(f) => drain(from, f),
-                    Err(e) => {
-                        log::warn!("cannot open {}: {e}; discarding output", p.display());
-                        drain_to_void(from, vec![0; 32 * 1024]);
+            match sink {
+                Sink::Ready(f) => drain(from, f),
+                Sink::Later(p) => {
+                    match OpenOptions::new()
+                        .write(true)
+                        .custom_flags(libc::O_CLOEXEC)
+                        .open(&p)
+                    {
+                        Ok(f) => drain(from, f),
+                        Err(_) => drain_to_void(from, vec![0; 32 * 1024]),
                     }
-                },
-                Target::File(p) => match OpenOptions::new().append(true).create(true).open(&p) {
-                    Ok(f) => drain(from, f),
-                    Err(e) => {
-                        log::warn!("cannot open {}: {e}; discarding output", p.display());
-                        drain_to_void(from, vec![0; 32 * 1024]);
-                    }
-                },
-                Target::None | Target::Binary { .. } => drain_to_void(from, vec![0; 32 * 1024]),
+                }
+                Sink::Void => drain_to_void(from, vec![0; 32 * 1024]),
             }
             let _ = tx.send(());
         })
@@ -310,7 +350,7 @@ pub async fn prepare(req: &StdioRequest, id: &str, namespace: &str) -> Result<Pr
             continue;
         }
         let (r, w) = pipe()?;
-        io.copy_out(name, r, target)?;
+        io.copy_out(name, r, target).await?;
         *slot = Some(w);
     }
     Ok(Prepared {
@@ -431,6 +471,7 @@ impl ConsoleSocket {
         }
         *io.console.lock().unwrap() = Some(master);
         io.copy_out("tty", reader.into(), Target::parse(&req.stdout)?)
+            .await
     }
 }
 
