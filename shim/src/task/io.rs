@@ -186,13 +186,17 @@ fn drain(mut from: File, mut to: impl Write) {
         match from.read(&mut buf) {
             Ok(0) => return,
             Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
+                if let Err(e) = to.write_all(&buf[..n]) {
                     // The reader went away: keep draining so the process never blocks on a full pipe.
+                    log::warn!("output of {n} bytes dropped: {e}");
                     return drain_to_void(from, buf);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => return,
+            Err(e) => {
+                log::debug!("output source closed: {e}");
+                return;
+            }
         }
     }
 }

@@ -43,6 +43,9 @@ use crate::{
     runc::{args, Runc},
 };
 
+/// How long an exit waits for the process's output to be delivered.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
+
 pub struct TaskService {
     shared: Arc<Shared>,
 }
@@ -113,6 +116,12 @@ impl Shared {
                 {
                     e.wait_for(Duration::from_secs(2)).await;
                 }
+            }
+            // Once containerd hears of the exit, its client stops reading; output still in
+            // flight in a copy thread would be lost. A child that outlives the process may
+            // hold the pipe open, hence the bound.
+            if !p.drain_io(OUTPUT_DRAIN_LIMIT).await {
+                log::debug!("{}: output still open after it exited", c.what(&p.exec_id));
             }
             p.set_exited(exit.status as u32, exit.at);
             log::debug!("{} exited with status {}", c.what(&p.exec_id), exit.status);
