@@ -8,8 +8,8 @@ target="${CARGO_TARGET_DIR:-$PWD/target}"
 triple=x86_64-unknown-linux-musl
 rustup target list --installed 2>/dev/null | grep -q "$triple" || rustup target add "$triple" >/dev/null
 CROSSARCH_REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
-  cargo build -p crossarch-shim -p crossarch-init --profile dist --target "$triple"
+  cargo build -p crossarch-shim -p crossarch-init --profile small --target "$triple"
 mkdir -p "$target/dist"
-install -m 0755 "$target/$triple/dist/containerd-shim-crossarch-v2" "$target/$triple/dist/crossarch-init" \
+install -m 0755 "$target/$triple/small/containerd-shim-crossarch-v2" "$target/$triple/small/crossarch-init" \
   "$target/dist/"
 echo "build: staged $target/dist/{containerd-shim-crossarch-v2,crossarch-init}"
