@@ -51,6 +51,9 @@ pub struct Container {
     pub init: Arc<Process>,
     pub execs: Mutex<HashMap<String, Arc<Process>>>,
     pub oom: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Held by Start until its event is out, and by exits before theirs: containerd requires
+    /// /tasks/start (and /tasks/exec-started) before the same process's /tasks/exit.
+    pub lifecycle: tokio::sync::Mutex<()>,
 }
 
 pub fn has_own_pid_namespace(spec: &Spec) -> bool {

@@ -123,6 +123,7 @@ impl Shared {
             if !p.drain_io(OUTPUT_DRAIN_LIMIT).await {
                 log::debug!("{}: output still open after it exited", c.what(&p.exec_id));
             }
+            let _started = c.lifecycle.lock().await;
             p.set_exited(exit.status as u32, exit.at);
             log::debug!("{} exited with status {}", c.what(&p.exec_id), exit.status);
             shared
@@ -243,6 +244,7 @@ impl Shared {
             init: Arc::new(Process::new("", stdio, Vec::new())),
             execs: Mutex::new(HashMap::new()),
             oom: Mutex::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
         });
         let opts = resolved.runc_options.unwrap_or_default();
         let pid = match c.create(opts.no_pivot_root, opts.no_new_keyring).await {
@@ -298,6 +300,7 @@ impl Shared {
     async fn start(self: &Arc<Self>, req: api::StartRequest) -> Result<api::StartResponse> {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
+        let _lifecycle = c.lifecycle.lock().await;
         if p.status() != Status::Created {
             return Err(Error::FailedPrecondition(format!(
                 "{}: already started",
