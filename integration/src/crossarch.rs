@@ -204,6 +204,20 @@ pub fn run_image_detached(
     cd.wait_status(id, "RUNNING", Duration::from_secs(30));
 }
 
+/// The exit status of task `id` once `signal` is sent to it, after the file `ready` (a host
+/// path) appeared, so the container's trap is in place. Bounded: a frozen container fails.
+pub fn exit_status_after_signal(cd: &Containerd, id: &str, ready: &Path, signal: &str) -> u64 {
+    let long = Duration::from_secs(30);
+    crate::wait_until(&format!("{id} to write {}", ready.display()), long, || {
+        ready.exists()
+    });
+    let ev = cd.events();
+    cd.ctr(&["task", "kill", "-s", signal, id]).ok();
+    let exit = ev.wait_topic("/tasks/exit", id, long);
+    cd.wait_status(id, "STOPPED", long);
+    exit.number("exit_status")
+}
+
 /// `cp -a FROM/. TO`.
 pub fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();

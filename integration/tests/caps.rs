@@ -9,7 +9,6 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
@@ -17,7 +16,7 @@ use crossarch_integration::{
     containerd, fixtures_dir, host_arch, wait_until, Containerd, OutputExt,
 };
 
-const CROSSARCH: &str = "io.containerd.crossarch.v2";
+use crossarch_integration::crossarch::copy_dir;
 
 /// Capability names by kernel bit number (capabilities(7), linux/capability.h).
 const CAP_NAMES: &[&str] = &[
@@ -82,14 +81,7 @@ const DEFAULT_CEILING: &[&str] = &[
 
 /// Whether the runtime under test is crossarch; says why the test skips when it is not.
 fn crossarch_only() -> bool {
-    let runtime = crossarch_integration::runtime();
-    if runtime == CROSSARCH {
-        return true;
-    }
-    eprintln!(
-        "SKIPPED: the capability policy is crossarch's own; CROSSARCH_TEST_RUNTIME is {runtime}"
-    );
-    false
+    crossarch_integration::crossarch::crossarch_only("the capability policy")
 }
 
 /// A hex mask from /proc/<pid>/status as capability names in kernel bit order.
@@ -606,22 +598,6 @@ fn a_foreign_container_gets_the_same_ceiling() {
         Caps::root_with(DEFAULT_CEILING, true),
         "from {}",
         fixture.display()
-    );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(format!("{}/.", from.display()))
-        .arg(to)
-        .output()
-        .expect("run cp");
-    assert!(
-        out.status.success(),
-        "copy {}: {}",
-        from.display(),
-        out.show()
     );
 }
 

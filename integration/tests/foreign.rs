@@ -15,8 +15,9 @@ use std::thread;
 use std::time::Duration;
 
 use crossarch_integration::crossarch::{
-    config_file, copy_dir, crossarch_only, import_archive, import_busybox, route_record, run_image,
-    run_image_detached, Arch, HostBinfmt, HostGuard, ARM64, FOREIGN, S390X,
+    config_file, copy_dir, crossarch_only, exit_status_after_signal, import_archive,
+    import_busybox, route_record, run_image, run_image_detached, Arch, HostBinfmt, HostGuard,
+    ARM64, FOREIGN, S390X,
 };
 use crossarch_integration::{
     containerd, fixtures_dir, host_arch, wait_until, Containerd, OutputExt, CONTAINER_PATH,
@@ -47,17 +48,9 @@ fn ready(arch: &Arch) -> bool {
 
 /// The exit status of task `id` once `signal` is sent to it, after the container wrote
 /// `/tmp/ready` (so a trap is in place). Bounded: a frozen container fails the test.
-fn exit_status_after_signal(cd: &Containerd, id: &str, signal: &str) -> u64 {
-    let pid = cd.task_pid(id);
-    let ready = format!("/proc/{pid}/root/tmp/ready");
-    wait_until(&format!("{id} to write /tmp/ready"), LONG, || {
-        Path::new(&ready).exists()
-    });
-    let ev = cd.events();
-    cd.ctr(&["task", "kill", "-s", signal, id]).ok();
-    let exit = ev.wait_topic("/tasks/exit", id, LONG);
-    cd.wait_status(id, "STOPPED", LONG);
-    exit.number("exit_status")
+fn status_after_signal(cd: &Containerd, id: &str, signal: &str) -> u64 {
+    let ready = format!("/proc/{}/root/tmp/ready", cd.task_pid(id));
+    exit_status_after_signal(cd, id, Path::new(&ready), signal)
 }
 
 #[test]
@@ -332,8 +325,8 @@ fn sigterm_gives_the_guests_code_or_143_and_never_freezes() {
             "touch /tmp/ready; while true; do sleep 0.1; done",
         ],
     );
-    assert_eq!(exit_status_after_signal(&cd, "trapped", "SIGTERM"), 42);
-    assert_eq!(exit_status_after_signal(&cd, "untrapped", "SIGTERM"), 143);
+    assert_eq!(status_after_signal(&cd, "trapped", "SIGTERM"), 42);
+    assert_eq!(status_after_signal(&cd, "untrapped", "SIGTERM"), 143);
     guard.check();
 }
 

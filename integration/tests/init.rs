@@ -10,27 +10,15 @@ use std::path::Path;
 use std::time::Duration;
 
 use crossarch_integration::crossarch::{
-    config_file, crossarch_only, import_busybox, run_image_detached, Arch, HostGuard, ARM64,
+    config_file, crossarch_only, exit_status_after_signal, import_busybox, run_image_detached,
+    Arch, HostGuard, ARM64,
 };
 use crossarch_integration::{
-    containerd, pid1_cmdline, pty::run_in_pty, wait_until, Containerd, OutputExt, Step,
+    containerd, pid1_cmdline, pty::run_in_pty, wait_until, OutputExt, Step,
 };
 
 const LONG: Duration = Duration::from_secs(30);
 const WHAT: &str = "the injected init";
-
-/// The exit status of task `id` once `signal` is sent to it, after the file `ready` (a host
-/// path) appeared, so the container's trap is in place. Bounded: a frozen container fails.
-fn exit_status_after_signal(cd: &Containerd, id: &str, ready: &Path, signal: &str) -> u64 {
-    wait_until(&format!("{id} to write {}", ready.display()), LONG, || {
-        ready.exists()
-    });
-    let ev = cd.events();
-    cd.ctr(&["task", "kill", "-s", signal, id]).ok();
-    let exit = ev.wait_topic("/tasks/exit", id, LONG);
-    cd.wait_status(id, "STOPPED", LONG);
-    exit.number("exit_status")
-}
 
 #[test]
 fn orphans_leave_no_zombie() {
