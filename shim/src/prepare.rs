@@ -115,9 +115,6 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
              foreign containers can join it along with its network, IPC and UTS namespaces"
         );
     }
-    if spec::open_low_ports_in_sandbox(&mut doc.value) {
-        log::info!("container {id}: pod sandbox: net.ipv4.ip_unprivileged_port_start=0, so containers with their own user namespace can bind ports below 1024");
-    }
     let mounts = mount_destinations(&doc.value);
     let (decision, missing) = match route::decide(
         id,

@@ -244,34 +244,6 @@ pub fn unprivilege(value: &mut Value) {
 }
 
 const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
-
-/// Lets every user bind any port in a pod sandbox's own network namespace.
-///
-/// A foreign container has its own user namespace, which does not own the pod's network
-/// namespace, so even its root lacks CAP_NET_BIND_SERVICE there. Docker sets the same sysctl
-/// for every container. An explicit value in the spec wins. Returns whether it was set.
-pub fn open_low_ports_in_sandbox(value: &mut Value) -> bool {
-    let is_sandbox = annotation(value, CONTAINER_TYPE) == Some("sandbox");
-    let own_netns = value["linux"]["namespaces"].as_array().is_some_and(|ns| {
-        ns.iter()
-            .any(|n| n["type"] == "network" && n.get("path").is_none_or(|p| p == ""))
-    });
-    if !is_sandbox
-        || !own_netns
-        || value["linux"]["sysctl"]
-            .get(UNPRIVILEGED_PORT_START)
-            .is_some()
-    {
-        return false;
-    }
-    if !value["linux"]["sysctl"].is_object() {
-        value["linux"]["sysctl"] = serde_json::json!({});
-    }
-    value["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "0".into();
-    true
-}
-
 /// Appends a createContainer hook.
 pub fn add_create_container_hook(value: &mut Value, path: &Path, args: Vec<String>, timeout: u32) {
     let hook = serde_json::json!({"path": path, "args": args, "timeout": timeout});
@@ -431,40 +403,6 @@ mod tests {
         assert_eq!(
             v["mounts"][0]["options"],
             serde_json::json!(["nosuid", "ro"])
-        );
-    }
-
-    #[test]
-    fn sandboxes_open_low_ports() {
-        let sandbox = |ns: Value| {
-            serde_json::json!({
-                "annotations": {"io.kubernetes.cri.container-type": "sandbox"},
-                "linux": {"namespaces": ns}
-            })
-        };
-        let mut v = sandbox(serde_json::json!([{"type": "network"}]));
-        assert!(open_low_ports_in_sandbox(&mut v));
-        assert_eq!(
-            v["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
-            "0"
-        );
-        let mut host_net = sandbox(serde_json::json!([{"type": "pid"}]));
-        assert!(
-            !open_low_ports_in_sandbox(&mut host_net),
-            "never the host's netns"
-        );
-        let mut container = serde_json::json!({
-            "annotations": {"io.kubernetes.cri.container-type": "container"},
-            "linux": {"namespaces": [{"type": "network"}]}
-        });
-        assert!(!open_low_ports_in_sandbox(&mut container));
-        let mut explicit = sandbox(serde_json::json!([{"type": "network"}]));
-        explicit["linux"]["sysctl"] =
-            serde_json::json!({"net.ipv4.ip_unprivileged_port_start": "1024"});
-        assert!(!open_low_ports_in_sandbox(&mut explicit));
-        assert_eq!(
-            explicit["linux"]["sysctl"]["net.ipv4.ip_unprivileged_port_start"],
-            "1024"
         );
     }
 
