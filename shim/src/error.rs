@@ -25,6 +25,25 @@ pub enum Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
+    /// Names the container or process concerned, unless the message already does.
+    pub fn context(self, what: &str) -> Error {
+        let prefix = |m: String| {
+            if m.starts_with("container ") || m.starts_with("exec ") {
+                m
+            } else {
+                format!("{what}: {m}")
+            }
+        };
+        match self {
+            Error::NotFound(m) => Error::NotFound(prefix(m)),
+            Error::AlreadyExists(m) => Error::AlreadyExists(prefix(m)),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(prefix(m)),
+            Error::InvalidArgument(m) => Error::InvalidArgument(prefix(m)),
+            Error::Unimplemented(m) => Error::Unimplemented(prefix(m)),
+            Error::Internal(m) => Error::Internal(prefix(m)),
+        }
+    }
+
     fn code(&self) -> Code {
         match self {
             Error::NotFound(_) => Code::NOT_FOUND,
@@ -51,6 +70,20 @@ pub fn io(context: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn context_names_the_process_once() {
+        let e = Error::InvalidArgument("unsupported stdio scheme".into())
+            .context("exec e1 of container web");
+        assert_eq!(
+            e.to_string(),
+            "exec e1 of container web: unsupported stdio scheme"
+        );
+        assert!(matches!(e, Error::InvalidArgument(_)));
+        let named = Error::Internal("container web: logger not ready".into())
+            .context("exec e1 of container web");
+        assert_eq!(named.to_string(), "container web: logger not ready");
+    }
 
     #[test]
     fn codes_reach_containerd_as_errdefs_expects() {

@@ -147,7 +147,9 @@ impl Container {
         pid_file: &Path,
     ) -> Result<i32> {
         let what = self.what(&p.exec_id);
-        let prepared = io::prepare(&p.stdio, &self.id, &self.namespace).await?;
+        let prepared = io::prepare(&p.stdio, &self.id, &self.namespace)
+            .await
+            .map_err(|e| e.context(&what))?;
         let mut pio = prepared.io;
         let op = cmd.first().cloned().unwrap_or_default();
         let op = op.to_string_lossy();
@@ -175,8 +177,8 @@ impl Container {
                 };
                 ran?;
                 match got {
-                    Some(g) => g?,
-                    None => recv.await?,
+                    Some(g) => g.map_err(|e| e.context(&what))?,
+                    None => recv.await.map_err(|e| e.context(&what))?,
                 }
             }
         }

@@ -221,10 +221,15 @@ impl Shared {
             systemd_cgroup: runc.systemd_cgroup,
             rootfs_mounted,
         };
-        let _ = std::fs::write(
+        if let Err(e) = std::fs::write(
             bundle.join(BUNDLE_RECORD),
             serde_json::to_vec(&record).unwrap_or_default(),
-        );
+        ) {
+            log::warn!(
+                "container {id}: cannot record its runc settings in the bundle ({e}); if this \
+                 shim dies, cleanup falls back to the default runc root"
+            );
+        }
         let stdio = StdioRequest {
             stdin: req.stdin.clone(),
             stdout: req.stdout.clone(),
