@@ -15,8 +15,18 @@ pub enum Step {
     Expect(String),
     /// Type this text.
     Send(String),
-    /// Change the terminal's window size (the kernel sends SIGWINCH to the foreground job).
-    Resize { rows: u16, cols: u16 },
+    /// Change the terminal's window size (the kernel sends SIGWINCH to the foreground job),
+    /// then type `text` again and again until everything printed contains `until`.
+    ///
+    /// `ctr` subscribes to SIGWINCH only after its first resize of the task returned, so a
+    /// change made just as the container shows its first size can go unnoticed. While `until`
+    /// has not shown, the size is nudged by a row and set back, which signals again.
+    ResizeUntil {
+        rows: u16,
+        cols: u16,
+        text: String,
+        until: String,
+    },
     /// Type `text` again and again until everything printed contains `until`
     /// (for things that arrive asynchronously, like a window size change).
     SendUntil { text: String, until: String },
@@ -68,8 +78,19 @@ for step in plan:
             open_ = pump(0.1)
     elif kind == "send":
         os.write(master, step[1].encode())
-    elif kind == "resize":
-        fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", step[1], step[2], 0, 0))
+    elif kind == "resize_until":
+        rows_, cols_, text, until = step[1], step[2], step[3].encode(), step[4].encode()
+        while until not in out:
+            if not open_ or time.time() > deadline:
+                fail("pty: never saw %r" % step[4])
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows_ + 1, cols_, 0, 0))
+            fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows_, cols_, 0, 0))
+            end = time.time() + 1.0
+            while open_ and time.time() < end and until not in out:
+                os.write(master, text)
+                stop = time.time() + 0.3
+                while open_ and time.time() < stop and until not in out:
+                    open_ = pump(0.05)
     elif kind == "send_until":
         while step[2].encode() not in out:
             if not open_ or time.time() > deadline:
@@ -93,7 +114,12 @@ pub fn run_in_pty(argv: &[String], rows: u16, cols: u16, plan: &[Step]) -> PtyRe
         .map(|s| match s {
             Step::Expect(t) => serde_json::json!(["expect", t]),
             Step::Send(t) => serde_json::json!(["send", t]),
-            Step::Resize { rows, cols } => serde_json::json!(["resize", rows, cols]),
+            Step::ResizeUntil {
+                rows,
+                cols,
+                text,
+                until,
+            } => serde_json::json!(["resize_until", rows, cols, text, until]),
             Step::SendUntil { text, until } => serde_json::json!(["send_until", text, until]),
         })
         .collect();

@@ -102,11 +102,9 @@ fn tty_run_sees_a_terminal_of_the_callers_size_and_follows_resizes() {
                 text: "\r".into(),
                 until: "33 111".into(),
             },
-            Step::Resize {
+            Step::ResizeUntil {
                 rows: 50,
                 cols: 150,
-            },
-            Step::SendUntil {
                 text: "\r".into(),
                 until: "50 150".into(),
             },
