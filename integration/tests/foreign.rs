@@ -20,7 +20,8 @@ use crossarch_integration::crossarch::{
     ARM64, FOREIGN, S390X,
 };
 use crossarch_integration::{
-    containerd, fixtures_dir, host_arch, wait_until, Containerd, OutputExt, CONTAINER_PATH,
+    containerd, fixtures_dir, host, host_arch, wait_until, Containerd, OutputExt, CONTAINER_PATH,
+    RUNC_ROOT,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -518,6 +519,35 @@ fn spec_for(cd: &Containerd, id: &str, rootfs: &Path, args: &[&str]) -> serde_js
     spec
 }
 
+/// An arm64 busybox container `id` whose spec already has a user namespace mapping the
+/// container's root to host uid/gid 100000 (as Kubernetes `hostUsers: false` gives), with a
+/// rootfs owned accordingly. Returns the rootfs and the spec file for `ctr run --config`.
+fn mapped_spec(
+    cd: &Containerd,
+    id: &str,
+    args: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let rootfs = cd.dir().join(id);
+    copy_dir(&ARM64.rootfs(), &rootfs);
+    let chown = std::process::Command::new("chown")
+        .args(["-R", "100000:100000"])
+        .arg(&rootfs)
+        .output()
+        .unwrap();
+    assert!(chown.status.success(), "{}", chown.show());
+    let mut spec = spec_for(cd, id, &rootfs, args);
+    spec["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "user"}));
+    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    spec["linux"]["uidMappings"] = map.clone();
+    spec["linux"]["gidMappings"] = map;
+    let file = cd.dir().join(format!("{id}.json"));
+    fs::write(&file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
+    (rootfs, file)
+}
+
 /// A container whose spec already has a user namespace (as Kubernetes `hostUsers: false`
 /// gives) keeps its mapping, and its children are still emulated.
 ///
@@ -530,19 +560,9 @@ fn an_existing_user_namespace_mapping_is_kept() {
     }
     let guard = HostGuard::new();
     let cd = containerd!();
-    // A rootfs owned by the container's root, host uid 100000.
-    let rootfs = cd.dir().join("mapped");
-    copy_dir(&ARM64.rootfs(), &rootfs);
-    let chown = std::process::Command::new("chown")
-        .args(["-R", "100000:100000"])
-        .arg(&rootfs)
-        .output()
-        .unwrap();
-    assert!(chown.status.success(), "{}", chown.show());
-    let mut spec = spec_for(
+    let (rootfs, file) = mapped_spec(
         &cd,
         "mapped",
-        &rootfs,
         &[
             "sh",
             "-c",
@@ -550,15 +570,6 @@ fn an_existing_user_namespace_mapping_is_kept() {
              stat -c %u:%g /bin/busybox; touch /tmp/written && echo wrote",
         ],
     );
-    spec["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(serde_json::json!({"type": "user"}));
-    let map = serde_json::json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
-    spec["linux"]["uidMappings"] = map.clone();
-    spec["linux"]["gidMappings"] = map;
-    let file = cd.dir().join("mapped.json");
-    fs::write(&file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
     let out = cd.ctr(&[
         "run",
         "--rm",
@@ -602,6 +613,91 @@ fn an_existing_user_namespace_mapping_is_kept() {
         &cd,
         "container mapped: every process is emulated through a private binfmt_misc in its own user namespace",
     );
+    guard.check();
+}
+
+/// When the binfmt hook fails inside a real container, Create fails with an error that names
+/// the container and the fix, and nothing is left: no task, no mount, no runc state, no
+/// cgroup, and the host's binfmt_misc unchanged.
+///
+/// The failure is a real one: qemu sits in a directory only host root may enter. The shim
+/// finds it, but the container's root (host uid 100000) cannot open it to register it.
+#[test]
+fn a_failing_binfmt_hook_fails_create_and_leaves_nothing() {
+    if !ready(&ARM64) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let private = cd.dir().join("root-only");
+    fs::create_dir_all(&private).unwrap();
+    let qemu = private.join("qemu-aarch64-static");
+    fs::copy("/usr/bin/qemu-aarch64-static", &qemu).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&private, fs::Permissions::from_mode(0o700)).unwrap();
+    let config = config_file(
+        &cd,
+        &format!(
+            "[emulation]\nmode = \"userns\"\nqemu_dirs = [\"{}\"]\n",
+            private.display()
+        ),
+    );
+    let (rootfs, file) = mapped_spec(&cd, "hookfail", &["uname", "-m"]);
+    let out = cd.ctr(&[
+        "run",
+        "--rm",
+        "--runtime",
+        cd.runtime(),
+        "--runtime-config-path",
+        &config,
+        "--config",
+        &file.display().to_string(),
+        "hookfail",
+    ]);
+    assert_ne!(out.code(), 0, "{}", out.show());
+    let err = out.stderr_text();
+    for wanted in [
+        "container hookfail",
+        "cannot register",
+        "qemu-aarch64-static",
+        "set emulation.mode = \"wrap\"",
+    ] {
+        assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
+    }
+    assert!(out.stdout_text().is_empty(), "{}", out.show());
+    assert_eq!(cd.task("hookfail"), None, "no task is left behind");
+    assert!(
+        !cd.ctr(&["container", "ls", "-q"])
+            .stdout_text()
+            .contains("hookfail"),
+        "`ctr run --rm` removed the container"
+    );
+    let bundle = cd.bundle("hookfail");
+    let cgroup = format!("/{}/hookfail", cd.namespace());
+    let mounts: Vec<_> = host::mounts_under(cd.dir())
+        .into_iter()
+        .filter(|m| m.starts_with(&rootfs) || m.starts_with(&bundle))
+        .collect();
+    assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+    assert!(!bundle.exists(), "bundle left: {}", bundle.display());
+    for runc_state in [
+        Path::new(RUNC_ROOT).join(cd.namespace()).join("hookfail"),
+        cd.state_dir()
+            .join("runc")
+            .join(cd.namespace())
+            .join("hookfail"),
+    ] {
+        assert!(
+            !runc_state.exists(),
+            "runc state left: {}",
+            runc_state.display()
+        );
+    }
+    let left: Vec<_> = host::cgroup_dirs(&cgroup)
+        .into_iter()
+        .filter(|d| d.exists())
+        .collect();
+    assert!(left.is_empty(), "cgroups left: {left:?}");
     guard.check();
 }
 
