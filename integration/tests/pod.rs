@@ -1,8 +1,11 @@
-//! A pod-style group (issue 4): a native "sandbox" container, as CRI starts it
+//! Pod-style groups (issue 4): a native "sandbox" container, as CRI starts it
 //! (`io.kubernetes.cri.container-type=sandbox`), and a foreign arm64 container that joins its
-//! namespaces as CRI sets them up and listens on port 80. crossarch gives the sandbox a user
-//! namespace, which then owns the pod's network, IPC and UTS namespaces; the foreign container
-//! joins it, so it can enter them at create and at every exec.
+//! namespaces as CRI sets them up and listens on port 80. Two shapes:
+//! - the sandbox makes its own network namespace: crossarch gives it a user namespace, which
+//!   then owns the pod's network, IPC and UTS namespaces; the foreign container joins it, so
+//!   it can enter them at create and at every exec;
+//! - the host made the network namespace before the sandbox, as containerd's CRI does: the
+//!   foreign container gets a user namespace of its own (`start_cri_sandbox`).
 //!
 //! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
 
@@ -26,6 +29,14 @@ fn exec(cd: &Containerd, id: &str, argv: &[&str]) -> std::process::Output {
     let mut args = vec!["task", "exec", "--exec-id", &exec_id, id];
     args.extend_from_slice(argv);
     cd.ctr(&args)
+}
+
+/// SIGKILLs the tasks `ids`, in order, and waits until each has stopped.
+fn kill_all(cd: &Containerd, ids: &[&str]) {
+    for id in ids {
+        cd.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
+        cd.wait_status(id, "STOPPED", LONG);
+    }
 }
 
 /// Starts the sandbox and returns its task pid, after checking crossarch gave it a user
@@ -119,10 +130,7 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
         fs::read_link("/proc/self/ns/user").unwrap()
     );
 
-    for id in ["web", "sandbox"] {
-        cd.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
-        cd.wait_status(id, "STOPPED", LONG);
-    }
+    kill_all(&cd, &["web", "sandbox"]);
     guard.check();
 }
 
@@ -187,5 +195,166 @@ fn exec_into_a_foreign_container_of_a_pod() {
     for id in ["web", "sandbox"] {
         cd.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
     }
+    guard.check();
+}
+
+/// Starts the sandbox of a pod as containerd's CRI makes it and returns its task pid: the
+/// host makes the network namespace before the sandbox (so the host's user namespace owns
+/// it), with its loopback up as CNI's loopback plugin leaves it, and the sandbox joins it by
+/// path. The namespace is bound at `<daemon dir>/netns`; the daemon's cleanup unmounts it.
+fn start_cri_sandbox(cd: &Containerd) -> u32 {
+    let file = cd.dir().join("netns");
+    fs::write(&file, "").unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", out.show());
+    };
+    let path = file.display().to_string();
+    run(&["unshare", &format!("--net={path}"), "true"]);
+    run(&[
+        "nsenter",
+        &format!("--net={path}"),
+        "ip",
+        "link",
+        "set",
+        "lo",
+        "up",
+    ]);
+    let network = format!("network:{path}");
+    cd.run_detached(
+        "sandbox",
+        &["--annotation", SANDBOX, "--with-ns", &network],
+        &["sleep", "1000"],
+    );
+    cd.task_pid("sandbox")
+}
+
+/// A pod as containerd's CRI really builds one: the sandbox joins a network namespace the
+/// host made, so crossarch gives it no user namespace, and a foreign container gets one of
+/// its own. It still starts, every process in it is emulated, and its root serves port 80:
+/// crossarch binds the host's /sys (read-only) instead of a fresh sysfs, leaves out
+/// /dev/mqueue, and sets `net.ipv4.ip_unprivileged_port_start=0`. Exec into it needs a runc
+/// that joins namespaces in two stages; with one that does not, the error says so.
+#[test]
+fn a_foreign_container_in_a_cri_made_pod_serves_port_80() {
+    if !crossarch_only(WHAT) || !ARM64.available() {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let pid = start_cri_sandbox(&cd);
+    let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
+    assert_eq!(
+        ns(pid, "user"),
+        fs::read_link("/proc/self/ns/user").unwrap(),
+        "a sandbox in a network namespace the host made keeps the host's user namespace"
+    );
+    let joins: Vec<String> = ["network:net", "ipc:ipc", "uts:uts"]
+        .iter()
+        .map(|kn| {
+            let (kind, file) = kn.split_once(':').unwrap();
+            format!("{kind}:/proc/{pid}/ns/{file}")
+        })
+        .flat_map(|j| ["--with-ns".to_string(), j])
+        .collect();
+    let opts: Vec<&str> = joins.iter().map(String::as_str).collect();
+    run_image_detached(
+        &cd,
+        &image,
+        ARM64.platform,
+        "web",
+        &opts,
+        &[
+            "sh",
+            "-c",
+            "mkdir -p /www; (exec /bin/uname -m) > /www/who; \
+             cat /proc/sys/net/ipv4/ip_unprivileged_port_start >> /www/who; \
+             exec httpd -f -p 80 -h /www",
+        ],
+    );
+    let body = fetch_from_sandbox(&cd);
+    assert_eq!(
+        body.lines().collect::<Vec<_>>(),
+        ["aarch64", "0"],
+        "a child exec'd in the container is emulated, and its root serves port 80"
+    );
+    let web = cd.task_pid("web");
+    assert_eq!(ns(web, "net"), ns(pid, "net"));
+    assert_ne!(
+        ns(web, "user"),
+        ns(pid, "user"),
+        "a user namespace of its own"
+    );
+    let record = crossarch_integration::crossarch::route_record(&cd, "web");
+    assert_eq!(record["mode"], "userns", "{record}");
+
+    let out = exec(&cd, "web", &["uname", "-m"]);
+    if out.status.success() {
+        assert_eq!(out.stdout_text(), "aarch64\n");
+    } else {
+        let err = out.stderr_text();
+        for wanted in [
+            "exec",
+            "container web",
+            "opencontainers/runc#4492",
+            "emulation.mode = \"wrap\"",
+        ] {
+            assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
+        }
+    }
+    kill_all(&cd, &["web", "sandbox"]);
+    guard.check();
+}
+
+/// In a pod that shares its process namespace (the host's user namespace owns it, as in a
+/// CRI-made pod), a foreign container cannot have a user namespace of its own: it could not
+/// mount its /proc. auto mode falls back to wrap mode and says why; userns mode refuses.
+#[test]
+fn a_shared_pid_namespace_of_the_host_falls_back_to_wrap_mode() {
+    if !crossarch_only(WHAT) || !ARM64.available() {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let pid = start_cri_sandbox(&cd);
+    let net = format!("network:/proc/{pid}/ns/net");
+    let pidns = format!("pid:/proc/{pid}/ns/pid");
+    let opts = ["--with-ns", net.as_str(), "--with-ns", pidns.as_str()];
+    run_image_detached(
+        &cd,
+        &image,
+        ARM64.platform,
+        "shared",
+        &opts,
+        &["sleep", "1000"],
+    );
+    let record = crossarch_integration::crossarch::route_record(&cd, "shared");
+    assert_eq!(record["mode"], "wrap", "{record}");
+    let why = record["mode_why"].as_str().unwrap_or_default();
+    assert!(why.contains("PID namespace"), "{record}");
+    let out = exec(&cd, "sandbox", &["ps", "-o", "args"]);
+    out.ok();
+    assert!(
+        out.stdout_text().contains("qemu-aarch64"),
+        "the foreign sleep runs under qemu in the pod's PID namespace: {}",
+        out.show()
+    );
+
+    let strict =
+        crossarch_integration::crossarch::config_file(&cd, "[emulation]\nmode = \"userns\"\n");
+    let mut opts = opts.to_vec();
+    opts.extend(["--rm", "--runtime-config-path", strict.as_str()]);
+    let out = run_image(&cd, &image, ARM64.platform, "strict", &opts, &["true"]);
+    assert_ne!(out.code(), 0, "{}", out.show());
+    let err = out.stderr_text();
+    for wanted in ["container strict", "PID namespace", "wrap"] {
+        assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
+    }
+    kill_all(&cd, &["shared", "sandbox"]);
     guard.check();
 }

@@ -44,6 +44,18 @@ impl Error {
         }
     }
 
+    /// Adds `more` at the end of the message.
+    pub fn append(self, more: &str) -> Error {
+        match self {
+            Error::NotFound(m) => Error::NotFound(m + more),
+            Error::AlreadyExists(m) => Error::AlreadyExists(m + more),
+            Error::FailedPrecondition(m) => Error::FailedPrecondition(m + more),
+            Error::InvalidArgument(m) => Error::InvalidArgument(m + more),
+            Error::Unimplemented(m) => Error::Unimplemented(m + more),
+            Error::Internal(m) => Error::Internal(m + more),
+        }
+    }
+
     fn code(&self) -> Code {
         match self {
             Error::NotFound(_) => Code::NOT_FOUND,

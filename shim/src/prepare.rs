@@ -59,12 +59,57 @@ pub struct CreateInput<'a> {
     pub own_pid_namespace: bool,
 }
 
+/// What Create decided that the container keeps.
+#[derive(Debug, Default)]
+pub struct Prepared {
+    /// What its private binfmt_misc runs (empty without one).
+    pub registered: Registered,
+    /// Said with every exec that runc fails to start: why it may fail.
+    pub exec_hint: Option<String>,
+}
+
+/// Why exec into a container with a user namespace of its own that joins another user
+/// namespace's network, IPC or UTS namespace fails with runc 1.1 (it enters the user
+/// namespace first, and from there may not enter the others), and what to do.
+pub const EXEC_HINT: &str = "it has a user namespace of its own for its private binfmt_misc, \
+    but joins the pod's network, IPC or UTS namespace, which another user namespace owns; \
+    runc 1.1 cannot exec into such a container (it enters the user namespace first: \
+    opencontainers/runc#4390). Use a runc with the two-stage namespace join \
+    (opencontainers/runc#4492), or set emulation.mode = \"wrap\" for this runtime handler \
+    (then only the container's own process is emulated)";
+
 /// How a foreign container is emulated.
 #[derive(Debug, PartialEq)]
 pub enum Mode {
     Userns,
     /// With the reason userns mode was not used.
     Wrap(String),
+}
+
+/// A container given a user namespace of its own while it joins a pod's namespaces, which
+/// another user namespace owns: binds the pod's pseudo filesystems, and lets it bind ports
+/// below 1024, which its root could not otherwise (CAP_NET_BIND_SERVICE counts in the user
+/// namespace that owns the network namespace).
+fn pod_pseudo_filesystems(id: &str, value: &mut Value) {
+    let done = spec::bind_pod_pseudo_filesystems(value);
+    if !done.bound.is_empty() {
+        log::info!(
+            "container {id}: joins a network namespace of another user namespace: {} is the host's, read-only",
+            done.bound.join(", ")
+        );
+    }
+    if !done.dropped.is_empty() {
+        log::info!(
+            "container {id}: joins an IPC namespace of another user namespace: no {} mount (message queues still work)",
+            done.dropped.join(", ")
+        );
+    }
+    if spec::open_low_ports(value) {
+        log::info!(
+            "container {id}: {}=0 in the pod's network namespace, so its root can bind ports below 1024",
+            spec::UNPRIVILEGED_PORT_START
+        );
+    }
 }
 
 /// Picks the mode from the config and what the node supports (`unsupported` says why not).
@@ -90,7 +135,7 @@ pub fn choose_mode(
 /// The architectures a container's private binfmt_misc runs, empty without one.
 pub type Registered = Vec<(crossarch_route::arch::Arch, std::path::PathBuf)>;
 
-pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered> {
+pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
     let CreateInput { id, config, .. } = *input;
     let report = doc.with_process(id, |p| {
         caps::apply_to_process(&config.capabilities, p, input.privileged, id, "")
@@ -129,27 +174,38 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
         route::Inspection::Missing(why) => (None, Some(why)),
         route::Inspection::Unknown => (None, None),
     };
-    let mut registered = Vec::new();
+    let mut prepared = Prepared::default();
     if let Some(d) = &decision {
         log::info!("{d}");
+        // The user namespace of the pod whose namespaces the container joins, when crossarch
+        // gave its sandbox one.
+        let pod = match &d.route {
+            Route::Wrap { .. } => crate::hook::user_namespace().ok().and_then(|me| {
+                spec::joined_namespace(&doc.value, "network")
+                    .and_then(|netns| crate::ns::pod_user_namespace(netns, me))
+            }),
+            _ => None,
+        };
         let mode = match &d.route {
             Route::Wrap { .. } => Some(choose_mode(
                 id,
                 config.emulation.mode,
-                route::userns_unsupported(),
+                route::userns_unsupported().or_else(|| {
+                    pod.is_none()
+                        .then(|| spec::new_user_namespace_blocked(&doc.value))
+                        .flatten()
+                }),
             )?),
             _ => None,
         };
         match &mode {
             Some(Mode::Userns) => {
-                registered = route::registrations(&config.emulation);
+                prepared.registered = route::registrations(&config.emulation);
                 let shim_userns = crate::hook::user_namespace().map_err(|e| {
                     Error::Internal(format!(
                         "container {id}: cannot read the shim's user namespace: {e}"
                     ))
                 })?;
-                let pod = spec::joined_namespace(&doc.value, "network")
-                    .and_then(|netns| crate::ns::pod_user_namespace(netns, shim_userns));
                 let which = match pod {
                     Some(path) => {
                         let map = |f: &str| {
@@ -169,8 +225,13 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
                     None => {
                         let added = spec::ensure_user_namespace(&mut doc.value);
                         if added {
-                            // The pod's namespaces belong to the host's user namespace here.
-                            spec::bind_host_pseudo_filesystems(&mut doc.value);
+                            // The pod's namespaces belong to another user namespace here.
+                            pod_pseudo_filesystems(id, &mut doc.value);
+                            prepared.exec_hint = spec::joins_another_users_namespaces(&doc.value)
+                                .then(|| EXEC_HINT.to_string());
+                            if prepared.exec_hint.is_some() {
+                                log::warn!("container {id}: {EXEC_HINT}");
+                            }
                         }
                         if added {
                             "a new"
@@ -186,10 +247,14 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
                 spec::add_create_container_hook(
                     &mut doc.value,
                     &shim,
-                    crate::hook::args(id, shim_userns, &registered),
+                    crate::hook::args(id, shim_userns, &prepared.registered),
                     10,
                 );
-                let arches: Vec<String> = registered.iter().map(|(a, _)| a.to_string()).collect();
+                let arches: Vec<String> = prepared
+                    .registered
+                    .iter()
+                    .map(|(a, _)| a.to_string())
+                    .collect();
                 log::info!(
                     "container {id}: every process is emulated through a private binfmt_misc in {} user namespace ({})",
                     which,
@@ -228,7 +293,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
             "decision": decision,
             "mode": match &mode { Some(Mode::Userns) => "userns", Some(Mode::Wrap(_)) => "wrap", None => "native" },
             "mode_why": match &mode { Some(Mode::Wrap(why)) => why.as_str(), _ => "" },
-            "binfmt": registered.iter().map(|(a, p)| (a.to_string(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
+            "binfmt": prepared.registered.iter().map(|(a, p)| (a.to_string(), p.clone())).collect::<std::collections::BTreeMap<_, _>>(),
         });
         if let Ok(json) = serde_json::to_vec_pretty(&record) {
             let _ = std::fs::write(input.bundle.join(DECISION_FILE), json);
@@ -268,7 +333,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Registered>
             })?;
         }
     }
-    Ok(registered)
+    Ok(prepared)
 }
 
 pub struct ExecInput<'a> {

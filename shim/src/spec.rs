@@ -170,29 +170,94 @@ pub fn joins_namespace(value: &Value, kind: &str) -> bool {
     })
 }
 
-/// A fresh sysfs (mqueue) cannot be mounted in a network (IPC) namespace owned by another user
-/// namespace; a recursive bind of the host's, as rootless runtimes do, works instead.
-pub fn bind_host_pseudo_filesystems(value: &mut Value) {
+/// What became of the pseudo filesystems a container could not mount fresh.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PseudoFilesystems {
+    /// Destinations of the sysfs mounts turned into a read-only bind of the host's `/sys`.
+    pub bound: Vec<String>,
+    /// Destinations of the mqueue mounts left out.
+    pub dropped: Vec<String>,
+}
+
+/// A container with a user namespace of its own cannot mount a fresh sysfs (mqueue) in a
+/// network (IPC) namespace that another user namespace owns, such as a pod's that CRI
+/// created. Another mount namespace's instance cannot be bound either, so:
+/// - sysfs becomes a read-only recursive bind of the host's `/sys`, as rootless runtimes do;
+/// - mqueue is left out: binding the host's would show the host's queues, and `mq_open(3)`
+///   works without it, in the pod's IPC namespace.
+pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
     let joins_net = joins_namespace(value, "network");
     let joins_ipc = joins_namespace(value, "ipc");
-    if let Some(mounts) = value["mounts"].as_array_mut() {
-        for m in mounts.iter_mut() {
-            let (source, options) = match m["type"].as_str() {
-                Some("sysfs") if joins_net => (
-                    "/sys",
-                    serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]),
-                ),
-                Some("mqueue") if joins_ipc => (
-                    "/dev/mqueue",
-                    serde_json::json!(["rbind", "nosuid", "nodev", "noexec"]),
-                ),
-                _ => continue,
-            };
-            m["type"] = "bind".into();
-            m["source"] = source.into();
-            m["options"] = options;
+    let mut done = PseudoFilesystems::default();
+    let Some(mounts) = value["mounts"].as_array_mut() else {
+        return done;
+    };
+    mounts.retain_mut(|m| {
+        let dest = m["destination"].as_str().unwrap_or_default().to_string();
+        match m["type"].as_str() {
+            Some("sysfs") if joins_net => {
+                m["type"] = "bind".into();
+                m["source"] = "/sys".into();
+                m["options"] = serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]);
+                done.bound.push(dest);
+                true
+            }
+            Some("mqueue") if joins_ipc => {
+                done.dropped.push(dest);
+                false
+            }
+            _ => true,
         }
+    });
+    done
+}
+
+/// Why a container must not be given a user namespace of its own (it has none, and joins
+/// no pod's): its `/proc` is a fresh mount of its PID namespace, which needs privilege in the
+/// user namespace that owns that namespace. A joined PID namespace (a pod that shares its
+/// process namespace) belongs to another one.
+pub fn new_user_namespace_blocked(value: &Value) -> Option<String> {
+    let has_user = value["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
+    if has_user {
+        return None;
     }
+    joined_namespace(value, "pid").map(|path| {
+        format!(
+            "it joins the PID namespace {path} (a pod that shares its process namespace), which \
+             another user namespace owns; from a user namespace of its own it could not mount \
+             that namespace's /proc"
+        )
+    })
+}
+
+/// Whether the spec joins a network, IPC or UTS namespace by path (owned, for a container
+/// given a user namespace of its own, by another user namespace).
+pub fn joins_another_users_namespaces(value: &Value) -> bool {
+    ["network", "ipc", "uts"]
+        .iter()
+        .any(|kind| joins_namespace(value, kind))
+}
+
+pub const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
+
+/// Sets `net.ipv4.ip_unprivileged_port_start=0` for a container that joins an existing
+/// network namespace, unless the spec sets it. Docker sets it for every container, and
+/// containerd 2.x's CRI for every pod. Returns whether it was set.
+pub fn open_low_ports(value: &mut Value) -> bool {
+    if !joins_namespace(value, "network")
+        || value["linux"]["sysctl"]
+            .get(UNPRIVILEGED_PORT_START)
+            .is_some()
+    {
+        return false;
+    }
+    if !value["linux"]["sysctl"].is_object() {
+        value["linux"]["sysctl"] = serde_json::json!({});
+    }
+    value["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "0".into();
+    true
 }
 
 /// What containerd gives an unprivileged container.
@@ -349,30 +414,75 @@ mod tests {
     }
 
     #[test]
-    fn pods_get_a_bound_sysfs() {
+    fn pods_pseudo_filesystems_are_bound_or_left_out() {
         let mut v = serde_json::json!({
             "linux": {"namespaces": [{"type": "network", "path": "/proc/9/ns/net"}]},
-            "mounts": [{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]}]
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
+            ]
         });
         assert!(joins_namespace(&v, "network"));
         assert!(!joins_namespace(&v, "ipc"));
-        v["mounts"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"destination": "/dev/mqueue", "type": "mqueue"}));
-        bind_host_pseudo_filesystems(&mut v);
-        assert_eq!(v["mounts"][0]["type"], "bind");
-        assert_eq!(v["mounts"][0]["source"], "/sys");
+        let done = bind_pod_pseudo_filesystems(&mut v);
+        assert_eq!(done.bound, ["/sys"]);
+        assert!(done.dropped.is_empty());
+        assert_eq!(v["mounts"][1]["type"], "bind");
+        assert_eq!(v["mounts"][1]["source"], "/sys");
+        assert_eq!(v["mounts"][0]["type"], "proc");
         assert_eq!(
-            v["mounts"][1]["type"], "mqueue",
+            v["mounts"][2]["type"], "mqueue",
             "the IPC namespace is its own"
         );
+
         v["linux"]["namespaces"]
             .as_array_mut()
             .unwrap()
             .push(serde_json::json!({"type": "ipc", "path": "/proc/9/ns/ipc"}));
-        bind_host_pseudo_filesystems(&mut v);
-        assert_eq!(v["mounts"][1]["source"], "/dev/mqueue");
+        let done = bind_pod_pseudo_filesystems(&mut v);
+        assert_eq!(done.dropped, ["/dev/mqueue"]);
+        assert_eq!(v["mounts"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_joined_pid_namespace_blocks_a_new_user_namespace() {
+        let mut v = serde_json::json!({"linux": {"namespaces": [
+            {"type": "network", "path": "/proc/9/ns/net"},
+            {"type": "pid"}
+        ]}});
+        assert_eq!(new_user_namespace_blocked(&v), None);
+        assert!(joins_another_users_namespaces(&v));
+        v["linux"]["namespaces"][1]["path"] = "/proc/9/ns/pid".into();
+        let why = new_user_namespace_blocked(&v).unwrap();
+        assert!(
+            why.contains("/proc/9/ns/pid") && why.contains("/proc"),
+            "{why}"
+        );
+        v["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({"type": "user"}));
+        assert_eq!(
+            new_user_namespace_blocked(&v),
+            None,
+            "it has its own already"
+        );
+        let own =
+            serde_json::json!({"linux": {"namespaces": [{"type": "network"}, {"type": "uts"}]}});
+        assert!(!joins_another_users_namespaces(&own));
+    }
+
+    #[test]
+    fn low_ports_open_in_a_joined_network_namespace_unless_set() {
+        let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "network"}]}});
+        assert!(!open_low_ports(&mut v), "its own network namespace");
+        v["linux"]["namespaces"][0]["path"] = "/proc/9/ns/net".into();
+        assert!(open_low_ports(&mut v));
+        assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "0");
+        v["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "80".into();
+        assert!(!open_low_ports(&mut v), "the spec's value wins");
+        assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "80");
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub struct Container {
     pub privileged: bool,
     /// What the container's private binfmt_misc runs (empty without one).
     pub registered: crate::prepare::Registered,
+    /// Why an exec that runc fails to start may have failed, said with its error.
+    pub exec_hint: Option<String>,
     /// The configuration in force for this container (runtime options or config file).
     pub config: crate::config::Config,
     pub init: Arc<Process>,
@@ -220,6 +222,10 @@ impl Container {
         ];
         let pid_file = self.bundle.join(format!(".exec-{}.pid", p.exec_id));
         let r = self.run_process(p, cmd, &pid_file).await;
+        let r = match (r, &self.exec_hint) {
+            (Err(e), Some(hint)) => Err(e.append(&format!("; possibly because {hint}"))),
+            (r, _) => r,
+        };
         let _ = std::fs::remove_file(&spec_path);
         let _ = std::fs::remove_file(&pid_file);
         r

@@ -198,15 +198,15 @@ impl Shared {
                 privileged,
                 own_pid_namespace,
             };
-            let registered = crate::prepare::for_create(&input, &mut doc)?;
+            let prepared = crate::prepare::for_create(&input, &mut doc)?;
             doc.store(&id, &bundle)?;
-            Ok(registered)
+            Ok(prepared)
         })();
         log::debug!(
             "container {id}: inspected and prepared in {} µs",
             started.elapsed().as_micros()
         );
-        let registered = match prepared {
+        let prepared = match prepared {
             Ok(r) => r,
             Err(e) => {
                 if rootfs_mounted {
@@ -243,7 +243,8 @@ impl Shared {
             runc,
             rootfs_mounted,
             kill_all_on_exit: !own_pid_namespace,
-            registered,
+            registered: prepared.registered,
+            exec_hint: prepared.exec_hint,
             privileged,
             config: resolved.config.clone(),
             init: Arc::new(Process::new("", stdio, Vec::new())),
