@@ -4,16 +4,20 @@
 set -euo pipefail
 
 # python3 and debian-archive-keyring: scripts/fixtures.sh (image packing, private apt for the
-# foreign busybox .debs) and scripts/bench.sh.
+# foreign busybox .debs) and scripts/bench.sh. containernetworking-plugins and
+# protobuf-compiler: the Kubernetes (CRI) tests, which give pods a network through CNI and
+# speak CRI's gRPC API.
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
-  python3 debian-archive-keyring)
+  python3 debian-archive-keyring containernetworking-plugins protobuf-compiler)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  # An index that fails to download (a foreign architecture's, say) must not stop the install
+  # of packages the other indexes have; apt-get install fails loudly if one is missing.
+  apt-get update -qq || echo "install-deps: apt-get update reported errors; installing anyway" >&2
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # The packaged containerd service would share the node's default state; tests start their

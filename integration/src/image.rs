@@ -34,6 +34,12 @@ fn sha256_file(path: &Path) -> String {
 
 /// Builds `<work>/image.tar` from the root filesystem `rootfs`.
 pub fn oci_archive(rootfs: &Path, work: &Path) -> PathBuf {
+    oci_archive_named(rootfs, work, IMAGE_NAME, &["sh"])
+}
+
+/// Builds `<work>/image.tar` from the root filesystem `rootfs`: an image of this host's
+/// platform named `name`, whose Cmd is `cmd`.
+pub fn oci_archive_named(rootfs: &Path, work: &Path, name: &str, cmd: &[&str]) -> PathBuf {
     let layout = work.join("layout");
     fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     let layer_tar = work.join("layer.tar");
@@ -54,7 +60,7 @@ pub fn oci_archive(rootfs: &Path, work: &Path) -> PathBuf {
     let config = serde_json::json!({
         "architecture": host_arch(),
         "os": "linux",
-        "config": {"Env": [CONTAINER_PATH], "Cmd": ["sh"]},
+        "config": {"Env": [CONTAINER_PATH], "Cmd": cmd},
         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
     })
     .to_string();
@@ -83,8 +89,8 @@ pub fn oci_archive(rootfs: &Path, work: &Path) -> PathBuf {
             "size": manifest.len(),
             "platform": {"architecture": host_arch(), "os": "linux"},
             "annotations": {
-                "io.containerd.image.name": IMAGE_NAME,
-                "org.opencontainers.image.ref.name": "test",
+                "io.containerd.image.name": name,
+                "org.opencontainers.image.ref.name": name.rsplit_once(':').map_or("latest", |(_, tag)| tag),
             },
         }],
     });

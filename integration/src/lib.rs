@@ -12,6 +12,7 @@
 //! - `CI`: when set, missing prerequisites fail the tests instead of skipping them.
 
 pub mod cmd;
+pub mod cri;
 pub mod crossarch;
 pub mod events;
 pub mod host;
@@ -233,6 +234,16 @@ impl Containerd {
     /// Starts the daemon and waits until it answers. `None` (after a message) when this
     /// machine lacks what the suite needs and `CI` is not set; panics in CI.
     pub fn start() -> Option<Containerd> {
+        Containerd::start_with(None)
+    }
+
+    /// Like [`Containerd::start`], with containerd's CRI plugin on, configured by `cri`: the
+    /// tables under `[plugins."io.containerd.grpc.v1.cri"]`, given this daemon's directory.
+    pub fn start_with_cri(cri: &dyn Fn(&Path) -> String) -> Option<Containerd> {
+        Containerd::start_with(Some(cri))
+    }
+
+    fn start_with(cri: Option<&dyn Fn(&Path) -> String>) -> Option<Containerd> {
         let runtime = runtime();
         if let Some(why) = missing_prerequisites() {
             if env::var_os("CI").is_some() {
@@ -252,11 +263,15 @@ impl Containerd {
         }
         prepare_rootfs(&dir.path().join("rootfs"));
         let p = dir.path();
+        let (disabled, cri) = match cri {
+            Some(cri) => ("", cri(p)),
+            None => (r#""io.containerd.grpc.v1.cri""#, String::new()),
+        };
         let config = format!(
             r#"version = 2
 root = "{root}"
 state = "{state}"
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
+disabled_plugins = [{disabled}]
 
 [grpc]
   address = "{sock}"
@@ -270,7 +285,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 [plugins."io.containerd.internal.v1.opt"]
   path = "{opt}"
-"#,
+{cri}"#,
             root = p.join("root").display(),
             state = p.join("state").display(),
             sock = p.join("c.sock").display(),

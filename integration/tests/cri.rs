@@ -1,0 +1,187 @@
+//! crossarch as a Kubernetes RuntimeClass handler: containerd's CRI plugin makes the pods
+//! (network namespace first, through CNI, then the sandbox), and the test drives it over
+//! CRI's gRPC API as the kubelet does.
+//!
+//! The foreign workload is the arm64 busybox image, imported into CRI's namespace as a node
+//! image cache would be (`ctr -n k8s.io images import`).
+//!
+//! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
+
+use std::fs;
+
+use crossarch_integration::cri::{Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
+use crossarch_integration::crossarch::{crossarch_only, HostGuard, ARM64};
+use crossarch_integration::{wait_until, Containerd};
+
+const WHAT: &str = "Kubernetes pods with foreign containers";
+const LONG: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The web server of the foreign container: a child it execs tells its machine, the port
+/// sysctl of the pod is published, then busybox httpd serves port 80 as the container's root.
+const WEB: &str = "mkdir -p /www; (exec /bin/uname -m) > /www/who; \
+    cat /proc/sys/net/ipv4/ip_unprivileged_port_start >> /www/who; \
+    exec httpd -f -p 80 -h /www";
+
+fn start() -> Option<(Containerd, Kubelet)> {
+    if !crossarch_only(WHAT) || !ARM64.available() {
+        return None;
+    }
+    let (cd, kubelet) = Kubelet::start()?;
+    kubelet.import(&cd, &ARM64.image_archive(), &ARM64.image());
+    Some((cd, kubelet))
+}
+
+/// Tasks and containers left in CRI's namespace of this daemon.
+fn leftovers(cd: &Containerd) -> Vec<String> {
+    ["task", "container"]
+        .iter()
+        .flat_map(|what| {
+            let mut cmd = std::process::Command::new("ctr");
+            cmd.arg("--address")
+                .arg(cd.address())
+                .args(["-n", NAMESPACE, what, "ls", "-q"]);
+            let out = crossarch_integration::cmd::run_with_timeout(
+                cmd,
+                None,
+                crossarch_integration::DEFAULT_TIMEOUT,
+            );
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| format!("{what} {l}"))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A native busybox container in the pod, to look at the pod from.
+fn start_native_client(kubelet: &mut Kubelet, pod: &str, pod_config: &PodSandboxConfig) -> String {
+    kubelet
+        .run_container(
+            pod,
+            pod_config,
+            "client",
+            PAUSE_IMAGE,
+            &["sleep", "2147483647"],
+        )
+        .expect("a native container starts beside it")
+}
+
+#[test]
+fn a_foreign_container_of_a_kubernetes_pod_serves_port_80() {
+    let Some((cd, mut kubelet)) = start() else {
+        return;
+    };
+    let guard = HostGuard::new();
+    let pod_config = kubelet.pod_config("web", false);
+    let pod = kubelet.run_pod(&pod_config).expect("RunPodSandbox");
+
+    // The handler's options reached the shim: its runc state is where they say.
+    let runc_root = cd.dir().join("runc").join(NAMESPACE);
+    assert!(
+        runc_root.join(&pod).exists(),
+        "the sandbox's runc state is under the handler's runc root {}",
+        runc_root.display()
+    );
+
+    let web = kubelet
+        .run_container(&pod, &pod_config, "web", &ARM64.image(), &["sh", "-c", WEB])
+        .expect("the foreign container starts");
+    let client = start_native_client(&mut kubelet, &pod, &pod_config);
+
+    let mut body = String::new();
+    wait_until(
+        "the foreign web server to answer on port 80",
+        LONG,
+        || match kubelet.exec_sync(&client, &["wget", "-q", "-O", "-", "http://127.0.0.1/who"]) {
+            Ok(r) if r.code == 0 => {
+                body = r.stdout;
+                true
+            }
+            _ => false,
+        },
+    );
+    assert_eq!(
+        body.lines().collect::<Vec<_>>(),
+        ["aarch64", "0"],
+        "a child the server execs is emulated, and its root binds port 80"
+    );
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            cd.state_dir()
+                .join("io.containerd.runtime.v2.task")
+                .join(NAMESPACE)
+                .join(&web)
+                .join("crossarch-route.json"),
+        )
+        .expect("the decision record"),
+    )
+    .unwrap();
+    assert_eq!(record["mode"], "userns", "{record}");
+
+    // exec probes and `kubectl exec`: they work, or say why not and what to do.
+    match kubelet.exec_sync(&web, &["uname", "-m"]) {
+        Ok(r) if r.code == 0 => assert_eq!(r.stdout, "aarch64\n"),
+        Ok(r) => panic!("exec ran but failed: {r:?}"),
+        Err(status) => {
+            let msg = status.message();
+            eprintln!("exec into the foreign container of the pod failed as expected with this runc: {msg}");
+            for wanted in [
+                "container",
+                "opencontainers/runc#4492",
+                "emulation.mode = \"wrap\"",
+            ] {
+                assert!(msg.contains(wanted), "{wanted:?} missing: {msg}");
+            }
+        }
+    }
+
+    kubelet
+        .remove_pod(&pod)
+        .expect("StopPodSandbox, RemovePodSandbox");
+    assert_eq!(
+        leftovers(&cd),
+        Vec::<String>::new(),
+        "CRI removed everything"
+    );
+    assert!(
+        !runc_root.join(&pod).exists() && !runc_root.join(&web).exists(),
+        "no runc state is left"
+    );
+    guard.check();
+}
+
+/// `shareProcessNamespace: true`: the foreign container joins the pod's PID namespace,
+/// which the host's user namespace owns, so crossarch runs it in wrap mode.
+#[test]
+fn a_foreign_container_of_a_pod_sharing_its_pid_namespace_runs_in_wrap_mode() {
+    let Some((cd, mut kubelet)) = start() else {
+        return;
+    };
+    let guard = HostGuard::new();
+    let pod_config = kubelet.pod_config("shared", true);
+    let pod = kubelet.run_pod(&pod_config).expect("RunPodSandbox");
+    let sleeper = kubelet
+        .run_container(
+            &pod,
+            &pod_config,
+            "sleeper",
+            &ARM64.image(),
+            &["sleep", "1000"],
+        )
+        .expect("the foreign container starts");
+    let client = start_native_client(&mut kubelet, &pod, &pod_config);
+    let r = kubelet
+        .exec_sync(&client, &["ps", "-o", "args"])
+        .expect("exec into the native container");
+    assert!(
+        r.stdout.contains("qemu-aarch64") && r.stdout.contains("sleep 1000"),
+        "the pod's processes include the emulated sleep: {r:?}"
+    );
+    let r = kubelet
+        .exec_sync(&sleeper, &["uname", "-m"])
+        .expect("exec into the foreign container works in wrap mode");
+    assert_eq!(r.stdout, "aarch64\n", "{r:?}");
+    kubelet.remove_pod(&pod).expect("remove the pod");
+    assert_eq!(leftovers(&cd), Vec::<String>::new());
+    guard.check();
+}
