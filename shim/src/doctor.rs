@@ -42,6 +42,18 @@ fn version_of(binary: &str, arg: &str) -> Option<String> {
     })
 }
 
+/// Whether `runc --version`'s first line names a release before 1.2, which joins a
+/// container's user namespace before the others at exec.
+fn runc_before_1_2(version_line: &str) -> bool {
+    let Some(v) = version_line.strip_prefix("runc version ") else {
+        return false;
+    };
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
+    matches!((parts.next(), parts.next()), (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (1, 2))
+}
+
 pub fn main(args: &[String]) -> i32 {
     let path = match args.iter().position(|a| a == "--config") {
         Some(i) => args
@@ -78,7 +90,19 @@ pub fn main(args: &[String]) -> i32 {
     }
 
     match version_of(&config.runc.binary, "--version") {
-        Some(v) => r.line(Level::Ok, "runc", v),
+        Some(v) => {
+            r.line(Level::Ok, "runc", &v);
+            if runc_before_1_2(&v) {
+                r.line(
+                    Level::Warn,
+                    "pod exec",
+                    "this runc cannot exec into a foreign container of a Kubernetes pod \
+                     (opencontainers/runc#4390): kubectl exec and exec probes fail there. A runc \
+                     with the two-stage namespace join (opencontainers/runc#4492) can; until \
+                     then use HTTP or TCP probes, or emulation.mode = \"wrap\"",
+                );
+            }
+        }
         None => r.line(
             Level::Fail,
             "runc",
@@ -133,8 +157,8 @@ pub fn main(args: &[String]) -> i32 {
             Level::Ok,
             "emulation",
             format!(
-                "mode {:?}: private binfmt_misc per container available",
-                config.emulation.mode
+                "mode {}: private binfmt_misc per container available",
+                format!("{:?}", config.emulation.mode).to_lowercase()
             ),
         ),
         Some(why) => r.line(
@@ -211,5 +235,20 @@ pub fn main(args: &[String]) -> i32 {
             println!("ready");
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runc_releases_before_1_2_are_named() {
+        assert!(runc_before_1_2("runc version 1.1.5+ds1"));
+        assert!(runc_before_1_2("runc version 1.0.0-rc93"));
+        assert!(!runc_before_1_2("runc version 1.2.4"));
+        assert!(!runc_before_1_2("runc version 1.3.6+ds1"));
+        assert!(!runc_before_1_2("crun version 1.8"));
+        assert!(!runc_before_1_2("runc version"));
     }
 }
