@@ -56,18 +56,49 @@ pub struct Kubelet {
     log_dir: PathBuf,
 }
 
-fn unique() -> u32 {
+/// A bridge name of this test process: `cxbr<pid><n>`, at most 12 characters.
+fn bridge_name() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
-    (std::process::id() % 10_000) * 10 + N.fetch_add(1, Ordering::SeqCst) % 10
+    format!(
+        "cxbr{}{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst) % 10
+    )
+}
+
+/// Deletes the bridges of test processes that are gone (killed before their cleanup ran).
+fn delete_stale_bridges() {
+    let Ok(out) = Command::new("ip")
+        .args(["-o", "link", "show", "type", "bridge"])
+        .output()
+    else {
+        return;
+    };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(name) = line.split(": ").nth(1) else {
+            continue;
+        };
+        let Some(digits) = name.strip_prefix("cxbr") else {
+            continue;
+        };
+        let owner = digits.get(..digits.len().saturating_sub(1)).unwrap_or("");
+        if owner.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if !Path::new("/proc").join(owner).exists() {
+            let _ = Command::new("ip").args(["link", "delete", name]).output();
+        }
+    }
 }
 
 impl Kubelet {
     /// Starts containerd with CRI and connects to it; `None` where [`Containerd::start`]
     /// would skip. Needs the CNI plugins (scripts/install-deps.sh).
     pub fn start() -> Option<(Containerd, Kubelet)> {
-        let n = unique();
-        let bridge = format!("cxbr{n}");
-        let subnet = format!("10.250.{}.0/24", n % 250);
+        delete_stale_bridges();
+        let bridge = bridge_name();
+        // The bridge gets no address on the host, so subnets of two pods never meet.
+        let subnet = "10.250.0.0/24";
         let cri = |dir: &Path| {
             let cni = dir.join("cni");
             std::fs::create_dir_all(&cni).unwrap();

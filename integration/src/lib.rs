@@ -91,6 +91,29 @@ pub fn fixtures_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("fixtures/out"))
 }
 
+/// Whether the node's runc (in PATH) joins a container's user namespace before its other
+/// namespaces at exec, as runc before 1.3 does (opencontainers/runc#4390): then it cannot
+/// exec into a container with its own user namespace that joins a pod's network namespace.
+pub fn runc_joins_user_namespace_first() -> bool {
+    let out = Command::new("runc")
+        .arg("--version")
+        .output()
+        .expect("run runc --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("runc version "))
+        .unwrap_or_else(|| panic!("unexpected `runc --version`: {text}"));
+    let mut parts = version
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) < (1, 3),
+        _ => panic!("unexpected runc version {version:?}"),
+    }
+}
+
 /// The OCI name of this host's architecture, as the fixtures are named.
 pub fn host_arch() -> &'static str {
     match env::consts::ARCH {

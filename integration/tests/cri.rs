@@ -11,7 +11,7 @@ use std::fs;
 
 use crossarch_integration::cri::{Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
 use crossarch_integration::crossarch::{crossarch_only, HostGuard, ARM64};
-use crossarch_integration::{wait_until, Containerd};
+use crossarch_integration::{runc_joins_user_namespace_first, wait_until, Containerd};
 
 const WHAT: &str = "Kubernetes pods with foreign containers";
 const LONG: std::time::Duration = std::time::Duration::from_secs(30);
@@ -51,6 +51,18 @@ fn leftovers(cd: &Containerd) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .collect()
+}
+
+/// The crossarch decision record of a CRI container.
+fn route_record(cd: &Containerd, id: &str) -> serde_json::Value {
+    let path = cd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(NAMESPACE)
+        .join(id)
+        .join("crossarch-route.json");
+    let raw = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_slice(&raw).unwrap()
 }
 
 /// A native busybox container in the pod, to look at the pod from.
@@ -105,34 +117,27 @@ fn a_foreign_container_of_a_kubernetes_pod_serves_port_80() {
         ["aarch64", "0"],
         "a child the server execs is emulated, and its root binds port 80"
     );
-    let record: serde_json::Value = serde_json::from_slice(
-        &fs::read(
-            cd.state_dir()
-                .join("io.containerd.runtime.v2.task")
-                .join(NAMESPACE)
-                .join(&web)
-                .join("crossarch-route.json"),
-        )
-        .expect("the decision record"),
-    )
-    .unwrap();
+    let record = route_record(&cd, &web);
     assert_eq!(record["mode"], "userns", "{record}");
 
-    // exec probes and `kubectl exec`: they work, or say why not and what to do.
-    match kubelet.exec_sync(&web, &["uname", "-m"]) {
-        Ok(r) if r.code == 0 => assert_eq!(r.stdout, "aarch64\n"),
-        Ok(r) => panic!("exec ran but failed: {r:?}"),
-        Err(status) => {
-            let msg = status.message();
-            eprintln!("exec into the foreign container of the pod failed as expected with this runc: {msg}");
-            for wanted in [
-                "container",
-                "opencontainers/runc#4492",
-                "emulation.mode = \"wrap\"",
-            ] {
-                assert!(msg.contains(wanted), "{wanted:?} missing: {msg}");
-            }
+    // exec probes and `kubectl exec`: runc 1.3 and later can; before, the error says why.
+    let exec = kubelet.exec_sync(&web, &["uname", "-m"]);
+    if runc_joins_user_namespace_first() {
+        let msg = exec
+            .expect_err("runc before 1.3 cannot exec there")
+            .message()
+            .to_string();
+        for wanted in [
+            format!("container {web}"),
+            "runc before 1.3".into(),
+            "opencontainers/runc#4492".into(),
+            "emulation.mode = \"wrap\"".into(),
+        ] {
+            assert!(msg.contains(&wanted), "{wanted:?} missing: {msg}");
         }
+    } else {
+        let r = exec.expect("exec into the foreign container");
+        assert_eq!((r.code, r.stdout.as_str()), (0, "aarch64\n"), "{r:?}");
     }
 
     kubelet
@@ -170,6 +175,15 @@ fn a_foreign_container_of_a_pod_sharing_its_pid_namespace_runs_in_wrap_mode() {
         )
         .expect("the foreign container starts");
     let client = start_native_client(&mut kubelet, &pod, &pod_config);
+    let record = route_record(&cd, &sleeper);
+    assert_eq!(record["mode"], "wrap", "{record}");
+    assert!(
+        record["mode_why"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PID namespace"),
+        "{record}"
+    );
     let r = kubelet
         .exec_sync(&client, &["ps", "-o", "args"])
         .expect("exec into the native container");

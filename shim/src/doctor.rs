@@ -1,7 +1,7 @@
 //! `containerd-shim-crossarch-v2 doctor`: whether this node is ready for crossarch, and what
 //! to do where it is not. Exits non-zero when something would make containers fail.
 
-use std::{path::Path, process::Command};
+use std::path::Path;
 
 use crossarch_route::{arch, qemu};
 
@@ -28,30 +28,6 @@ impl Report {
         println!("{tag}  {what:<12} {}", msg.as_ref());
         self.worst = self.worst.max(level);
     }
-}
-
-fn version_of(binary: &str, arg: &str) -> Option<String> {
-    let out = Command::new(binary).arg(arg).output().ok()?;
-    out.status.success().then(|| {
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_string()
-    })
-}
-
-/// Whether `runc --version`'s first line names a release before 1.2, which joins a
-/// container's user namespace before the others at exec.
-fn runc_before_1_2(version_line: &str) -> bool {
-    let Some(v) = version_line.strip_prefix("runc version ") else {
-        return false;
-    };
-    let mut parts = v
-        .split(|c: char| !c.is_ascii_digit())
-        .map(str::parse::<u32>);
-    matches!((parts.next(), parts.next()), (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (1, 2))
 }
 
 pub fn main(args: &[String]) -> i32 {
@@ -89,17 +65,21 @@ pub fn main(args: &[String]) -> i32 {
         );
     }
 
-    match version_of(&config.runc.binary, "--version") {
+    match crate::runc::version_line(&config.runc.binary) {
         Some(v) => {
             r.line(Level::Ok, "runc", &v);
-            if runc_before_1_2(&v) {
+            let userns_possible = matches!(
+                config.emulation.mode,
+                crate::config::EmulationMode::Auto | crate::config::EmulationMode::Userns
+            );
+            if userns_possible && crate::runc::joins_user_namespace_first(&v) {
                 r.line(
                     Level::Warn,
                     "pod exec",
-                    "this runc cannot exec into a foreign container of a Kubernetes pod \
-                     (opencontainers/runc#4390): kubectl exec and exec probes fail there. A runc \
-                     with the two-stage namespace join (opencontainers/runc#4492) can; until \
-                     then use HTTP or TCP probes, or emulation.mode = \"wrap\"",
+                    "runc before 1.3 cannot exec into a foreign container of a Kubernetes pod \
+                     (opencontainers/runc#4390): kubectl exec and exec probes fail there. runc \
+                     1.3 joins namespaces in two stages (opencontainers/runc#4492) and can; \
+                     until then use HTTP or TCP probes, or emulation.mode = \"wrap\"",
                 );
             }
         }
@@ -112,7 +92,7 @@ pub fn main(args: &[String]) -> i32 {
             ),
         ),
     }
-    match version_of("containerd", "--version") {
+    match crate::runc::version_line("containerd") {
         Some(v) => r.line(Level::Ok, "containerd", v),
         None => r.line(
             Level::Warn,
@@ -235,20 +215,5 @@ pub fn main(args: &[String]) -> i32 {
             println!("ready");
             0
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn runc_releases_before_1_2_are_named() {
-        assert!(runc_before_1_2("runc version 1.1.5+ds1"));
-        assert!(runc_before_1_2("runc version 1.0.0-rc93"));
-        assert!(!runc_before_1_2("runc version 1.2.4"));
-        assert!(!runc_before_1_2("runc version 1.3.6+ds1"));
-        assert!(!runc_before_1_2("crun version 1.8"));
-        assert!(!runc_before_1_2("runc version"));
     }
 }

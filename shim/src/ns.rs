@@ -25,6 +25,12 @@ fn owner(ns: &Path) -> io::Result<u64> {
     File::from(owned).metadata().map(|m| m.ino())
 }
 
+/// Whether two namespace paths name the same namespace.
+pub fn same_namespace(a: &str, b: &str) -> bool {
+    let ino = |p: &str| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino()));
+    matches!((ino(a), ino(b)), (Some(x), Some(y)) if x == y)
+}
+
 /// The `/proc/PID/ns/user` path of a pod whose network namespace the container joins at
 /// `/proc/PID/ns/net`, when a user namespace other than the shim's owns it (a sandbox
 /// crossarch gave one). Joining it lets the container enter the pod's namespaces, at create

@@ -64,19 +64,19 @@ pub struct CreateInput<'a> {
 pub struct Prepared {
     /// What its private binfmt_misc runs (empty without one).
     pub registered: Registered,
-    /// Said with every exec that runc fails to start: why it may fail.
+    /// Said with an exec that runc fails to enter the namespaces of: why, and what to do.
     pub exec_hint: Option<String>,
 }
 
 /// Why exec into a container with a user namespace of its own that joins another user
-/// namespace's network, IPC or UTS namespace fails with runc 1.1 (it enters the user
+/// namespace's network, IPC or UTS namespace fails with runc before 1.3 (it enters the user
 /// namespace first, and from there may not enter the others), and what to do.
 pub const EXEC_HINT: &str = "it has a user namespace of its own for its private binfmt_misc, \
     but joins the pod's network, IPC or UTS namespace, which another user namespace owns; \
-    runc 1.1 cannot exec into such a container (it enters the user namespace first: \
-    opencontainers/runc#4390). Use a runc with the two-stage namespace join \
-    (opencontainers/runc#4492), or set emulation.mode = \"wrap\" for this runtime handler \
-    (then only the container's own process is emulated)";
+    runc before 1.3 cannot exec into such a container (it enters the user namespace first: \
+    opencontainers/runc#4390). Use runc 1.3 or later (opencontainers/runc#4492), or set \
+    emulation.mode = \"wrap\" for this runtime handler (then only the container's own \
+    process is emulated)";
 
 /// How a foreign container is emulated.
 #[derive(Debug, PartialEq)]
@@ -86,28 +86,38 @@ pub enum Mode {
     Wrap(String),
 }
 
-/// A container given a user namespace of its own while it joins a pod's namespaces, which
-/// another user namespace owns: binds the pod's pseudo filesystems, and lets it bind ports
-/// below 1024, which its root could not otherwise (CAP_NET_BIND_SERVICE counts in the user
-/// namespace that owns the network namespace).
+/// A container given a user namespace of its own while it shares namespaces that another
+/// user namespace owns (a pod's, or the host's): binds the pseudo filesystems it cannot
+/// mount, and lets it bind ports below 1024 in a pod's network namespace, which its root
+/// could not otherwise (CAP_NET_BIND_SERVICE counts in the user namespace that owns the
+/// network namespace).
 fn pod_pseudo_filesystems(id: &str, value: &mut Value) {
     let done = spec::bind_pod_pseudo_filesystems(value);
     if !done.bound.is_empty() {
         log::info!(
-            "container {id}: joins a network namespace of another user namespace: {} is the host's, read-only",
+            "container {id}: shares a network namespace of another user namespace: {} is the host's, read-only",
             done.bound.join(", ")
         );
     }
     if !done.dropped.is_empty() {
         log::info!(
-            "container {id}: joins an IPC namespace of another user namespace: no {} mount (message queues still work)",
+            "container {id}: shares an IPC namespace of another user namespace: no {} mount (message queues still work)",
             done.dropped.join(", ")
         );
     }
-    if spec::open_low_ports(value) {
+    let host_netns = match spec::joined_namespace(value, "network") {
+        Some(path) => crate::ns::same_namespace(path, "/proc/self/ns/net"),
+        None => true,
+    };
+    if spec::open_low_ports(value, host_netns) {
         log::info!(
             "container {id}: {}=0 in the pod's network namespace, so its root can bind ports below 1024",
             spec::UNPRIVILEGED_PORT_START
+        );
+    } else if host_netns {
+        log::warn!(
+            "container {id}: in the host's network namespace its root cannot bind ports below 1024 \
+             from a user namespace of its own; set emulation.mode = \"wrap\" if it must"
         );
     }
 }
@@ -227,10 +237,13 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                         if added {
                             // The pod's namespaces belong to another user namespace here.
                             pod_pseudo_filesystems(id, &mut doc.value);
-                            prepared.exec_hint = spec::joins_another_users_namespaces(&doc.value)
-                                .then(|| EXEC_HINT.to_string());
-                            if prepared.exec_hint.is_some() {
-                                log::warn!("container {id}: {EXEC_HINT}");
+                            let runc_too_old = || {
+                                crate::runc::version_line(&config.runc.binary)
+                                    .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
+                            };
+                            if spec::joins_another_users_namespaces(&doc.value) && runc_too_old() {
+                                log::warn!("container {id}: exec will fail: {EXEC_HINT}");
+                                prepared.exec_hint = Some(EXEC_HINT.to_string());
                             }
                         }
                         if added {

@@ -178,6 +178,35 @@ fn classify(what: &str, msg: &str) -> Error {
     }
 }
 
+/// The first line of `BINARY --version` (runc's, containerd's), when it runs.
+pub fn version_line(binary: &str) -> Option<String> {
+    let out = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    })
+}
+
+/// Whether `runc --version`'s first line names a release before 1.3. Those join a
+/// container's user namespace first at exec, and then may not enter the namespaces another
+/// user namespace owns (opencontainers/runc#4390, fixed by #4492 in 1.3).
+pub fn joins_user_namespace_first(version_line: &str) -> bool {
+    let Some(v) = version_line.strip_prefix("runc version ") else {
+        return false;
+    };
+    let mut parts = v
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::parse::<u32>);
+    matches!((parts.next(), parts.next()), (Some(Ok(major)), Some(Ok(minor))) if (major, minor) < (1, 3))
+}
+
 /// The runc state root for a containerd namespace, as the Go shim lays it out.
 pub fn root_for(base: &Path, namespace: &str) -> PathBuf {
     base.join(namespace)
@@ -186,6 +215,17 @@ pub fn root_for(base: &Path, namespace: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases_that_join_the_user_namespace_first_are_named() {
+        assert!(joins_user_namespace_first("runc version 1.1.5+ds1"));
+        assert!(joins_user_namespace_first("runc version 1.0.0-rc93"));
+        assert!(joins_user_namespace_first("runc version 1.2.9"));
+        assert!(!joins_user_namespace_first("runc version 1.3.0-rc.1"));
+        assert!(!joins_user_namespace_first("runc version 1.3.6+ds1"));
+        assert!(!joins_user_namespace_first("crun version 1.8"));
+        assert!(!joins_user_namespace_first("runc version"));
+    }
 
     #[test]
     fn classifies_runc_messages() {

@@ -170,6 +170,16 @@ pub fn joins_namespace(value: &Value, kind: &str) -> bool {
     })
 }
 
+/// Whether the container's namespace of `kind` is not its own: joined by path (a pod's), or
+/// absent from the spec, which means the host's (`hostNetwork`, `hostIPC`, `hostPID`).
+pub fn shares_namespace(value: &Value, kind: &str) -> bool {
+    let own = value["linux"]["namespaces"].as_array().is_some_and(|ns| {
+        ns.iter()
+            .any(|n| n["type"] == kind && n.get("path").is_none_or(|p| p == ""))
+    });
+    !own
+}
+
 /// What became of the pseudo filesystems a container could not mount fresh.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PseudoFilesystems {
@@ -180,14 +190,15 @@ pub struct PseudoFilesystems {
 }
 
 /// A container with a user namespace of its own cannot mount a fresh sysfs (mqueue) in a
-/// network (IPC) namespace that another user namespace owns, such as a pod's that CRI
-/// created. Another mount namespace's instance cannot be bound either, so:
-/// - sysfs becomes a read-only recursive bind of the host's `/sys`, as rootless runtimes do;
+/// network (IPC) namespace that another user namespace owns: a pod's that CRI created, or
+/// the host's. Another mount namespace's instance cannot be bound either, so:
+/// - sysfs becomes a recursively read-only bind of the host's `/sys`, as rootless runtimes
+///   do (`/sys/class/net` then shows the host's interfaces, not the pod's);
 /// - mqueue is left out: binding the host's would show the host's queues, and `mq_open(3)`
-///   works without it, in the pod's IPC namespace.
+///   works without it, in the container's IPC namespace.
 pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
-    let joins_net = joins_namespace(value, "network");
-    let joins_ipc = joins_namespace(value, "ipc");
+    let shares_net = shares_namespace(value, "network");
+    let shares_ipc = shares_namespace(value, "ipc");
     let mut done = PseudoFilesystems::default();
     let Some(mounts) = value["mounts"].as_array_mut() else {
         return done;
@@ -195,14 +206,16 @@ pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
     mounts.retain_mut(|m| {
         let dest = m["destination"].as_str().unwrap_or_default().to_string();
         match m["type"].as_str() {
-            Some("sysfs") if joins_net => {
+            Some("sysfs") if shares_net => {
                 m["type"] = "bind".into();
                 m["source"] = "/sys".into();
-                m["options"] = serde_json::json!(["rbind", "ro", "nosuid", "nodev", "noexec"]);
+                // rro: every mount under the host's /sys (debugfs, bpf, ...) read-only too.
+                m["options"] =
+                    serde_json::json!(["rbind", "ro", "rro", "nosuid", "nodev", "noexec"]);
                 done.bound.push(dest);
                 true
             }
-            Some("mqueue") if joins_ipc => {
+            Some("mqueue") if shares_ipc => {
                 done.dropped.push(dest);
                 false
             }
@@ -214,26 +227,30 @@ pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
 
 /// Why a container must not be given a user namespace of its own (it has none, and joins
 /// no pod's): its `/proc` is a fresh mount of its PID namespace, which needs privilege in the
-/// user namespace that owns that namespace. A joined PID namespace (a pod that shares its
-/// process namespace) belongs to another one.
+/// user namespace that owns that namespace. A PID namespace it shares (a pod's with
+/// `shareProcessNamespace`, or the host's with `hostPID`) belongs to another one.
 pub fn new_user_namespace_blocked(value: &Value) -> Option<String> {
     let has_user = value["linux"]["namespaces"]
         .as_array()
         .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
-    if has_user {
+    if has_user || !shares_namespace(value, "pid") {
         return None;
     }
-    joined_namespace(value, "pid").map(|path| {
-        format!(
-            "it joins the PID namespace {path} (a pod that shares its process namespace), which \
-             another user namespace owns; from a user namespace of its own it could not mount \
-             that namespace's /proc"
-        )
-    })
+    let which = match joined_namespace(value, "pid") {
+        Some(path) => {
+            format!("it joins the PID namespace {path} (a pod that shares its process namespace)")
+        }
+        None => "it runs in the host's PID namespace (hostPID)".to_string(),
+    };
+    Some(format!(
+        "{which}, which another user namespace owns; from a user namespace of its own it could \
+         not mount that namespace's /proc"
+    ))
 }
 
-/// Whether the spec joins a network, IPC or UTS namespace by path (owned, for a container
-/// given a user namespace of its own, by another user namespace).
+/// Whether the spec joins a network, IPC or UTS namespace by path. Given a user namespace
+/// of its own, the container cannot be entered there by a runc that joins the user
+/// namespace first (the host's namespaces, absent from the spec, are not joined at exec).
 pub fn joins_another_users_namespaces(value: &Value) -> bool {
     ["network", "ipc", "uts"]
         .iter()
@@ -243,10 +260,13 @@ pub fn joins_another_users_namespaces(value: &Value) -> bool {
 pub const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
 
 /// Sets `net.ipv4.ip_unprivileged_port_start=0` for a container that joins an existing
-/// network namespace, unless the spec sets it. Docker sets it for every container, and
-/// containerd 2.x's CRI for every pod. Returns whether it was set.
-pub fn open_low_ports(value: &mut Value) -> bool {
-    if !joins_namespace(value, "network")
+/// network namespace other than the host's (`host_netns`), unless the spec sets it. The
+/// value holds for the whole namespace: every container of the pod, as long as the pod
+/// lives. Docker sets it for every container, and containerd 2.x's CRI for every pod.
+/// Returns whether it was set.
+pub fn open_low_ports(value: &mut Value, host_netns: bool) -> bool {
+    if host_netns
+        || !joins_namespace(value, "network")
         || value["linux"]["sysctl"]
             .get(UNPRIVILEGED_PORT_START)
             .is_some()
@@ -416,33 +436,47 @@ mod tests {
     #[test]
     fn pods_pseudo_filesystems_are_bound_or_left_out() {
         let mut v = serde_json::json!({
-            "linux": {"namespaces": [{"type": "network", "path": "/proc/9/ns/net"}]},
+            "linux": {"namespaces": [
+                {"type": "network", "path": "/proc/9/ns/net"},
+                {"type": "ipc"},
+                {"type": "pid"}
+            ]},
             "mounts": [
                 {"destination": "/proc", "type": "proc", "source": "proc"},
                 {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
                 {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
             ]
         });
-        assert!(joins_namespace(&v, "network"));
-        assert!(!joins_namespace(&v, "ipc"));
+        assert!(joins_namespace(&v, "network") && shares_namespace(&v, "network"));
+        assert!(!shares_namespace(&v, "ipc"));
         let done = bind_pod_pseudo_filesystems(&mut v);
         assert_eq!(done.bound, ["/sys"]);
         assert!(done.dropped.is_empty());
         assert_eq!(v["mounts"][1]["type"], "bind");
         assert_eq!(v["mounts"][1]["source"], "/sys");
+        let options = v["mounts"][1]["options"].as_array().unwrap();
+        assert!(options.contains(&"rro".into()), "{options:?}");
         assert_eq!(v["mounts"][0]["type"], "proc");
         assert_eq!(
             v["mounts"][2]["type"], "mqueue",
             "the IPC namespace is its own"
         );
 
-        v["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"type": "ipc", "path": "/proc/9/ns/ipc"}));
+        v["linux"]["namespaces"][1]["path"] = "/proc/9/ns/ipc".into();
         let done = bind_pod_pseudo_filesystems(&mut v);
         assert_eq!(done.dropped, ["/dev/mqueue"]);
         assert_eq!(v["mounts"].as_array().unwrap().len(), 2);
+
+        // hostNetwork and hostIPC: no entry at all.
+        let mut host = serde_json::json!({
+            "linux": {"namespaces": [{"type": "pid"}]},
+            "mounts": [
+                {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
+                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
+            ]
+        });
+        let done = bind_pod_pseudo_filesystems(&mut host);
+        assert_eq!((done.bound.len(), done.dropped.len()), (1, 1));
     }
 
     #[test]
@@ -476,12 +510,19 @@ mod tests {
     #[test]
     fn low_ports_open_in_a_joined_network_namespace_unless_set() {
         let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "network"}]}});
-        assert!(!open_low_ports(&mut v), "its own network namespace");
+        assert!(!open_low_ports(&mut v, false), "its own network namespace");
+        let mut host = serde_json::json!({"linux": {"namespaces": []}});
+        assert!(
+            !open_low_ports(&mut host, false),
+            "hostNetwork: never the host's"
+        );
+        v["linux"]["namespaces"][0]["path"] = "/proc/1/ns/net".into();
+        assert!(!open_low_ports(&mut v, true), "the host's, joined by path");
         v["linux"]["namespaces"][0]["path"] = "/proc/9/ns/net".into();
-        assert!(open_low_ports(&mut v));
+        assert!(open_low_ports(&mut v, false));
         assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "0");
         v["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "80".into();
-        assert!(!open_low_ports(&mut v), "the spec's value wins");
+        assert!(!open_low_ports(&mut v, false), "the spec's value wins");
         assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "80");
     }
 

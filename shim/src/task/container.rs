@@ -223,7 +223,10 @@ impl Container {
         let pid_file = self.bundle.join(format!(".exec-{}.pid", p.exec_id));
         let r = self.run_process(p, cmd, &pid_file).await;
         let r = match (r, &self.exec_hint) {
-            (Err(e), Some(hint)) => Err(e.append(&format!("; possibly because {hint}"))),
+            // runc 1.1: "error executing setns process"; later ones name the namespace.
+            (Err(e), Some(hint)) if e.to_string().contains("setns") => {
+                Err(e.append(&format!("; {hint}")))
+            }
             (r, _) => r,
         };
         let _ = std::fs::remove_file(&spec_path);
