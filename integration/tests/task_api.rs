@@ -64,6 +64,25 @@ fn stdin_is_delivered_then_eof() {
     assert_eq!(out.stdout_text().trim(), "0");
 }
 
+/// A client writes stdin, closes it and calls CloseIO at once (`ctr` does, at the end of
+/// its input): what it wrote reaches the process before the EOF. Repeated, because the
+/// copy could lag behind the CloseIO.
+#[test]
+fn stdin_written_just_before_close_io_is_delivered() {
+    let cd = containerd!();
+    cd.run_detached("c", &[], &["sleep", "1000"]);
+    for i in 0..20 {
+        let exec_id = format!("cat{i}");
+        let out = cd.ctr_stdin(&["task", "exec", "--exec-id", &exec_id, "c", "cat"], b"x\n");
+        assert_eq!(
+            (out.code(), out.stdout_text().as_str()),
+            (0, "x\n"),
+            "exec {i}: {}",
+            out.show()
+        );
+    }
+}
+
 #[test]
 fn fifty_megabytes_of_stdout_arrive_complete() {
     let cd = containerd!();

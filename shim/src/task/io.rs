@@ -99,10 +99,24 @@ pub struct StdioRequest {
     pub terminal: bool,
 }
 
+/// Where the copy into a process's stdin stands, for CloseIO.
+#[derive(Default)]
+enum StdinCopy {
+    /// Waiting for a writer to open the stdin fifo (or no stdin at all).
+    #[default]
+    Opening,
+    /// Copying; dropping this pipe end asks the copy to finish what the fifo holds and close.
+    Open {
+        _wake: File,
+    },
+    Closed,
+}
+
 /// The shim's side of a process's stdio, kept for its lifetime.
 #[derive(Default)]
 pub struct ProcessIo {
     stdin: Arc<Mutex<Option<File>>>,
+    stdin_copy: Arc<Mutex<StdinCopy>>,
     console: Arc<Mutex<Option<File>>>,
     done: Vec<oneshot::Receiver<()>>,
 }
@@ -211,9 +225,16 @@ impl ProcessIo {
         futures_join_all(std::mem::take(&mut self.done))
     }
 
-    /// Closes the process's stdin, so it reads EOF.
+    /// Closes the process's stdin, so it reads EOF, after what the client already wrote into
+    /// the stdin fifo: a client writes, closes its end and calls CloseIO at once.
     pub fn close_stdin(&self) {
-        self.stdin.lock().unwrap().take();
+        let mut state = self.stdin_copy.lock().unwrap();
+        if let StdinCopy::Opening = *state {
+            // No client ever opened the fifo: nothing can be in it.
+            self.stdin.lock().unwrap().take();
+        }
+        // Dropping the wake pipe end (in `Open`) tells the copy to drain and close.
+        *state = StdinCopy::Closed;
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
@@ -265,27 +286,75 @@ impl ProcessIo {
     fn copy_stdin(&mut self, path: PathBuf, to: File) -> Result<()> {
         *self.stdin.lock().unwrap() = Some(to);
         let sink = self.stdin.clone();
+        let state = self.stdin_copy.clone();
+        let (wake_r, wake_w) = pipe()?;
         thread("stdin", move || {
-            let Ok(mut fifo) = File::open(&path) else {
+            let Ok(fifo) = File::open(&path) else {
                 return;
             };
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                let n = match fifo.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => n,
-                };
-                // The lock is only held per write, so CloseIO can drop the writer any time.
-                let mut guard = sink.lock().unwrap();
-                let written = guard
-                    .as_mut()
-                    .is_some_and(|w| w.write_all(&buf[..n]).is_ok());
-                if !written {
-                    break;
+            {
+                let mut state = state.lock().unwrap();
+                if let StdinCopy::Closed = *state {
+                    return;
                 }
+                *state = StdinCopy::Open {
+                    _wake: File::from(wake_w),
+                };
             }
+            copy_until_closed(&fifo, &wake_r, &sink);
             sink.lock().unwrap().take();
         })
+    }
+}
+
+/// Copies from the stdin fifo into the process until the fifo ends, or until `wake` is
+/// closed (CloseIO): then what the fifo still holds is copied before returning.
+fn copy_until_closed(fifo: &File, wake: &OwnedFd, sink: &Mutex<Option<File>>) {
+    let mut buf = vec![0u8; 32 * 1024];
+    let forward = |data: &[u8]| {
+        // The lock is only held per write.
+        let mut guard = sink.lock().unwrap();
+        guard.as_mut().is_some_and(|w| w.write_all(data).is_ok())
+    };
+    let mut reader = fifo;
+    loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: fifo.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: wake.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfd entries, both fds open for the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
+            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return;
+        }
+        if fds[0].revents != 0 {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) if !forward(&buf[..n]) => return,
+                Ok(_) => continue,
+            }
+        }
+        if fds[1].revents != 0 {
+            // CloseIO: whatever the client wrote before it is in the fifo now.
+            // SAFETY: F_SETFL on an fd we own.
+            unsafe { libc::fcntl(fifo.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+            while let Ok(n @ 1..) = reader.read(&mut buf) {
+                if !forward(&buf[..n]) {
+                    return;
+                }
+            }
+            return;
+        }
     }
 }
 
