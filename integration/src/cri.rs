@@ -218,6 +218,7 @@ impl Kubelet {
         let out = crate::cmd::run_with_timeout(cmd, None, crate::DEFAULT_TIMEOUT);
         out.ok();
         let mut images = self.images.clone();
+        let mut last_error = String::new();
         crate::wait_until(
             &format!("CRI to list {name}"),
             Duration::from_secs(30),
@@ -231,7 +232,12 @@ impl Kubelet {
                     .iter()
                     .any(|i| i.repo_tags.iter().any(|t| t == name)),
                 Err(e) => {
-                    eprintln!("CRI ListImages: {e}");
+                    // Once per distinct error (a CRI plugin that failed to load says why).
+                    let e = e.to_string();
+                    if e != last_error {
+                        eprintln!("CRI ListImages: {e}");
+                        last_error = e;
+                    }
                     false
                 }
             },

@@ -237,7 +237,12 @@ pub fn copy_dir(from: &Path, to: &Path) {
 
 /// The crossarch decision record of a container (`crossarch-route.json` in its bundle).
 pub fn route_record(cd: &Containerd, id: &str) -> serde_json::Value {
-    let path = cd.bundle(id).join("crossarch-route.json");
+    route_record_in(&cd.bundle(id))
+}
+
+/// The crossarch decision record in the task bundle `bundle`.
+pub fn route_record_in(bundle: &Path) -> serde_json::Value {
+    let path = bundle.join("crossarch-route.json");
     let raw = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_slice(&raw).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

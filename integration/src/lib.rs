@@ -631,6 +631,32 @@ disabled_plugins = [{disabled}]
         info["Spec"].clone()
     }
 
+    /// Asserts that container `id` left nothing on the node: no mount under its `bundle` and
+    /// no bundle, no runc state (the default root and this daemon's), no cgroup at `cgroup`.
+    pub fn assert_nothing_left(&self, id: &str, bundle: &Path, cgroup: &str) {
+        let mounts = host::mounts_under(bundle);
+        assert!(
+            mounts.is_empty(),
+            "mounts left under the bundle: {mounts:?}"
+        );
+        assert!(!bundle.exists(), "bundle left: {}", bundle.display());
+        for runc_state in [
+            Path::new(RUNC_ROOT).join(&self.ns).join(id),
+            self.state_dir().join("runc").join(&self.ns).join(id),
+        ] {
+            assert!(
+                !runc_state.exists(),
+                "runc state left: {}",
+                runc_state.display()
+            );
+        }
+        let left: Vec<_> = host::cgroup_dirs(cgroup)
+            .into_iter()
+            .filter(|d| d.exists())
+            .collect();
+        assert!(left.is_empty(), "cgroups left: {left:?}");
+    }
+
     /// The cgroups path the container's spec asks for (ctr's default: `/<ns>/<id>`).
     pub fn cgroups_path(&self, id: &str) -> String {
         self.spec(id)["linux"]["cgroupsPath"]

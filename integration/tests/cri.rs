@@ -7,10 +7,8 @@
 //!
 //! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
 
-use std::fs;
-
 use crossarch_integration::cri::{Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
-use crossarch_integration::crossarch::{crossarch_only, HostGuard, ARM64};
+use crossarch_integration::crossarch::{crossarch_only, route_record_in, HostGuard, ARM64};
 use crossarch_integration::{runc_joins_user_namespace_first, wait_until, Containerd};
 
 const WHAT: &str = "Kubernetes pods with foreign containers";
@@ -55,14 +53,12 @@ fn leftovers(cd: &Containerd) -> Vec<String> {
 
 /// The crossarch decision record of a CRI container.
 fn route_record(cd: &Containerd, id: &str) -> serde_json::Value {
-    let path = cd
-        .state_dir()
-        .join("io.containerd.runtime.v2.task")
-        .join(NAMESPACE)
-        .join(id)
-        .join("crossarch-route.json");
-    let raw = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-    serde_json::from_slice(&raw).unwrap()
+    route_record_in(
+        &cd.state_dir()
+            .join("io.containerd.runtime.v2.task")
+            .join(NAMESPACE)
+            .join(id),
+    )
 }
 
 /// A native busybox container in the pod, to look at the pod from.

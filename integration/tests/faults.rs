@@ -1,9 +1,8 @@
 //! Faults around the shim: containerd restarting under it, the shim itself dying.
 
-use std::path::Path;
 use std::time::Duration;
 
-use crossarch_integration::{containerd, host, wait_until, OutputExt, RUNC_ROOT};
+use crossarch_integration::{containerd, host, wait_until, OutputExt};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -73,27 +72,7 @@ fn a_killed_shim_is_cleaned_up_after() {
     wait_until("the container's init to be gone", LONG, || {
         !host::process_alive(init)
     });
-    assert!(
-        host::mounts_under(&bundle).is_empty(),
-        "mounts left under the bundle: {:?}",
-        host::mounts_under(&bundle)
-    );
-    assert!(!bundle.exists(), "bundle left: {}", bundle.display());
-    for runc_state in [
-        Path::new(RUNC_ROOT).join(cd.namespace()).join("c"),
-        cd.state_dir().join("runc").join(cd.namespace()).join("c"),
-    ] {
-        assert!(
-            !runc_state.exists(),
-            "runc state left: {}",
-            runc_state.display()
-        );
-    }
-    let left: Vec<_> = host::cgroup_dirs(&cgroup)
-        .into_iter()
-        .filter(|d| d.exists())
-        .collect();
-    assert!(left.is_empty(), "cgroups left: {left:?}");
+    cd.assert_nothing_left("c", &bundle, &cgroup);
 
     // The id is free again.
     cd.run("c", &["--rm"], &["true"]).ok();
