@@ -91,7 +91,7 @@ pub enum Mode {
 /// mount, and lets it bind ports below 1024 in a pod's network namespace, which its root
 /// could not otherwise (CAP_NET_BIND_SERVICE counts in the user namespace that owns the
 /// network namespace).
-fn pod_pseudo_filesystems(id: &str, value: &mut Value) {
+fn adapt_to_shared_namespaces(id: &str, value: &mut Value) {
     let done = spec::bind_pod_pseudo_filesystems(value);
     if !done.bound.is_empty() {
         log::info!(
@@ -189,13 +189,14 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
         log::info!("{d}");
         // The user namespace of the pod whose namespaces the container joins, when crossarch
         // gave its sandbox one.
-        let pod = match &d.route {
-            Route::Wrap { .. } => crate::hook::user_namespace().ok().and_then(|me| {
+        let shim_userns = matches!(d.route, Route::Wrap { .. }).then(crate::hook::user_namespace);
+        let pod = shim_userns
+            .as_ref()
+            .and_then(|me| me.as_ref().ok())
+            .and_then(|me| {
                 spec::joined_namespace(&doc.value, "network")
-                    .and_then(|netns| crate::ns::pod_user_namespace(netns, me))
-            }),
-            _ => None,
-        };
+                    .and_then(|netns| crate::ns::pod_user_namespace(netns, *me))
+            });
         let mode = match &d.route {
             Route::Wrap { .. } => Some(choose_mode(
                 id,
@@ -211,11 +212,13 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
         match &mode {
             Some(Mode::Userns) => {
                 prepared.registered = route::registrations(&config.emulation);
-                let shim_userns = crate::hook::user_namespace().map_err(|e| {
-                    Error::Internal(format!(
-                        "container {id}: cannot read the shim's user namespace: {e}"
-                    ))
-                })?;
+                let shim_userns = shim_userns
+                    .unwrap_or_else(crate::hook::user_namespace)
+                    .map_err(|e| {
+                        Error::Internal(format!(
+                            "container {id}: cannot read the shim's user namespace: {e}"
+                        ))
+                    })?;
                 let which = match pod {
                     Some(path) => {
                         let map = |f: &str| {
@@ -236,7 +239,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                         let added = spec::ensure_user_namespace(&mut doc.value);
                         if added {
                             // The pod's namespaces belong to another user namespace here.
-                            pod_pseudo_filesystems(id, &mut doc.value);
+                            adapt_to_shared_namespaces(id, &mut doc.value);
                             let runc_too_old = || {
                                 crate::runc::version_line(&config.runc.binary)
                                     .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
