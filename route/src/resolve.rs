@@ -8,6 +8,7 @@
 
 use crate::{elf, shebang};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
@@ -25,12 +26,39 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 /// of them, so deeper chains would fail at exec time anyway.
 pub const MAX_SCRIPT_DEPTH: usize = 4;
 
+/// `PATH_MAX` counts the terminating NUL (include/uapi/linux/limits.h): `getname()` fails
+/// with ENAMETOOLONG for a path of this many bytes or more, so execve(2) cannot run such an
+/// args\[0\] and chdir(2) cannot enter such a cwd.
+pub const PATH_MAX: usize = 4096;
+
+/// At most this many distinct paths are tried for args\[0\]. `PATH` is one environment
+/// string, which execve(2) caps at `MAX_ARG_STRLEN` (32 pages, 128 KiB with 4 KiB pages;
+/// fs/exec.c), so it can still list some 64 Ki directories where real ones list a dozen.
+/// With args\[0\] and cwd under [`PATH_MAX`], the cap keeps a plan under 8 MiB beyond the
+/// `PATH` string itself instead of hundreds of MiB.
+pub const MAX_CANDIDATES: usize = 1024;
+
 /// Why args\[0\] cannot be resolved. Messages name the path inside the container; the
 /// caller adds which container and process they concern.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the process has no args[0]; set process.args in the spec")]
     EmptyArg0,
+    #[error(
+        "args[0] {} is {len} bytes long; the kernel refuses to execute a path of {PATH_MAX} bytes or more (ENAMETOOLONG)",
+        Shown(arg0.as_bytes())
+    )]
+    Arg0TooLong { arg0: String, len: usize },
+    #[error(
+        "process.cwd {} is {len} bytes long; the kernel refuses to enter a path of {PATH_MAX} bytes or more (ENAMETOOLONG)",
+        Shown(cwd.as_bytes())
+    )]
+    CwdTooLong { cwd: String, len: usize },
+    #[error(
+        "PATH in process.env lists more than {MAX_CANDIDATES} distinct directories to search for {}; shorten it",
+        Shown(arg0.as_bytes())
+    )]
+    TooManyCandidates { arg0: String },
     #[error("cannot open the container root {path}: {source}")]
     Root { path: PathBuf, source: io::Error },
     #[error(
@@ -151,14 +179,55 @@ fn crlf_hint(interpreter: &Path) -> &'static str {
     }
 }
 
+/// Paths longer than this are shown by their start and end: they come from the image or the
+/// client, and a message goes into logs and back to the client, where a whole PATH_MAX path
+/// would hide what matters (which directory, which file).
+const SHOWN_PATH_LEN: usize = 200;
+
+/// A path from the image, as a message shows it: lossy UTF-8, cut to about
+/// [`SHOWN_PATH_LEN`] bytes.
+struct Shown<'a>(&'a [u8]);
+
+impl fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        if bytes.len() <= SHOWN_PATH_LEN {
+            return f.write_str(&String::from_utf8_lossy(bytes));
+        }
+        let head = &bytes[..SHOWN_PATH_LEN * 2 / 3];
+        let tail = &bytes[bytes.len() - SHOWN_PATH_LEN / 3..];
+        write!(
+            f,
+            "{}...{} ({} bytes)",
+            String::from_utf8_lossy(head),
+            String::from_utf8_lossy(tail),
+            bytes.len()
+        )
+    }
+}
+
 /// The paths runc will try for args\[0\], in order, as absolute paths in the container.
 ///
 /// `env` is `process.env` (`KEY=VALUE` strings); its last `PATH` wins, as in runc, and
 /// [`DEFAULT_PATH`] applies when there is none. Relative paths and empty `PATH` entries are
-/// relative to `cwd`.
+/// relative to `cwd`. A directory listed twice is tried once, and an args\[0\] or cwd the
+/// kernel would refuse, or more than [`MAX_CANDIDATES`] directories, are errors.
 pub fn search_plan(arg0: &str, env: &[String], cwd: &str) -> Result<Vec<PathBuf>, Error> {
     if arg0.is_empty() {
         return Err(Error::EmptyArg0);
+    }
+    if arg0.len() >= PATH_MAX {
+        return Err(Error::Arg0TooLong {
+            arg0: arg0.to_owned(),
+            len: arg0.len(),
+        });
+    }
+    // runc chdirs there before the lookup, and every relative PATH entry repeats it.
+    if cwd.len() >= PATH_MAX {
+        return Err(Error::CwdTooLong {
+            cwd: cwd.to_owned(),
+            len: cwd.len(),
+        });
     }
     if arg0.contains('/') {
         return Ok(vec![in_cwd(cwd, arg0)]);
@@ -175,10 +244,32 @@ pub fn search_plan(arg0: &str, env: &[String], cwd: &str) -> Result<Vec<PathBuf>
             misses: Vec::new(),
         });
     }
-    Ok(path
-        .split(':')
-        .map(|dir| in_cwd(cwd, if dir.is_empty() { "." } else { dir }).join(arg0))
-        .collect())
+    // LookPath tries directories in order and stops at the first hit, so a repeat can only
+    // fail again the way its first occurrence did: dropping it changes no answer. `dirs`
+    // catches repeats at a cost proportional to the entry alone (relative entries keyed
+    // apart from absolute ones); only new entries pay for cwd and args[0] to meet `seen`,
+    // which also catches `rel` against `/cwd/rel`.
+    let mut plan = Vec::new();
+    let mut dirs = HashSet::new();
+    let mut seen = HashSet::new();
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        if !dirs.insert((dir.starts_with('/'), in_cwd("/", dir))) {
+            continue;
+        }
+        let candidate = in_cwd(cwd, dir).join(arg0);
+        if seen.contains(&candidate) {
+            continue;
+        }
+        if plan.len() == MAX_CANDIDATES {
+            return Err(Error::TooManyCandidates {
+                arg0: arg0.to_owned(),
+            });
+        }
+        seen.insert(candidate.clone());
+        plan.push(candidate);
+    }
+    Ok(plan)
 }
 
 /// `path` made absolute against `cwd`, without touching `..` (only the kernel knows where
@@ -648,6 +739,77 @@ mod tests {
         );
         assert_eq!(search_plan("bin//x", &[], "").unwrap(), paths(&["/bin/x"]));
         assert!(matches!(search_plan("", &[], "/"), Err(Error::EmptyArg0)));
+    }
+
+    #[test]
+    fn plan_refuses_what_the_kernel_refuses() {
+        // Found live: 30,000 empty PATH entries and a 30,000-byte args[0].
+        let colons = format!("PATH={}", ":".repeat(30_000));
+        let long = "a".repeat(30_000);
+        let err = search_plan(&long, std::slice::from_ref(&colons), "/").unwrap_err();
+        assert!(
+            matches!(err, Error::Arg0TooLong { len: 30_000, .. }),
+            "{err:?}"
+        );
+        let msg = err.to_string();
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+        assert!(msg.starts_with("args[0] aaaa"), "{msg}");
+        assert!(msg.ends_with(
+            " is 30000 bytes long; the kernel refuses to execute a path of 4096 bytes or more \
+             (ENAMETOOLONG)"
+        ));
+        let err = search_plan(&format!("/{long}"), &[], "/").unwrap_err();
+        assert!(matches!(err, Error::Arg0TooLong { len: 30_001, .. }));
+        // The longest args[0] execve takes, behind the same 30,000 colons: one candidate.
+        let longest = "a".repeat(PATH_MAX - 1);
+        let plan = search_plan(&longest, &[colons], "/").unwrap();
+        assert_eq!(plan, vec![PathBuf::from(format!("/{longest}"))]);
+        let err = search_plan("sh", &[], &format!("/{long}")).unwrap_err();
+        assert!(matches!(err, Error::CwdTooLong { len: 30_001, .. }));
+        assert!(err.to_string().len() < 4096);
+    }
+
+    #[test]
+    fn plan_tries_each_directory_once_in_order() {
+        let plan = search_plan(
+            "sh",
+            &env(&["PATH=/bin:/usr/bin:/bin/:/bin//:/./bin:/usr/bin::.:/:/bin"]),
+            "/",
+        )
+        .unwrap();
+        assert_eq!(plan, paths(&["/bin/sh", "/usr/bin/sh", "/sh"]));
+        let plan = search_plan("app", &env(&["PATH=::rel:/w/rel:.:/w"]), "/w").unwrap();
+        assert_eq!(plan, paths(&["/w/app", "/w/rel/app"]));
+    }
+
+    #[test]
+    fn plan_has_at_most_max_candidates() {
+        let dirs = |n: usize| {
+            let list: Vec<String> = (0..n).map(|i| format!("/d{i}")).collect();
+            format!("PATH={}", list.join(":"))
+        };
+        let plan = search_plan("app", &[dirs(MAX_CANDIDATES)], "/").unwrap();
+        assert_eq!(plan.len(), MAX_CANDIDATES);
+        // Repeats do not count towards the cap.
+        let twice = format!("{}:{}", dirs(MAX_CANDIDATES), &dirs(MAX_CANDIDATES)[5..]);
+        assert_eq!(
+            search_plan("app", &[twice], "/").unwrap().len(),
+            MAX_CANDIDATES
+        );
+        // 30,000 distinct relative entries under a long cwd would have been 30,000 paths of
+        // 4 KiB each.
+        let cwd = format!("/{}", "c".repeat(PATH_MAX - 2));
+        let relative: Vec<String> = (0..30_000).map(|i| format!("r{i}")).collect();
+        let env_ = [format!("PATH={}", relative.join(":"))];
+        let err = search_plan("app", &env_, &cwd).unwrap_err();
+        assert!(matches!(err, Error::TooManyCandidates { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "PATH in process.env lists more than 1024 distinct directories to search for app; \
+             shorten it"
+        );
+        let err = search_plan("app", &[dirs(MAX_CANDIDATES + 1)], "/").unwrap_err();
+        assert!(matches!(err, Error::TooManyCandidates { .. }));
     }
 
     #[test]
