@@ -67,25 +67,36 @@ pub enum Error {
     NoOpenat2(io::Error),
     #[error("{}", not_found(arg0, misses))]
     NotFound { arg0: String, misses: Vec<Miss> },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", shown(path))]
     Read { path: PathBuf, source: io::Error },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", shown(path))]
     Elf { path: PathBuf, source: elf::Error },
-    #[error("{path}: {source}")]
+    #[error("{}: {source}", shown(path))]
     Script {
         path: PathBuf,
         source: shebang::Error,
     },
-    #[error("{path}: neither an ELF binary nor a #! script, so the kernel cannot execute it")]
+    #[error(
+        "{}: neither an ELF binary nor a #! script, so the kernel cannot execute it",
+        shown(path)
+    )]
     UnknownFormat { path: PathBuf },
-    #[error("{path}: an ELF {e_type:?} file is not an executable")]
+    #[error("{}: an ELF {e_type:?} file is not an executable", shown(path))]
     NotAnExecutable { path: PathBuf, e_type: elf::Type },
-    #[error("{path}: #! interpreters nest more than {MAX_SCRIPT_DEPTH} deep")]
+    #[error(
+        "{}: #! interpreters nest more than {MAX_SCRIPT_DEPTH} deep",
+        shown(path)
+    )]
     TooDeep { path: PathBuf },
-    #[error("{path}: its #! line names a path that is not UTF-8 and cannot go into an OCI spec")]
+    #[error(
+        "{}: its #! line names a path that is not UTF-8 and cannot go into an OCI spec",
+        shown(path)
+    )]
     NotUtf8 { path: PathBuf },
     #[error(
-        "{script}: its #! interpreter {interpreter} {miss} in the container{}",
+        "{}: its #! interpreter {} {miss} in the container{}",
+        shown(script),
+        shown(interpreter),
         crlf_hint(interpreter)
     )]
     Interpreter {
@@ -94,7 +105,9 @@ pub enum Error {
         miss: MissKind,
     },
     #[error(
-        "{path}: its dynamic loader {loader} {miss} in the container; the image lacks the libraries for this architecture"
+        "{}: its dynamic loader {} {miss} in the container; the image lacks the libraries for this architecture",
+        shown(path),
+        shown(loader)
     )]
     Loader {
         path: PathBuf,
@@ -142,32 +155,51 @@ impl fmt::Display for MissKind {
     }
 }
 
+/// An error lists this many tried paths at most, then counts the rest: a few show what is
+/// wrong, and up to [`MAX_CANDIDATES`] paths of up to [`PATH_MAX`] bytes would not.
+const SHOWN_MISSES: usize = 6;
+
 fn not_found(arg0: &str, misses: &[Miss]) -> String {
-    let notable: Vec<String> = misses
+    let arg0 = Shown(arg0.as_bytes());
+    let notable: Vec<&Miss> = misses
         .iter()
         .filter(|m| m.kind != MissKind::NotFound)
-        .map(|m| format!("{} {}", m.path.display(), m.kind))
         .collect();
     if !notable.is_empty() {
-        return format!("cannot execute {arg0}: {}", notable.join("; "));
+        let listed: Vec<String> = notable
+            .iter()
+            .take(SHOWN_MISSES)
+            .map(|m| format!("{} {}", shown(&m.path), m.kind))
+            .collect();
+        return format!(
+            "cannot execute {arg0}: {}{}",
+            listed.join("; "),
+            and_more(notable.len(), "; ")
+        );
     }
     match misses {
         [] => format!("{arg0} cannot be found: PATH is empty in process.env"),
-        [one] => format!("{} does not exist in the container", one.path.display()),
+        [one] => format!("{} does not exist in the container", shown(&one.path)),
         _ => {
             let dirs: Vec<String> = misses
                 .iter()
-                .map(|m| {
-                    m.path
-                        .parent()
-                        .map_or_else(String::new, |d| d.display().to_string())
-                })
+                .take(SHOWN_MISSES)
+                .map(|m| m.path.parent().map(shown).map(|d| d.to_string()))
+                .map(Option::unwrap_or_default)
                 .collect();
             format!(
-                "{arg0} is not in the container's PATH ({}); check process.args and PATH",
-                dirs.join(":")
+                "{arg0} is not in the container's PATH ({}{}); check process.args and PATH",
+                dirs.join(":"),
+                and_more(misses.len(), " ")
             )
         }
+    }
+}
+
+fn and_more(total: usize, sep: &str) -> String {
+    match total.checked_sub(SHOWN_MISSES) {
+        Some(more) if more > 0 => format!("{sep}and {more} more"),
+        _ => String::new(),
     }
 }
 
@@ -187,6 +219,10 @@ const SHOWN_PATH_LEN: usize = 200;
 /// A path from the image, as a message shows it: lossy UTF-8, cut to about
 /// [`SHOWN_PATH_LEN`] bytes.
 struct Shown<'a>(&'a [u8]);
+
+fn shown(path: &Path) -> Shown<'_> {
+    Shown(path.as_os_str().as_bytes())
+}
 
 impl fmt::Display for Shown<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -896,6 +932,48 @@ mod tests {
             .ends_with("(the script has DOS line endings; convert it with dos2unix)"));
     }
 
+    #[test]
+    fn messages_stay_short_however_many_paths_were_tried() {
+        let long_dir = format!("/{}", "d".repeat(PATH_MAX - 100));
+        let misses = |kind| -> Vec<Miss> {
+            (0..MAX_CANDIDATES)
+                .map(|i| Miss {
+                    path: PathBuf::from(format!("{long_dir}{i}/app")),
+                    kind,
+                })
+                .collect()
+        };
+        let e = Error::NotFound {
+            arg0: "app".into(),
+            misses: misses(MissKind::NotFound),
+        };
+        let msg = e.to_string();
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+        assert!(
+            msg.starts_with("app is not in the container's PATH (/dddd"),
+            "{msg}"
+        );
+        assert!(
+            msg.ends_with(" and 1018 more); check process.args and PATH"),
+            "{msg}"
+        );
+        let e = Error::NotFound {
+            arg0: "app".into(),
+            misses: misses(MissKind::NotRegularFile),
+        };
+        let msg = e.to_string();
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+        assert_eq!(msg.matches("is not a regular file").count(), SHOWN_MISSES);
+        assert!(msg.ends_with("; and 1018 more"), "{msg}");
+        // A long path keeps its start and its end, the file name.
+        let one = format!("{}/app", "x".repeat(4000));
+        assert_eq!(
+            shown(Path::new(&one)).to_string(),
+            format!("{}...{}/app (4004 bytes)", "x".repeat(133), "x".repeat(62))
+        );
+        assert_eq!(shown(Path::new("/bin/sh")).to_string(), "/bin/sh");
+    }
+
     /// A throwaway container root under the temp dir, removed on drop.
     struct TempRoot(PathBuf);
 
@@ -1119,6 +1197,48 @@ mod tests {
                 "{bin}"
             );
         }
+    }
+
+    #[test]
+    fn hostile_path_searches_give_short_errors() {
+        let root = TempRoot::new("longpath");
+        // 30,000 colons behind the longest args[0] the kernel takes: one lookup, which fails
+        // because a file name is at most NAME_MAX bytes.
+        let longest = "a".repeat(PATH_MAX - 1);
+        let colons = format!("PATH={}", ":".repeat(30_000));
+        let err = root.resolve(&longest, &[&colons]).unwrap_err();
+        let Error::NotFound { misses, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(misses.len(), 1);
+        let msg = err.to_string();
+        assert!(msg.len() < 1024, "{} bytes", msg.len());
+        assert!(
+            msg.contains("cannot be opened (File name too long"),
+            "{msg}"
+        );
+        // A thousand long directories, each tried and each refused by the kernel.
+        let dirs: Vec<String> = (0..1000)
+            .map(|i| format!("/{}{i}", "p".repeat(150)))
+            .collect();
+        for dir in &dirs {
+            std::fs::create_dir(root.0.join(&dir[1..])).unwrap();
+        }
+        let path = format!("PATH={}", dirs.join(":"));
+        let name = "n".repeat(300);
+        let err = root.resolve(&name, &[&path]).unwrap_err();
+        let Error::NotFound { misses, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(misses.len(), 1000);
+        let msg = err.to_string();
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+        assert!(msg.ends_with("; and 994 more"), "{msg}");
+        // And a thousand where it does not exist.
+        let err = root.resolve("app", &[&path]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.len() < 4096, "{} bytes", msg.len());
+        assert!(msg.ends_with(" and 994 more); check process.args and PATH"));
     }
 
     #[test]
