@@ -67,6 +67,9 @@ pub enum Error {
     NoOpenat2(io::Error),
     #[error("{}", not_found(arg0, misses))]
     NotFound { arg0: String, misses: Vec<Miss> },
+    /// args\[0\] was found, but cannot be opened to be inspected.
+    #[error("{} {}", shown(path), InContainer(*miss))]
+    CannotOpen { path: PathBuf, miss: MissKind },
     #[error("{}: {source}", shown(path))]
     Read { path: PathBuf, source: io::Error },
     #[error("{}: {source}", shown(path))]
@@ -94,9 +97,10 @@ pub enum Error {
     )]
     NotUtf8 { path: PathBuf },
     #[error(
-        "{}: its #! interpreter {} {miss} in the container{}",
+        "{}: its #! interpreter {} {}{}",
         shown(script),
         shown(interpreter),
+        InContainer(*miss),
         crlf_hint(interpreter)
     )]
     Interpreter {
@@ -105,9 +109,10 @@ pub enum Error {
         miss: MissKind,
     },
     #[error(
-        "{}: its dynamic loader {} {miss} in the container; the image lacks the libraries for this architecture",
+        "{}: its dynamic loader {} {}; the image lacks the libraries for this architecture",
         shown(path),
-        shown(loader)
+        shown(loader),
+        InContainer(*miss)
     )]
     Loader {
         path: PathBuf,
@@ -123,13 +128,19 @@ pub struct Miss {
     pub kind: MissKind,
 }
 
-/// Why an executable candidate was skipped. Anything but `NotFound` is worth showing a user.
+/// Why a path cannot be executed or inspected. Anything but `NotFound` is worth showing a
+/// user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MissKind {
     NotFound,
     NotRegularFile,
-    NotExecutable { mode: u32 },
+    NotExecutable {
+        mode: u32,
+    },
     SymlinkLoop,
+    /// Another process holds a write lease on the file, so opening it would wait. LookPath
+    /// does not open files, so this never makes runc skip a candidate.
+    Leased,
     Os(i32),
 }
 
@@ -144,6 +155,7 @@ impl fmt::Display for MissKind {
             MissKind::SymlinkLoop => {
                 f.write_str("is a symbolic link loop (or a chain of more than 40 links)")
             }
+            MissKind::Leased => write!(f, "{LEASED}{LEASED_HINT}"),
             MissKind::Os(errno) => {
                 write!(
                     f,
@@ -158,6 +170,21 @@ impl fmt::Display for MissKind {
 /// An error lists this many tried paths at most, then counts the rest: a few show what is
 /// wrong, and up to [`MAX_CANDIDATES`] paths of up to [`PATH_MAX`] bytes would not.
 const SHOWN_MISSES: usize = 6;
+
+const LEASED: &str = "is leased by another process (a write lease)";
+const LEASED_HINT: &str = "; retry once the lease is released";
+
+/// A [`MissKind`] said of a path in the container.
+struct InContainer(MissKind);
+
+impl fmt::Display for InContainer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            MissKind::Leased => write!(f, "{LEASED} in the container{LEASED_HINT}"),
+            kind => write!(f, "{kind} in the container"),
+        }
+    }
+}
 
 fn not_found(arg0: &str, misses: &[Miss]) -> String {
     let arg0 = Shown(arg0.as_bytes());
@@ -413,9 +440,9 @@ pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolve
     let mut misses = Vec::new();
     let mut found = None;
     for candidate in candidates {
-        match open_executable(root.fd.as_fd(), candidate)? {
-            Ok(file) => {
-                found = Some((candidate.clone(), file));
+        match find_executable(root.fd.as_fd(), candidate)? {
+            Ok(fd) => {
+                found = Some((candidate.clone(), fd));
                 break;
             }
             Err(kind) => misses.push(Miss {
@@ -424,7 +451,7 @@ pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolve
             }),
         }
     }
-    let Some((path_in_root, mut file)) = found else {
+    let Some((path_in_root, fd)) = found else {
         let arg0 = candidates
             .first()
             .and_then(|c| c.file_name())
@@ -432,6 +459,12 @@ pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolve
             .unwrap_or_default();
         return Err(Error::NotFound { arg0, misses });
     };
+    // LookPath has chosen this file; runc would execute it even if it cannot be read now, so
+    // trying the next candidate would inspect a binary that never runs.
+    let mut file = reopen(&fd).map_err(|miss| Error::CannotOpen {
+        path: path_in_root.clone(),
+        miss,
+    })?;
 
     let mut scripts = Vec::new();
     let mut current = path_in_root.clone();
@@ -460,7 +493,8 @@ pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolve
             let written = utf8(line.interpreter)?;
             let arg = line.arg.map(utf8).transpose()?;
             let interpreter = in_cwd(cwd, &written);
-            file = match open_executable(root.fd.as_fd(), &interpreter)? {
+            let opened = find_executable(root.fd.as_fd(), &interpreter)?.and_then(|fd| reopen(&fd));
+            file = match opened {
                 Ok(f) => f,
                 Err(miss) => {
                     return Err(Error::Interpreter {
@@ -602,9 +636,10 @@ fn read_prefix(file: &File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Opens `path` in the root if it is an executable regular file. The outer error is fatal
-/// (no openat2 at all); the inner one is a reason to try the next candidate.
-fn open_executable(root: BorrowedFd<'_>, path: &Path) -> Result<Result<File, MissKind>, Error> {
+/// Opens `path` in the root with O_PATH if it is an executable regular file, the checks
+/// runc's LookPath makes. The outer error is fatal (no openat2 at all); the inner one is a
+/// reason to try the next candidate.
+fn find_executable(root: BorrowedFd<'_>, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
     // O_PATH first: opening a FIFO would block and opening a device node from an image
     // could have side effects on the host device it names; only regular files get read.
     let fd = match open_in_root(root, path, libc::O_PATH)? {
@@ -622,16 +657,26 @@ fn open_executable(root: BorrowedFd<'_>, path: &Path) -> Result<Result<File, Mis
     if st.st_mode & 0o111 == 0 {
         return Ok(Err(MissKind::NotExecutable { mode: st.st_mode }));
     }
+    Ok(Ok(fd))
+}
+
+/// Opens the file [`find_executable`] checked, for reading.
+fn reopen(fd: &OwnedFd) -> Result<File, MissKind> {
     // Reopening through /proc/self/fd reads the very inode that was checked, so the file
     // cannot be swapped for a device node in between.
-    let reopen = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    // A write lease another process holds (F_SETLEASE) makes a plain open wait up to
+    // lease-break-time, 45 s by default; with O_NONBLOCK, break_lease() (fs/locks.c) fails
+    // with EWOULDBLOCK at once, still telling the holder to let go. Reads of a regular file
+    // ignore the flag.
     match std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY)
-        .open(reopen)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+        .open(path)
     {
-        Ok(file) => Ok(Ok(file)),
-        Err(e) => Ok(Err(miss_from(&e))),
+        Ok(file) => Ok(file),
+        Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(MissKind::Leased),
+        Err(e) => Err(miss_from(&e)),
     }
 }
 
@@ -1003,8 +1048,69 @@ mod tests {
         }
 
         fn resolve(&self, arg0: &str, env_: &[&str]) -> Result<Resolved, Error> {
-            let root = Root::open(&self.0).unwrap();
-            in_root(&root, &search_plan(arg0, &env(env_), "/").unwrap(), "/")
+            resolve_at(&self.0, arg0, &env(env_))
+        }
+
+        /// [`TempRoot::resolve`] on another thread, failing the test if it takes longer than
+        /// `limit`: a hang shows up as a failure instead of a stuck test run.
+        fn resolve_within(
+            &self,
+            limit: std::time::Duration,
+            arg0: &str,
+            env_: &[&str],
+        ) -> Result<Resolved, Error> {
+            let (dir, arg0, env_) = (self.0.clone(), arg0.to_owned(), env(env_));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(resolve_at(&dir, &arg0, &env_));
+            });
+            rx.recv_timeout(limit)
+                .unwrap_or_else(|_| panic!("in_root still runs after {limit:?}"))
+        }
+    }
+
+    fn resolve_at(dir: &Path, arg0: &str, env_: &[String]) -> Result<Resolved, Error> {
+        let root = Root::open(dir).unwrap();
+        in_root(&root, &search_plan(arg0, env_, "/").unwrap(), "/")
+    }
+
+    /// Another process, holding a write lease on each of its files until dropped.
+    struct LeaseHolder(std::process::Child);
+
+    impl LeaseHolder {
+        fn new(files: &[PathBuf]) -> LeaseHolder {
+            use std::io::BufRead;
+            use std::process::{Command, Stdio};
+            // SIGIO announces that someone wants the file; the default action would end the
+            // holder, and with it the lease.
+            const HOLD: &str = "import fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+fds = [os.open(p, os.O_RDWR) for p in sys.argv[1:]]
+for fd in fds:
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+print('leased', flush=True)
+sys.stdin.read()
+";
+            let mut child = Command::new("python3")
+                .args(["-c", HOLD])
+                .args(files)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("python3 runs the lease holder");
+            let mut line = String::new();
+            std::io::BufReader::new(child.stdout.take().unwrap())
+                .read_line(&mut line)
+                .unwrap();
+            assert_eq!(line, "leased\n", "the lease holder failed");
+            LeaseHolder(child)
+        }
+    }
+
+    impl Drop for LeaseHolder {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
         }
     }
 
@@ -1239,6 +1345,54 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.len() < 4096, "{} bytes", msg.len());
         assert!(msg.ends_with(" and 994 more); check process.args and PATH"));
+    }
+
+    #[test]
+    fn a_leased_file_is_reported_at_once() {
+        use std::time::Duration;
+        let root = TempRoot::new("lease");
+        root.file("/bin/app", &arm64_static(), 0o755)
+            .file("/one/app", &arm64_static(), 0o755)
+            .file("/two/app", &arm64_static(), 0o755)
+            .file("/bin/interp", &arm64_static(), 0o755)
+            .file("/run.sh", b"#!/bin/interp\n", 0o755);
+        let _holder = LeaseHolder::new(&[
+            root.0.join("bin/app"),
+            root.0.join("one/app"),
+            root.0.join("bin/interp"),
+        ]);
+        let limit = Duration::from_secs(2);
+        let err = root.resolve_within(limit, "/bin/app", &[]).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::CannotOpen {
+                    miss: MissKind::Leased,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "/bin/app is leased by another process (a write lease) in the container; retry \
+             once the lease is released"
+        );
+        // runc would run /one/app once the lease is gone, never /two/app.
+        let err = root
+            .resolve_within(limit, "app", &["PATH=/one:/two"])
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/one/app is leased by another process (a write lease) in the container; retry \
+             once the lease is released"
+        );
+        let err = root.resolve_within(limit, "/run.sh", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/run.sh: its #! interpreter /bin/interp is leased by another process (a write \
+             lease) in the container; retry once the lease is released"
+        );
     }
 
     #[test]
