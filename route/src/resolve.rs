@@ -119,6 +119,11 @@ pub enum Error {
         loader: PathBuf,
         miss: MissKind,
     },
+    #[error(
+        "{}: its dynamic loader path (PT_INTERP) is not UTF-8 and cannot go into crossarch's decision",
+        shown(path)
+    )]
+    LoaderNotUtf8 { path: PathBuf },
 }
 
 /// A path that was tried and why it was not used.
@@ -550,7 +555,11 @@ pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolve
         let loader = match loader {
             None => None,
             Some(written) => {
-                let loader = in_cwd(cwd, &String::from_utf8_lossy(&written));
+                // The kernel opens these very bytes; a lossy copy would look up another file.
+                let Ok(written) = String::from_utf8(written) else {
+                    return Err(Error::LoaderNotUtf8 { path: current });
+                };
+                let loader = in_cwd(cwd, &written);
                 match open_in_root(root.fd.as_fd(), &loader, libc::O_PATH)? {
                     Ok(fd) if is_regular(&fd) => Some(loader),
                     Ok(_) => {
@@ -596,16 +605,23 @@ fn parse_elf(file: &File, prefix: &[u8]) -> Result<elf::Elf, ElfRead> {
         return header.finish(bytes).map_err(ElfRead::Elf);
     }
     // Program headers past the prefix: rare, but legal. The parser capped their size.
-    let mut buf = vec![0u8; table.len as usize];
-    file.read_exact_at(&mut buf, table.offset)
+    let buf = read_segment(file, table)?;
+    header.finish(&buf).map_err(ElfRead::Elf)
+}
+
+/// The bytes of `seg`, whose length the parser capped. A file that ends first is truncated,
+/// as the kernel finds it too (its elf_read() fails with EIO).
+fn read_segment(file: &File, seg: elf::Segment) -> Result<Vec<u8>, ElfRead> {
+    let mut buf = vec![0u8; seg.len as usize];
+    file.read_exact_at(&mut buf, seg.offset)
         .map_err(|e| match e.kind() {
             io::ErrorKind::UnexpectedEof => ElfRead::Elf(elf::Error::Truncated {
-                need: end,
+                need: seg.offset.saturating_add(seg.len),
                 have: file.metadata().map(|m| m.len()).unwrap_or(0),
             }),
             _ => ElfRead::Io(e),
         })?;
-    header.finish(&buf).map_err(ElfRead::Elf)
+    Ok(buf)
 }
 
 fn loader_path(file: &File, elf: &elf::Elf, prefix: &[u8]) -> Result<Option<Vec<u8>>, ElfRead> {
@@ -613,10 +629,7 @@ fn loader_path(file: &File, elf: &elf::Elf, prefix: &[u8]) -> Result<Option<Vec<
         elf::Interp::None => Ok(None),
         elf::Interp::Path(p) => Ok(Some(p.to_vec())),
         elf::Interp::At(seg) => {
-            // The length was checked against MAX_INTERP_LEN by the parser.
-            let mut buf = vec![0u8; seg.len as usize];
-            file.read_exact_at(&mut buf, seg.offset)
-                .map_err(ElfRead::Io)?;
+            let buf = read_segment(file, seg)?;
             let path = elf::interp_path(&buf).map_err(ElfRead::Elf)?;
             Ok(Some(path.to_vec()))
         }
@@ -1392,6 +1405,40 @@ sys.stdin.read()
             err.to_string(),
             "/run.sh: its #! interpreter /bin/interp is leased by another process (a write \
              lease) in the container; retry once the lease is released"
+        );
+    }
+
+    #[test]
+    fn the_loader_is_looked_up_by_its_exact_bytes() {
+        let root = TempRoot::new("loader-bytes");
+        let bin = elf::tests::Craft {
+            machine: 183,
+            e_type: 3,
+            interp: Some(b"/lib/ld-\xff.so\0"),
+            ..elf::tests::Craft::default()
+        }
+        .bytes();
+        // What a lossy reading of the PT_INTERP would look for instead.
+        root.file("/bin/app", &bin, 0o755)
+            .file("/lib/ld-\u{fffd}.so", &arm64_static(), 0o755);
+        let err = root.resolve("/bin/app", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/bin/app: its dynamic loader path (PT_INTERP) is not UTF-8 and cannot go into \
+             crossarch's decision"
+        );
+    }
+
+    #[test]
+    fn a_loader_path_past_the_end_of_the_file_is_truncation() {
+        let root = TempRoot::new("loader-eof");
+        let mut bin = arm64_dynamic(Some(6000));
+        bin.truncate(5000);
+        root.file("/bin/app", &bin, 0o755);
+        let err = root.resolve("/bin/app", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/bin/app: truncated ELF file: 6027 bytes needed, only 5000 available"
         );
     }
 
