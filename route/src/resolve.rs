@@ -1443,6 +1443,30 @@ sys.stdin.read()
     }
 
     #[test]
+    fn long_script_lines_follow_the_kernel() {
+        let root = TempRoot::new("longline");
+        let mut cut = b"#!/".to_vec();
+        cut.resize(300, b'a');
+        cut.extend(b" -x\n");
+        let mut long_arg = b"#!/bin/sh ".to_vec();
+        long_arg.resize(300, b'x');
+        long_arg.push(b'\n');
+        root.file("/bin/sh", &arm64_static(), 0o755)
+            .file("/cut", &cut, 0o755)
+            .file("/long-arg", &long_arg, 0o755);
+        let err = root.resolve("/cut", &[]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "/cut: #! line does not end its interpreter path within the first 256 bytes, the \
+             most the kernel reads, so execve fails with ENOEXEC"
+        );
+        // The argument is what fits in the buffer, less the byte the kernel's NUL takes.
+        let r = root.resolve("/long-arg", &[]).unwrap();
+        assert_eq!(r.elf_path, PathBuf::from("/bin/sh"));
+        assert_eq!(r.scripts[0].arg.as_deref(), Some(&"x".repeat(245)[..]));
+    }
+
+    #[test]
     fn a_missing_root_is_a_clear_error() {
         let err = Root::open("/nonexistent/crossarch/rootfs").unwrap_err();
         assert!(err

@@ -11,7 +11,12 @@ pub enum Error {
     NotScript,
     #[error("#! line names no interpreter")]
     NoInterpreter,
-    #[error("#! line is longer than {BUF_LEN} bytes, so the kernel cuts off the interpreter path")]
+    /// Linux 5.1 and later refuse to run a cut-off interpreter path (binfmt_script's
+    /// load_script() returns ENOEXEC); older kernels ran the cut-off path.
+    #[error(
+        "#! line does not end its interpreter path within the first {BUF_LEN} bytes, the most \
+         the kernel reads, so execve fails with ENOEXEC"
+    )]
     Truncated,
 }
 
