@@ -1,11 +1,14 @@
 //! Pod-style groups (issue 4): a native "sandbox" container, as CRI starts it
 //! (`io.kubernetes.cri.container-type=sandbox`), and a foreign arm64 container that joins its
 //! namespaces as CRI sets them up and listens on port 80. Two shapes:
-//! - the sandbox makes its own network namespace: crossarch gives it a user namespace, which
-//!   then owns the pod's network, IPC and UTS namespaces; the foreign container joins it, so
-//!   it can enter them at create and at every exec;
-//! - the host made the network namespace before the sandbox, as containerd's CRI does: the
-//!   foreign container gets a user namespace of its own (`start_cri_sandbox`).
+//! - the sandbox makes its own network namespace (`start_sandbox`);
+//! - the host made the network namespace before the sandbox, as containerd's CRI does
+//!   (`start_cri_sandbox`).
+//!
+//! In both the sandbox keeps the host's user namespace, so the pod's namespaces stay the
+//! host's and the capability ceiling holds over them for every container (a user namespace
+//! that host uid 0 creates would give every host root process all capabilities over them),
+//! and a foreign container gets a user namespace of its own.
 //!
 //! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
 
@@ -41,18 +44,40 @@ fn kill_all(cd: &Containerd, ids: &[&str]) {
     }
 }
 
-/// Starts the sandbox and returns its task pid, after checking crossarch gave it a user
-/// namespace of its own, which then owns the pod's other namespaces.
+/// Starts a sandbox that makes its own network namespace and returns its task pid, after
+/// checking it kept the host's user namespace.
 fn start_sandbox(cd: &Containerd) -> u32 {
     cd.run_detached("sandbox", &["--annotation", SANDBOX], &["sleep", "1000"]);
     let pid = cd.task_pid("sandbox");
     let userns = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
-    assert_ne!(
+    assert_eq!(
         userns,
         fs::read_link("/proc/self/ns/user").unwrap(),
-        "the sandbox has a user namespace of its own"
+        "the sandbox keeps the host's user namespace"
     );
     pid
+}
+
+/// Exec into a foreign container of a pod (kubectl exec, exec probes): runc 1.3 and later
+/// can; before, the error says why and what to do.
+fn assert_pod_exec(cd: &Containerd, id: &str) {
+    let out = exec(cd, id, &["uname", "-m"]);
+    if runc_joins_user_namespace_first() {
+        assert!(!out.status.success(), "{}", out.show());
+        let err = out.stderr_text();
+        for wanted in [
+            &format!("of container {id}") as &str,
+            "setns",
+            "runc before 1.3",
+            "opencontainers/runc#4492",
+            "emulation.mode = \"wrap\"",
+        ] {
+            assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
+        }
+    } else {
+        out.ok();
+        assert_eq!(out.stdout_text(), "aarch64\n");
+    }
 }
 
 /// The web server of the foreign container: it publishes what it sees of itself.
@@ -111,9 +136,9 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
     let sandbox = out.stdout_text();
     let sandbox: Vec<&str> = sandbox.lines().collect();
     assert!(lines[0].starts_with("user:["), "{body}");
-    assert_eq!(
+    assert_ne!(
         lines[0], sandbox[0],
-        "the foreign container joins the pod's user namespace, which the sandbox owns"
+        "the foreign container has a user namespace of its own"
     );
     assert_eq!(lines[1], "aarch64", "the server is the emulated one");
     assert_eq!(
@@ -121,16 +146,16 @@ fn a_foreign_container_in_a_pod_listens_on_port_80() {
         "it shares the sandbox's UTS namespace"
     );
 
-    // The host agrees: same network and user namespace, and that user namespace is not the
-    // host's (which is what makes the pod's private binfmt_misc possible).
+    // The host agrees: same network namespace; the container's user namespace is neither
+    // the sandbox's nor the host's (which is what makes its private binfmt_misc possible).
     let web = cd.task_pid("web");
     let ns = |p: u32, n: &str| fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
     assert_eq!(ns(web, "net"), ns(pid, "net"));
-    assert_eq!(ns(web, "user"), ns(pid, "user"));
-    assert_ne!(
-        ns(web, "user"),
+    assert_eq!(
+        ns(pid, "user"),
         fs::read_link("/proc/self/ns/user").unwrap()
     );
+    assert_ne!(ns(web, "user"), ns(pid, "user"));
 
     kill_all(&cd, &["web", "sandbox"]);
     guard.check();
@@ -191,9 +216,7 @@ fn exec_into_a_foreign_container_of_a_pod() {
         &["--with-ns", &net],
         &["sleep", "1000"],
     );
-    let out = exec(&cd, "web", &["uname", "-m"]);
-    out.ok();
-    assert_eq!(out.stdout_text(), "aarch64\n");
+    assert_pod_exec(&cd, "web");
     for id in ["web", "sandbox"] {
         cd.ctr(&["task", "kill", "-s", "SIGKILL", id]).ok();
     }
@@ -237,8 +260,8 @@ fn start_cri_sandbox(cd: &Containerd) -> u32 {
 /// A pod as containerd's CRI really builds one: the sandbox joins a network namespace the
 /// host made, so crossarch gives it no user namespace, and a foreign container gets one of
 /// its own. It still starts, every process in it is emulated, and its root serves port 80:
-/// crossarch binds the host's /sys (read-only) instead of a fresh sysfs, leaves out
-/// /dev/mqueue, and sets `net.ipv4.ip_unprivileged_port_start=0`. Exec into it needs a runc
+/// its /sys is a read-only sysfs of the pod's network namespace that the shim mounts, it has no
+/// /dev/mqueue, and `net.ipv4.ip_unprivileged_port_start=0` is set. Exec into it needs a runc
 /// that joins namespaces in two stages; with one that does not, the error says so.
 #[test]
 fn a_foreign_container_in_a_cri_made_pod_serves_port_80() {
@@ -275,14 +298,16 @@ fn a_foreign_container_in_a_cri_made_pod_serves_port_80() {
             "-c",
             "mkdir -p /www; (exec /bin/uname -m) > /www/who; \
              cat /proc/sys/net/ipv4/ip_unprivileged_port_start >> /www/who; \
+             echo $(ls /sys/class/net) >> /www/who; \
              exec httpd -f -p 80 -h /www",
         ],
     );
     let body = fetch_from_sandbox(&cd);
     assert_eq!(
         body.lines().collect::<Vec<_>>(),
-        ["aarch64", "0"],
-        "a child exec'd in the container is emulated, and its root serves port 80"
+        ["aarch64", "0", "lo"],
+        "a child exec'd in the container is emulated, its root serves port 80, and its /sys \
+         shows the pod's network devices, not the host's"
     );
     let web = cd.task_pid("web");
     assert_eq!(ns(web, "net"), ns(pid, "net"));
@@ -294,24 +319,7 @@ fn a_foreign_container_in_a_cri_made_pod_serves_port_80() {
     let record = crossarch_integration::crossarch::route_record(&cd, "web");
     assert_eq!(record["mode"], "userns", "{record}");
 
-    // Exec (kubectl exec, exec probes): runc 1.3 and later can; before, the error says why.
-    let out = exec(&cd, "web", &["uname", "-m"]);
-    if runc_joins_user_namespace_first() {
-        assert!(!out.status.success(), "{}", out.show());
-        let err = out.stderr_text();
-        for wanted in [
-            "of container web",
-            "setns",
-            "runc before 1.3",
-            "opencontainers/runc#4492",
-            "emulation.mode = \"wrap\"",
-        ] {
-            assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
-        }
-    } else {
-        out.ok();
-        assert_eq!(out.stdout_text(), "aarch64\n");
-    }
+    assert_pod_exec(&cd, "web");
     kill_all(&cd, &["web", "sandbox"]);
     guard.check();
 }

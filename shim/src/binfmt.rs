@@ -1,12 +1,16 @@
 //! binfmt_misc registrations for a container's private instance (pure).
 //!
 //! Each entry matches the ELF identification and machine of one architecture and names qemu
-//! by its HOST path with flags POCF: the kernel opens qemu when the entry is written (F), so
-//! qemu never has to exist in the container's filesystem; P keeps argv[0] (busybox-style
-//! multi-call binaries need it); O and C let qemu run setuid and unreadable binaries as the
-//! kernel would.
-
-use std::path::Path;
+//! with flags PF: the kernel opens qemu when the entry is written (F), so qemu never has to
+//! exist in the container's filesystem; P keeps argv[0] (busybox-style multi-call binaries
+//! need it).
+//!
+//! Not C (credentials from the binary) and not O (which C implies): with C a setuid foreign
+//! binary would run qemu itself as euid 0, and qemu-user reads `QEMU_*` variables (log
+//! files, a gdb port, a library prefix) from its caller's environment without the
+//! secure-execution checks (AT_SECURE) that the kernel and libc apply to setuid programs. So
+//! setuid and setgid bits of foreign binaries are ignored, as on a nosuid mount, and a
+//! foreign binary must be readable by the user who runs it.
 
 use crossarch_route::arch::Arch;
 
@@ -63,16 +67,40 @@ pub fn entry_name(arch: Arch) -> String {
     format!("{PREFIX}{}", arch.qemu_name())
 }
 
-/// The line written to `register` for `arch`, run by the host file `qemu`.
-pub fn registration(arch: Arch, qemu: &Path) -> Option<String> {
+/// The flags of every entry; see the module comment for why exactly these.
+pub const FLAGS: &str = "PF";
+
+/// The line written to `register` for `arch`, run by the file at `interpreter` (a path as
+/// the registering process sees it).
+pub fn registration(arch: Arch, interpreter: &str) -> Option<String> {
     let (magic, mask) = magic_and_mask(arch)?;
     Some(format!(
-        ":{}:M::{}:{}:{}:POCF",
+        ":{}:M::{}:{}:{interpreter}:{FLAGS}",
         entry_name(arch),
         escaped(&magic),
         escaped(&mask),
-        qemu.display()
     ))
+}
+
+/// Whether an existing entry's status file (`<binfmt_misc>/<entry name>`, as the kernel's
+/// `entry_status` writes it) is exactly what [`registration`] would register: enabled, the
+/// same interpreter, flags, magic and mask. An entry that differs was not made by crossarch
+/// for this architecture and must not be trusted.
+pub fn entry_matches(status: &str, arch: Arch, interpreter: &str) -> bool {
+    let Some((magic, mask)) = magic_and_mask(arch) else {
+        return false;
+    };
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let want = [
+        "enabled".to_string(),
+        format!("interpreter {interpreter}"),
+        format!("flags: {FLAGS}"),
+        "offset 0".to_string(),
+        format!("magic {}", hex(&magic)),
+        format!("mask {}", hex(&mask)),
+    ];
+    let got: Vec<&str> = status.lines().collect();
+    got.len() == want.len() && got.iter().zip(&want).all(|(g, w)| g == w)
 }
 
 /// Whether `header` (the first bytes of a file) matches the entry for `arch`, as the kernel
@@ -88,6 +116,7 @@ pub fn matches(arch: Arch, header: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn corpus(name: &str) -> Vec<u8> {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -122,13 +151,42 @@ mod tests {
 
     #[test]
     fn registration_line_is_what_the_kernel_parses() {
-        let line = registration(Arch::Aarch64, Path::new("/usr/bin/qemu-aarch64-static")).unwrap();
+        let line = registration(Arch::Aarch64, "/usr/bin/qemu-aarch64-static").unwrap();
         assert_eq!(
             line,
             ":crossarch-aarch64:M::\\x7f\\x45\\x4c\\x46\\x02\\x01\\x01\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x00\\x02\\x00\\xb7\\x00:\
              \\xff\\xff\\xff\\xff\\xff\\xff\\xff\\x00\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xff\\xfe\\xff\\xff\\xff:\
-             /usr/bin/qemu-aarch64-static:POCF"
+             /usr/bin/qemu-aarch64-static:PF"
         );
-        assert!(registration(Arch::Mipsn32, Path::new("/q")).is_none());
+        assert!(registration(Arch::Mipsn32, "/q").is_none());
+    }
+
+    #[test]
+    fn only_an_identical_entry_is_trusted() {
+        // As Linux 6.18 prints the entry registered above.
+        let ours =
+            "enabled\ninterpreter /proc/self/fd/5/qemu-aarch64-static\nflags: PF\noffset 0\n\
+                    magic 7f454c460201010000000000000000000200b700\n\
+                    mask ffffffffffffff00fffffffffffffffffeffffff\n";
+        let q = "/proc/self/fd/5/qemu-aarch64-static";
+        assert!(entry_matches(ours, Arch::Aarch64, q));
+        assert!(!entry_matches(ours, Arch::S390x, q));
+        assert!(!entry_matches(ours, Arch::Aarch64, "/tmp/evil"));
+        assert!(!entry_matches(
+            &ours.replace("flags: PF", "flags: POCF"),
+            Arch::Aarch64,
+            q
+        ));
+        assert!(!entry_matches(
+            &ours.replace("enabled", "disabled"),
+            Arch::Aarch64,
+            q
+        ));
+        assert!(!entry_matches(
+            &ours.replace("offset 0", "offset 2"),
+            Arch::Aarch64,
+            q
+        ));
+        assert!(!entry_matches("", Arch::Aarch64, q));
     }
 }

@@ -20,6 +20,8 @@ pub enum Error {
     Unimplemented(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -41,6 +43,7 @@ impl Error {
             Error::InvalidArgument(m) => Error::InvalidArgument(prefix(m)),
             Error::Unimplemented(m) => Error::Unimplemented(prefix(m)),
             Error::Internal(m) => Error::Internal(prefix(m)),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(prefix(m)),
         }
     }
 
@@ -53,6 +56,7 @@ impl Error {
             Error::InvalidArgument(m) => Error::InvalidArgument(m + more),
             Error::Unimplemented(m) => Error::Unimplemented(m + more),
             Error::Internal(m) => Error::Internal(m + more),
+            Error::DeadlineExceeded(m) => Error::DeadlineExceeded(m + more),
         }
     }
 
@@ -64,6 +68,7 @@ impl Error {
             Error::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             Error::Unimplemented(_) => Code::UNIMPLEMENTED,
             Error::Internal(_) => Code::UNKNOWN,
+            Error::DeadlineExceeded(_) => Code::DEADLINE_EXCEEDED,
         }
     }
 }
@@ -122,6 +127,10 @@ mod tests {
         assert_eq!(
             status(Error::InvalidArgument("x".into())).0,
             Code::INVALID_ARGUMENT
+        );
+        assert_eq!(
+            status(Error::DeadlineExceeded("x".into())).0,
+            Code::DEADLINE_EXCEEDED
         );
     }
 }

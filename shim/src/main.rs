@@ -6,16 +6,18 @@ mod caps;
 mod config;
 mod doctor;
 mod error;
-mod hook;
 mod init;
 mod logger;
 mod ns;
 mod prepare;
+mod private_binfmt;
 mod reaper;
 mod route;
 mod runc;
 mod service;
 mod spec;
+mod staging;
+mod sys;
 mod task;
 
 use containerd_shim::Config;
@@ -42,8 +44,8 @@ fn main() {
     if args.first().map(String::as_str) == Some("doctor") {
         std::process::exit(doctor::main(&args[1..]));
     }
-    if args.first().map(String::as_str) == Some(hook::COMMAND) {
-        std::process::exit(hook::main(&args[1..]));
+    if args.first().map(String::as_str) == Some(private_binfmt::COMMAND) {
+        std::process::exit(private_binfmt::main(&args[1..]));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

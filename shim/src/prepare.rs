@@ -3,7 +3,11 @@
 
 use std::path::Path;
 
-use crossarch_route::plan::{Decision, Route};
+use crossarch_route::{
+    arch::Arch,
+    plan::{Decision, Route},
+    resolve,
+};
 use oci_spec::runtime::Process;
 use serde_json::Value;
 
@@ -13,6 +17,7 @@ use crate::{
     error::{Error, Result},
     init, route,
     spec::{self, Document},
+    staging::{self, Staged},
 };
 
 /// The file in the bundle that records how the init process was routed.
@@ -66,6 +71,10 @@ pub struct Prepared {
     pub registered: Registered,
     /// Said with an exec that runc fails to enter the namespaces of: why, and what to do.
     pub exec_hint: Option<String>,
+    /// Read-only host mounts to make before runc sees the spec (see `staging`).
+    pub staged: Vec<Staged>,
+    /// The architecture whose qemu is mounted in the container (wrap mode).
+    pub wrapped: Option<Arch>,
 }
 
 /// Why exec into a container with a user namespace of its own that joins another user
@@ -91,11 +100,19 @@ pub enum Mode {
 /// mount, and lets it bind ports below 1024 in a pod's network namespace, which its root
 /// could not otherwise (CAP_NET_BIND_SERVICE counts in the user namespace that owns the
 /// network namespace).
-fn adapt_to_shared_namespaces(id: &str, value: &mut Value) {
-    let done = spec::bind_pod_pseudo_filesystems(value);
+fn adapt_to_shared_namespaces(
+    id: &str,
+    bundle: &Path,
+    value: &mut Value,
+    staged: &mut Vec<Staged>,
+) {
+    let done = spec::bind_pod_pseudo_filesystems(value, &staging::sysfs_path(bundle));
     if !done.bound.is_empty() {
+        staged.push(Staged::Sysfs {
+            netns: spec::joined_namespace(value, "network").map(Into::into),
+        });
         log::info!(
-            "container {id}: shares a network namespace of another user namespace: {} is the host's, read-only",
+            "container {id}: shares a network namespace of another user namespace: {} is a read-only sysfs of it that the shim mounts",
             done.bound.join(", ")
         );
     }
@@ -143,7 +160,29 @@ pub fn choose_mode(
 }
 
 /// The architectures a container's private binfmt_misc runs, empty without one.
-pub type Registered = Vec<(crossarch_route::arch::Arch, std::path::PathBuf)>;
+pub type Registered = Vec<(Arch, std::path::PathBuf)>;
+
+/// Binds the host file `source` read-only at `destination`. In a container with a user
+/// namespace the bind comes from a staged copy, so that its flags are locked and even a
+/// CAP_SYS_ADMIN allowed by the ceiling cannot make it writable.
+fn add_host_file(
+    value: &mut Value,
+    staged: &mut Vec<Staged>,
+    bundle: &Path,
+    source: &Path,
+    destination: &str,
+    name: &str,
+) {
+    if spec::has_user_namespace(value) {
+        staged.push(Staged::File {
+            name: name.into(),
+            source: source.into(),
+        });
+        spec::add_bind_mount(value, &staging::path(bundle, name), destination);
+    } else {
+        spec::add_bind_mount(value, source, destination);
+    }
+}
 
 pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
     let CreateInput { id, config, .. } = *input;
@@ -157,19 +196,6 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
         log::info!("container {id}: privileged, clipped: no host devices, /proc masked, sysfs and cgroupfs read-only (privileged = \"clip\")");
     }
     let (args, env, cwd) = doc.with_process(id, |p| Ok(view(p)))?;
-    if spec::is_sandbox(&doc.value)
-        && matches!(
-            config.emulation.mode,
-            EmulationMode::Auto | EmulationMode::Userns
-        )
-        && route::userns_unsupported().is_none()
-        && spec::ensure_user_namespace(&mut doc.value)
-    {
-        log::info!(
-            "container {id}: pod sandbox: given a user namespace (identity mapping) so the pod's \
-             foreign containers can join it along with its network, IPC and UTS namespaces"
-        );
-    }
     let mounts = mount_destinations(&doc.value);
     let (decision, missing) = match route::decide(
         id,
@@ -187,85 +213,36 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
     let mut prepared = Prepared::default();
     if let Some(d) = &decision {
         log::info!("{d}");
-        // The user namespace of the pod whose namespaces the container joins, when crossarch
-        // gave its sandbox one.
-        let shim_userns = matches!(d.route, Route::Wrap { .. }).then(crate::hook::user_namespace);
-        let pod = shim_userns
-            .as_ref()
-            .and_then(|me| me.as_ref().ok())
-            .and_then(|me| {
-                spec::joined_namespace(&doc.value, "network")
-                    .and_then(|netns| crate::ns::pod_user_namespace(netns, *me))
-            });
         let mode = match &d.route {
             Route::Wrap { .. } => Some(choose_mode(
                 id,
                 config.emulation.mode,
-                route::userns_unsupported().or_else(|| {
-                    pod.is_none()
-                        .then(|| spec::new_user_namespace_blocked(&doc.value))
-                        .flatten()
-                }),
+                route::userns_unsupported()
+                    .or_else(|| spec::new_user_namespace_blocked(&doc.value)),
             )?),
             _ => None,
         };
         match &mode {
             Some(Mode::Userns) => {
                 prepared.registered = route::registrations(&config.emulation);
-                let shim_userns = shim_userns
-                    .unwrap_or_else(crate::hook::user_namespace)
-                    .map_err(|e| {
-                        Error::Internal(format!(
-                            "container {id}: cannot read the shim's user namespace: {e}"
-                        ))
-                    })?;
-                let which = match pod {
-                    Some(path) => {
-                        let map = |f: &str| {
-                            let proc = path.trim_end_matches("ns/user");
-                            spec::parse_id_map(
-                                &std::fs::read_to_string(format!("{proc}{f}")).unwrap_or_default(),
-                            )
-                        };
-                        spec::join_user_namespace(
-                            &mut doc.value,
-                            &path,
-                            map("uid_map"),
-                            map("gid_map"),
-                        );
-                        "the pod's"
+                let added = spec::ensure_user_namespace(&mut doc.value);
+                if added {
+                    // The pod's namespaces belong to another user namespace here.
+                    adapt_to_shared_namespaces(
+                        id,
+                        input.bundle,
+                        &mut doc.value,
+                        &mut prepared.staged,
+                    );
+                    let runc_too_old = || {
+                        crate::runc::version_line(&config.runc.binary)
+                            .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
+                    };
+                    if spec::joins_another_users_namespaces(&doc.value) && runc_too_old() {
+                        log::warn!("container {id}: exec will fail: {EXEC_HINT}");
+                        prepared.exec_hint = Some(EXEC_HINT.to_string());
                     }
-                    None => {
-                        let added = spec::ensure_user_namespace(&mut doc.value);
-                        if added {
-                            // The pod's namespaces belong to another user namespace here.
-                            adapt_to_shared_namespaces(id, &mut doc.value);
-                            let runc_too_old = || {
-                                crate::runc::version_line(&config.runc.binary)
-                                    .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
-                            };
-                            if spec::joins_another_users_namespaces(&doc.value) && runc_too_old() {
-                                log::warn!("container {id}: exec will fail: {EXEC_HINT}");
-                                prepared.exec_hint = Some(EXEC_HINT.to_string());
-                            }
-                        }
-                        if added {
-                            "a new"
-                        } else {
-                            "its own"
-                        }
-                    }
-                };
-                let shim = std::env::current_exe().map_err(|e| {
-                    Error::Internal(format!("container {id}: cannot find the shim binary: {e}"))
-                })?;
-
-                spec::add_create_container_hook(
-                    &mut doc.value,
-                    &shim,
-                    crate::hook::args(id, shim_userns, &prepared.registered),
-                    10,
-                );
+                }
                 let arches: Vec<String> = prepared
                     .registered
                     .iter()
@@ -273,7 +250,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                     .collect();
                 log::info!(
                     "container {id}: every process is emulated through a private binfmt_misc in {} user namespace ({})",
-                    which,
+                    if added { "a new" } else { "its own" },
                     arches.join(", ")
                 );
             }
@@ -285,16 +262,21 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                 );
                 doc.with_process(id, |p| apply_route(d, p))?;
                 if let Route::Wrap {
+                    arch,
                     qemu_host_path,
                     qemu_in_container_path,
                     ..
                 } = &d.route
                 {
-                    spec::add_bind_mount(
+                    add_host_file(
                         &mut doc.value,
+                        &mut prepared.staged,
+                        input.bundle,
                         qemu_host_path,
                         &qemu_in_container_path.to_string_lossy(),
+                        &format!("qemu-{}", arch.qemu_name()),
                     );
+                    prepared.wrapped = Some(*arch);
                 }
             }
             None => doc.with_process(id, |p| apply_route(d, p))?,
@@ -342,7 +324,14 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                     host_init.display()
                 )));
             }
-            spec::add_bind_mount(&mut doc.value, &host_init, &init::in_container_path());
+            add_host_file(
+                &mut doc.value,
+                &mut prepared.staged,
+                input.bundle,
+                &host_init,
+                &init::in_container_path(),
+                "init",
+            );
             doc.with_process(id, |p| {
                 p.set_args(Some(init::prefix(&args, config.init.pgroup)));
                 Ok(())
@@ -355,14 +344,17 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
 pub struct ExecInput<'a> {
     pub id: &'a str,
     pub exec_id: &'a str,
-    /// The running container's root, `/proc/<init pid>/root`: it sees the volumes too.
-    pub root: &'a Path,
+    /// The running container's root, opened from `/proc/<init pid>/root` while the init was
+    /// known to be alive: it sees the volumes too.
+    pub root: &'a resolve::Root,
     pub config: &'a Config,
     pub privileged: bool,
     /// The request's terminal flag; it wins over the process spec's, as with runc-v2.
     pub terminal: bool,
     /// What the container's private binfmt_misc runs; the kernel routes those itself.
     pub registered: &'a Registered,
+    /// The architecture whose qemu was mounted in the container at Create (wrap mode).
+    pub wrapped: Option<Arch>,
 }
 
 /// Edits an exec's process (JSON as containerd sent it) and returns it serialized.
@@ -383,7 +375,7 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         Ok(view(p))
     })?;
     let label = format!("{id} (exec {exec_id})");
-    if let route::Inspection::Decided(d) = route::decide(
+    if let route::Inspection::Decided(d) = route::decide_in(
         &label,
         &config.emulation,
         input.root,
@@ -401,22 +393,19 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
             }
         }
         if let Route::Wrap {
+            arch,
             qemu_in_container_path,
             ..
         } = &d.route
         {
-            let inside = input.root.join(
-                qemu_in_container_path
-                    .strip_prefix("/")
-                    .unwrap_or(qemu_in_container_path),
-            );
-            if !inside.exists() {
+            // What Create mounted decides, not a look into the container's /dev, which the
+            // container may have filled with symlinks to host paths.
+            if input.wrapped != Some(*arch) {
                 return Err(Error::FailedPrecondition(format!(
-                    "{what}: {} is {} and needs {} inside the container, which is only mounted \
+                    "{what}: {} is {arch} and needs {} inside the container, which is only mounted \
                      when the container itself starts as that architecture; run it in a container \
                      of that architecture",
                     d.path_in_root.display(),
-                    d.arch.map(|a| a.to_string()).unwrap_or_default(),
                     qemu_in_container_path.display()
                 )));
             }

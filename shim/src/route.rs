@@ -39,23 +39,42 @@ pub fn decide(
     cwd: &str,
     mounts: &[String],
 ) -> Inspection {
+    match resolve::Root::open(root) {
+        Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts),
+        Err(e) => {
+            log::warn!("container {container}: cannot inspect its root: {e}; leaving it to runc");
+            Inspection::Unknown
+        }
+    }
+}
+
+/// [`decide`] in a root that is already open.
+pub fn decide_in(
+    container: &str,
+    cfg: &EmulationConfig,
+    root: &resolve::Root,
+    args: &[String],
+    env: &[String],
+    cwd: &str,
+    mounts: &[String],
+) -> Inspection {
     let (Some(host), Some(arg0)) = (host(), args.first()) else {
         return Inspection::Unknown;
     };
-    let Ok(candidates) = resolve::search_plan(arg0, env, cwd) else {
-        return Inspection::Unknown;
+    let candidates = match resolve::search_plan(arg0, env, cwd) {
+        Ok(c) => c,
+        Err(e) => return Inspection::Missing(e.to_string()),
     };
-    let attempt = || -> Result<_, resolve::Error> {
-        let root = resolve::Root::open(root)?;
-        resolve::in_root(&root, &candidates, cwd)
-    };
-    let resolved = match attempt() {
+    let resolved = match resolve::in_root(root, &candidates, cwd) {
         Ok(r) => r,
         Err(e @ resolve::Error::NotFound { .. }) if !under_any(&candidates, mounts) => {
             return Inspection::Missing(e.to_string());
         }
         Err(e) => {
-            log::warn!("container {container}: cannot inspect {arg0}: {e}; leaving it to runc");
+            log::warn!(
+                "container {container}: cannot inspect {}: {e}; leaving it to runc",
+                shorten(arg0)
+            );
             return Inspection::Unknown;
         }
     };
@@ -68,6 +87,15 @@ pub fn decide(
         args,
         |arch| qemu::discover(&policy.qemu_dirs, arch, host.arch),
     )))
+}
+
+/// args\[0\] as a log line may show it: an image chooses it, and may make it huge.
+fn shorten(arg0: &str) -> String {
+    const SHOWN: usize = 256;
+    match arg0.char_indices().nth(SHOWN) {
+        Some((i, _)) => format!("{}... ({} bytes)", &arg0[..i], arg0.len()),
+        None => arg0.to_string(),
+    }
 }
 
 /// Whether any candidate lies under (or is) one of the mount destinations.

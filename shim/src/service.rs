@@ -174,6 +174,7 @@ impl Shim for Service {
         {
             log::warn!("{e}");
         }
+        crate::staging::remove(&bundle);
         crate::task::unmount_rootfs(&bundle);
         Ok(DeleteResponse {
             pid: 0,

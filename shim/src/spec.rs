@@ -103,43 +103,26 @@ fn namespaces(value: &mut Value) -> &mut Vec<Value> {
         .expect("just made an array")
 }
 
+/// Whether the container has a user namespace (its own or joined).
+pub fn has_user_namespace(value: &Value) -> bool {
+    value["linux"]["namespaces"]
+        .as_array()
+        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"))
+}
+
 /// Gives the container a user namespace unless it has one (an existing mapping, as Kubernetes
 /// `hostUsers: false` sets, is kept). Returns whether one was added.
 pub fn ensure_user_namespace(value: &mut Value) -> bool {
-    let ns = namespaces(value);
-    if ns.iter().any(|n| n["type"] == "user") {
+    if has_user_namespace(value) {
         return false;
     }
-    ns.push(serde_json::json!({"type": "user"}));
+    namespaces(value).push(serde_json::json!({"type": "user"}));
     for key in ["uidMappings", "gidMappings"] {
         if !value["linux"][key].is_array() {
             value["linux"][key] = identity_mapping();
         }
     }
     true
-}
-
-/// An id map as /proc/PID/uid_map writes it, in OCI form.
-pub fn parse_id_map(text: &str) -> Value {
-    let entries: Vec<Value> = text
-        .lines()
-        .filter_map(|l| {
-            let mut f = l.split_whitespace().map(|v| v.parse::<u64>().ok());
-            let (c, h, n) = (f.next()??, f.next()??, f.next()??);
-            Some(serde_json::json!({"containerID": c, "hostID": h, "size": n}))
-        })
-        .collect();
-    Value::Array(entries)
-}
-
-/// Makes the container join the user namespace at `path` (a pod's). runc 1.1 wants that
-/// namespace's mappings in the spec too.
-pub fn join_user_namespace(value: &mut Value, path: &str, uid_map: Value, gid_map: Value) {
-    let ns = namespaces(value);
-    ns.retain(|n| n["type"] != "user");
-    ns.push(serde_json::json!({"type": "user", "path": path}));
-    value["linux"]["uidMappings"] = uid_map;
-    value["linux"]["gidMappings"] = gid_map;
 }
 
 /// The path of the namespace of `kind` the spec joins, if any.
@@ -151,15 +134,6 @@ pub fn joined_namespace<'a>(value: &'a Value, kind: &str) -> Option<&'a str> {
         .get("path")?
         .as_str()
         .filter(|p| !p.is_empty())
-}
-
-/// Whether this is a pod's sandbox container with its own network namespace.
-pub fn is_sandbox(value: &Value) -> bool {
-    annotation(value, CONTAINER_TYPE) == Some("sandbox")
-        && value["linux"]["namespaces"].as_array().is_some_and(|ns| {
-            ns.iter()
-                .any(|n| n["type"] == "network" && n.get("path").is_none_or(|p| p == ""))
-        })
 }
 
 /// Whether the spec joins an existing namespace of `kind` (a pod's sandbox, usually).
@@ -192,11 +166,13 @@ pub struct PseudoFilesystems {
 /// A container with a user namespace of its own cannot mount a fresh sysfs (mqueue) in a
 /// network (IPC) namespace that another user namespace owns: a pod's that CRI created, or
 /// the host's. Another mount namespace's instance cannot be bound either, so:
-/// - sysfs becomes a recursively read-only bind of the host's `/sys`, as rootless runtimes
-///   do (`/sys/class/net` then shows the host's interfaces, not the pod's);
+/// - sysfs becomes a bind of `sysfs_source`: a fresh read-only sysfs of that network
+///   namespace that the shim mounts on the host side (see `staging`), which is what runc
+///   mounts for a native container there: none of the host's submounts (debugfs, tracefs,
+///   bpf, securityfs, the cgroup tree, ...);
 /// - mqueue is left out: binding the host's would show the host's queues, and `mq_open(3)`
 ///   works without it, in the container's IPC namespace.
-pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
+pub fn bind_pod_pseudo_filesystems(value: &mut Value, sysfs_source: &Path) -> PseudoFilesystems {
     let shares_net = shares_namespace(value, "network");
     let shares_ipc = shares_namespace(value, "ipc");
     let mut done = PseudoFilesystems::default();
@@ -208,10 +184,8 @@ pub fn bind_pod_pseudo_filesystems(value: &mut Value) -> PseudoFilesystems {
         match m["type"].as_str() {
             Some("sysfs") if shares_net => {
                 m["type"] = "bind".into();
-                m["source"] = "/sys".into();
-                // rro: every mount under the host's /sys (debugfs, bpf, ...) read-only too.
-                m["options"] =
-                    serde_json::json!(["rbind", "ro", "rro", "nosuid", "nodev", "noexec"]);
+                m["source"] = sysfs_source.to_string_lossy().into_owned().into();
+                m["options"] = serde_json::json!(["bind", "ro", "nosuid", "nodev", "noexec"]);
                 done.bound.push(dest);
                 true
             }
@@ -328,17 +302,6 @@ pub fn unprivilege(value: &mut Value) {
     }
 }
 
-const CONTAINER_TYPE: &str = "io.kubernetes.cri.container-type";
-/// Appends a createContainer hook.
-pub fn add_create_container_hook(value: &mut Value, path: &Path, args: Vec<String>, timeout: u32) {
-    let hook = serde_json::json!({"path": path, "args": args, "timeout": timeout});
-    let hooks = &mut value["hooks"]["createContainer"];
-    match hooks.as_array_mut() {
-        Some(list) => list.push(hook),
-        None => *hooks = Value::Array(vec![hook]),
-    }
-}
-
 /// A spec annotation.
 pub fn annotation<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
     value.get("annotations")?.get(key)?.as_str()
@@ -404,6 +367,7 @@ mod tests {
         assert_eq!(v["linux"]["namespaces"][1]["type"], "user");
         assert_eq!(v["linux"]["uidMappings"][0]["size"], 4294967295u64);
         assert!(!ensure_user_namespace(&mut v), "only once");
+        assert!(has_user_namespace(&v));
     }
 
     #[test]
@@ -414,23 +378,6 @@ mod tests {
         }});
         assert!(!ensure_user_namespace(&mut v));
         assert_eq!(v["linux"]["uidMappings"][0]["hostID"], 100000);
-    }
-
-    #[test]
-    fn joining_a_pods_user_namespace_copies_its_mappings() {
-        let mut v = serde_json::json!({"linux": {
-            "namespaces": [{"type": "network", "path": "/proc/7/ns/net"}, {"type": "user"}],
-            "uidMappings": [{"containerID": 0, "hostID": 0, "size": 1}]
-        }});
-        assert_eq!(joined_namespace(&v, "network"), Some("/proc/7/ns/net"));
-        let map = parse_id_map("         0          0 4294967295\n garbage\n");
-        join_user_namespace(&mut v, "/proc/7/ns/user", map.clone(), map);
-        assert_eq!(joined_namespace(&v, "user"), Some("/proc/7/ns/user"));
-        assert_eq!(
-            v["linux"]["uidMappings"],
-            serde_json::json!([{"containerID": 0, "hostID": 0, "size": 4294967295u64}])
-        );
-        assert_eq!(v["linux"]["namespaces"].as_array().unwrap().len(), 2);
     }
 
     #[test]
@@ -449,13 +396,17 @@ mod tests {
         });
         assert!(joins_namespace(&v, "network") && shares_namespace(&v, "network"));
         assert!(!shares_namespace(&v, "ipc"));
-        let done = bind_pod_pseudo_filesystems(&mut v);
+        let staged = Path::new("/run/b/crossarch-host/sys");
+        let done = bind_pod_pseudo_filesystems(&mut v, staged);
         assert_eq!(done.bound, ["/sys"]);
         assert!(done.dropped.is_empty());
         assert_eq!(v["mounts"][1]["type"], "bind");
-        assert_eq!(v["mounts"][1]["source"], "/sys");
+        assert_eq!(v["mounts"][1]["source"], "/run/b/crossarch-host/sys");
         let options = v["mounts"][1]["options"].as_array().unwrap();
-        assert!(options.contains(&"rro".into()), "{options:?}");
+        assert!(
+            !options.contains(&"rbind".into()) && options.contains(&"ro".into()),
+            "{options:?}"
+        );
         assert_eq!(v["mounts"][0]["type"], "proc");
         assert_eq!(
             v["mounts"][2]["type"], "mqueue",
@@ -463,7 +414,7 @@ mod tests {
         );
 
         v["linux"]["namespaces"][1]["path"] = "/proc/9/ns/ipc".into();
-        let done = bind_pod_pseudo_filesystems(&mut v);
+        let done = bind_pod_pseudo_filesystems(&mut v, staged);
         assert_eq!(done.dropped, ["/dev/mqueue"]);
         assert_eq!(v["mounts"].as_array().unwrap().len(), 2);
 
@@ -475,7 +426,7 @@ mod tests {
                 {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
             ]
         });
-        let done = bind_pod_pseudo_filesystems(&mut host);
+        let done = bind_pod_pseudo_filesystems(&mut host, staged);
         assert_eq!((done.bound.len(), done.dropped.len()), (1, 1));
     }
 
@@ -555,16 +506,6 @@ mod tests {
             v["mounts"][0]["options"],
             serde_json::json!(["nosuid", "ro"])
         );
-    }
-
-    #[test]
-    fn hooks_are_appended() {
-        let mut v = serde_json::json!({"hooks": {"createContainer": [{"path": "/a"}]}});
-        add_create_container_hook(&mut v, Path::new("/b"), vec!["b".into()], 5);
-        assert_eq!(v["hooks"]["createContainer"][1]["path"], "/b");
-        let mut empty = serde_json::json!({});
-        add_create_container_hook(&mut empty, Path::new("/b"), vec![], 5);
-        assert_eq!(empty["hooks"]["createContainer"][0]["timeout"], 5);
     }
 
     #[test]

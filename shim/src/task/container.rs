@@ -46,6 +46,12 @@ pub struct Container {
     pub privileged: bool,
     /// What the container's private binfmt_misc runs (empty without one).
     pub registered: crate::prepare::Registered,
+    /// The architecture whose qemu is mounted in the container (wrap mode).
+    pub wrapped: Option<crossarch_route::arch::Arch>,
+    /// The init's pidfd, from just after `runc create`.
+    pub init_pidfd: std::sync::OnceLock<std::os::fd::OwnedFd>,
+    /// The mount that keeps the container's private binfmt_misc alive, until Delete.
+    pub binfmt: Mutex<Option<std::os::fd::OwnedFd>>,
     /// Why an exec that runc fails to start may have failed, said with its error.
     pub exec_hint: Option<String>,
     /// The configuration in force for this container (runtime options or config file).
@@ -138,6 +144,28 @@ impl Container {
             .get(exec_id)
             .cloned()
             .ok_or_else(|| Error::NotFound(format!("{}: no such process", self.what(exec_id))))
+    }
+
+    /// Whether the init has not been reaped, so `/proc/<init pid>` is still the container's.
+    pub fn init_alive(&self) -> bool {
+        self.init_pidfd
+            .get()
+            .is_some_and(|fd| crate::sys::pidfd_alive(std::os::fd::AsFd::as_fd(fd)))
+    }
+
+    /// The running container's root, `/proc/<init pid>/root`, for looking at what an exec
+    /// will run. It is opened, then the init's pidfd is checked: if the init is still there,
+    /// the pid was not reused, and the root is the container's and not some host process's.
+    pub fn live_root(&self, exec_id: &str) -> Result<crossarch_route::resolve::Root> {
+        let gone = || {
+            Error::FailedPrecondition(format!("{}: container is not running", self.what(exec_id)))
+        };
+        let root = crossarch_route::resolve::Root::open(format!("/proc/{}/root", self.init.pid()))
+            .map_err(|_| gone())?;
+        if !self.init_alive() {
+            return Err(gone());
+        }
+        Ok(root)
     }
 
     /// Runs `runc create` or `runc exec`: stdio, optional terminal, pid file.
@@ -301,6 +329,9 @@ impl Container {
         }
         self.init.drain_io(Duration::from_secs(5)).await;
         self.init.io.lock().unwrap().close_stdin();
+        crate::staging::remove(&self.bundle);
+        // The last mount of the private binfmt_misc: its entries go with it.
+        self.binfmt.lock().unwrap().take();
         if self.rootfs_mounted {
             unmount_rootfs(&self.bundle);
         }

@@ -46,6 +46,28 @@ use crate::{
 /// How long an exit waits for the process's output to be delivered.
 const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
+/// How long reading a container's files at Create or Exec may take. A file lease, or a hung
+/// FUSE or NFS volume, can block a read for long (lease-break-time is 45 s) or forever; the
+/// other containers of the shim must not wait for it, so the reads run off the runtime.
+const INSPECTION_LIMIT: Duration = Duration::from_secs(10);
+
+/// Runs `f`, which reads a container's files (untrusted, possibly hung), on a blocking
+/// thread, bounded by [`INSPECTION_LIMIT`].
+async fn inspect_off_runtime<T: Send + 'static>(
+    what: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    match tokio::time::timeout(INSPECTION_LIMIT, tokio::task::spawn_blocking(f)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Err(Error::Internal(format!("{what}: inspection failed: {e}"))),
+        Err(_) => Err(Error::DeadlineExceeded(format!(
+            "{what}: reading the binary it runs took longer than {INSPECTION_LIMIT:?} (a hung \
+             volume, or a file lease held by another process); check the container's volumes \
+             and retry"
+        ))),
+    }
+}
+
 pub struct TaskService {
     shared: Arc<Shared>,
 }
@@ -189,19 +211,27 @@ impl Shared {
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
         let started = std::time::Instant::now();
-        let prepared = (|| {
-            let input = crate::prepare::CreateInput {
-                id: &id,
-                bundle: &bundle,
-                rootfs: &rootfs,
-                config: &resolved.config,
-                privileged,
-                own_pid_namespace,
-            };
-            let prepared = crate::prepare::for_create(&input, &mut doc)?;
-            doc.store(&id, &bundle)?;
-            Ok(prepared)
-        })();
+        let prepared = {
+            let (id, bundle, config) = (id.clone(), bundle.clone(), resolved.config.clone());
+            inspect_off_runtime(&format!("container {id}"), move || {
+                let input = crate::prepare::CreateInput {
+                    id: &id,
+                    bundle: &bundle,
+                    rootfs: &rootfs,
+                    config: &config,
+                    privileged,
+                    own_pid_namespace,
+                };
+                let prepared = crate::prepare::for_create(&input, &mut doc)?;
+                doc.store(&id, &bundle)?;
+                Ok(prepared)
+            })
+            .await
+        }
+        .and_then(|p| {
+            crate::staging::stage(&id, &bundle, &p.staged).map_err(Error::Internal)?;
+            Ok(p)
+        });
         log::debug!(
             "container {id}: inspected and prepared in {} µs",
             started.elapsed().as_micros()
@@ -244,6 +274,9 @@ impl Shared {
             rootfs_mounted,
             kill_all_on_exit: !own_pid_namespace,
             registered: prepared.registered,
+            wrapped: prepared.wrapped,
+            init_pidfd: std::sync::OnceLock::new(),
+            binfmt: Mutex::new(None),
             exec_hint: prepared.exec_hint,
             privileged,
             config: resolved.config.clone(),
@@ -253,7 +286,29 @@ impl Shared {
             lifecycle: tokio::sync::Mutex::new(()),
         });
         let opts = resolved.runc_options.unwrap_or_default();
-        let pid = match c.create(opts.no_pivot_root, opts.no_new_keyring).await {
+        let created = async {
+            let pid = c.create(opts.no_pivot_root, opts.no_new_keyring).await?;
+            // The init waits for Start, so its pid cannot be reused before this: from here on
+            // the pidfd tells whether /proc/<pid> is still the container's.
+            let pidfd = crate::sys::pidfd_open(pid).map_err(|e| {
+                Error::Internal(format!(
+                    "container {id}: cannot open a pidfd for its init: {e}"
+                ))
+            })?;
+            if !c.registered.is_empty() {
+                let mnt = crate::private_binfmt::register(
+                    &id,
+                    std::os::fd::AsFd::as_fd(&pidfd),
+                    &c.registered,
+                )
+                .await
+                .map_err(Error::FailedPrecondition)?;
+                *c.binfmt.lock().unwrap() = Some(mnt);
+            }
+            let _ = c.init_pidfd.set(pidfd);
+            Ok::<_, Error>(pid)
+        };
+        let pid = match created.await {
             Ok(pid) => pid,
             Err(e) => {
                 let _ = c
@@ -265,6 +320,7 @@ impl Shared {
                         None,
                     )
                     .await;
+                crate::staging::remove(&bundle);
                 if rootfs_mounted {
                     container::unmount_rootfs(&bundle);
                 }
@@ -424,17 +480,26 @@ impl Shared {
             .lines
             .iter()
             .for_each(|l| log::warn!("{l}"));
-        let root = PathBuf::from(format!("/proc/{}/root", c.init.pid()));
-        let input = crate::prepare::ExecInput {
-            id: &c.id,
-            exec_id: &req.exec_id,
-            root: &root,
-            config: &c.config,
-            privileged: c.privileged,
-            terminal: req.terminal,
-            registered: &c.registered,
+        let root = c.live_root(&req.exec_id)?;
+        let spec = {
+            let (id, exec_id, config) = (c.id.clone(), req.exec_id.clone(), c.config.clone());
+            let (privileged, terminal) = (c.privileged, req.terminal);
+            let (registered, wrapped) = (c.registered.clone(), c.wrapped);
+            inspect_off_runtime(&what, move || {
+                let input = crate::prepare::ExecInput {
+                    id: &id,
+                    exec_id: &exec_id,
+                    root: &root,
+                    config: &config,
+                    privileged,
+                    terminal,
+                    registered: &registered,
+                    wrapped,
+                };
+                crate::prepare::for_exec(&input, slot)
+            })
+            .await?
         };
-        let spec = crate::prepare::for_exec(&input, slot)?;
         let stdio = StdioRequest {
             stdin: req.stdin,
             stdout: req.stdout,
@@ -700,6 +765,13 @@ impl Task for TaskService {
         task((|| {
             let c = self.shared.container(&req.id)?;
             let stats = stats::collect(&c.id, c.init.pid())?;
+            // Read through /proc/<pid>: only the container's if its init still holds the pid.
+            if !c.init_alive() {
+                return Err(Error::NotFound(format!(
+                    "container {}: not running, so it has no metrics",
+                    c.id
+                )));
+            }
             Ok(api::StatsResponse {
                 stats: MessageField::some(stats),
                 ..Default::default()
