@@ -208,6 +208,9 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
     ) {
         route::Inspection::Decided(d) => (Some(*d), None),
         route::Inspection::Missing(why) => (None, Some(why)),
+        route::Inspection::Invalid(why) => {
+            return Err(Error::InvalidArgument(format!("container {id}: {why}")))
+        }
         route::Inspection::Unknown => (None, None),
     };
     let mut prepared = Prepared::default();
@@ -375,7 +378,7 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         Ok(view(p))
     })?;
     let label = format!("{id} (exec {exec_id})");
-    if let route::Inspection::Decided(d) = route::decide_in(
+    let inspection = route::decide_in(
         &label,
         &config.emulation,
         input.root,
@@ -383,7 +386,11 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         &env,
         &cwd,
         &[],
-    ) {
+    );
+    if let route::Inspection::Invalid(why) = inspection {
+        return Err(Error::InvalidArgument(format!("{what}: {why}")));
+    }
+    if let route::Inspection::Decided(d) = inspection {
         log::info!("{d}");
         if let Route::Wrap { arch, .. } = &d.route {
             if input.registered.iter().any(|(a, _)| a == arch) {

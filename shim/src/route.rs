@@ -23,6 +23,8 @@ pub enum Inspection {
     Decided(Box<Decision>),
     /// args[0] is nowhere in the root, and no mount could provide it: runc would fail.
     Missing(String),
+    /// args\[0\], the cwd or `PATH` is beyond what the kernel or crossarch accepts.
+    Invalid(String),
     /// The binary could not be inspected; runc reports whatever is wrong in its own words.
     Unknown,
 }
@@ -63,7 +65,8 @@ pub fn decide_in(
     };
     let candidates = match resolve::search_plan(arg0, env, cwd) {
         Ok(c) => c,
-        Err(e) => return Inspection::Missing(e.to_string()),
+        Err(resolve::Error::NotFound { .. }) => return Inspection::Unknown,
+        Err(e) => return Inspection::Invalid(e.to_string()),
     };
     let resolved = match resolve::in_root(root, &candidates, cwd) {
         Ok(r) => r,
