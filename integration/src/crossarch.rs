@@ -343,3 +343,380 @@ impl Default for HostGuard {
         Self::new()
     }
 }
+
+/// One host file as [`HostFilesGuard`] records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFileState {
+    pub path: PathBuf,
+    /// `st_mode`: the file type and every permission bit, setuid and setgid included.
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Size and modification time: a change there cannot be undone, only reported.
+    pub size: u64,
+    pub mtime: (i64, i64),
+    /// Every extended attribute (`security.capability` included), by name.
+    pub xattrs: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+fn c_path(path: &Path) -> std::ffi::CString {
+    use std::os::unix::ffi::OsStrExt;
+    std::ffi::CString::new(path.as_os_str().as_bytes()).expect("a path without NUL")
+}
+
+/// The names and values of a file's extended attributes (listxattr/getxattr).
+fn xattrs(path: &Path) -> std::io::Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let c = c_path(path);
+    let mut out = std::collections::BTreeMap::new();
+    // SAFETY: c is NUL-terminated; a null buffer of size 0 asks for the size.
+    let size = unsafe { libc::listxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
+    if size < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut names = vec![0u8; size as usize + 1];
+    // SAFETY: names has room for `names.len()` bytes.
+    let size = unsafe { libc::listxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if size < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    for name in names[..size as usize]
+        .split(|&b| b == 0)
+        .filter(|n| !n.is_empty())
+    {
+        let cname = std::ffi::CString::new(name).expect("xattr names have no NUL");
+        // SAFETY: as above.
+        let len = unsafe { libc::getxattr(c.as_ptr(), cname.as_ptr(), std::ptr::null_mut(), 0) };
+        if len < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let mut value = vec![0u8; len as usize];
+        // SAFETY: value has room for `value.len()` bytes.
+        let len = unsafe {
+            libc::getxattr(
+                c.as_ptr(),
+                cname.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if len < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        value.truncate(len as usize);
+        out.insert(String::from_utf8_lossy(name).into_owned(), value);
+    }
+    Ok(out)
+}
+
+impl HostFileState {
+    pub fn read(path: &Path) -> std::io::Result<HostFileState> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path)?;
+        Ok(HostFileState {
+            path: path.to_path_buf(),
+            mode: m.mode(),
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.size(),
+            mtime: (m.mtime(), m.mtime_nsec()),
+            xattrs: xattrs(path)?,
+        })
+    }
+
+    /// What makes the file grant privilege when executed: setuid, setgid, file capabilities.
+    pub fn privilege(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.mode & 0o4000 != 0 {
+            v.push("setuid".to_string());
+        }
+        if self.mode & 0o2000 != 0 {
+            v.push("setgid".to_string());
+        }
+        if self.xattrs.contains_key("security.capability") {
+            v.push("security.capability".to_string());
+        }
+        v
+    }
+
+    /// Puts mode, owner and extended attributes back as in `self`. chown first: it clears
+    /// setuid, setgid and security.capability, which the later steps then set as recorded.
+    fn restore(&self) -> Vec<String> {
+        let mut failed = Vec::new();
+        let c = c_path(&self.path);
+        // SAFETY: c is NUL-terminated for the duration of each call.
+        if unsafe { libc::chown(c.as_ptr(), self.uid, self.gid) } != 0 {
+            failed.push(format!("chown: {}", std::io::Error::last_os_error()));
+        }
+        // SAFETY: as above.
+        if unsafe { libc::chmod(c.as_ptr(), self.mode & 0o7777) } != 0 {
+            failed.push(format!("chmod: {}", std::io::Error::last_os_error()));
+        }
+        let now = xattrs(&self.path).unwrap_or_default();
+        for name in now.keys().filter(|n| !self.xattrs.contains_key(*n)) {
+            let cname = std::ffi::CString::new(name.as_str()).unwrap();
+            // SAFETY: both strings are NUL-terminated.
+            if unsafe { libc::removexattr(c.as_ptr(), cname.as_ptr()) } != 0 {
+                failed.push(format!(
+                    "removexattr {name}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        for (name, value) in &self.xattrs {
+            if now.get(name) == Some(value) {
+                continue;
+            }
+            let cname = std::ffi::CString::new(name.as_str()).unwrap();
+            // SAFETY: the strings are NUL-terminated and value is valid for its length.
+            let r = unsafe {
+                libc::setxattr(
+                    c.as_ptr(),
+                    cname.as_ptr(),
+                    value.as_ptr().cast(),
+                    value.len(),
+                    0,
+                )
+            };
+            if r != 0 {
+                failed.push(format!(
+                    "setxattr {name}: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+        }
+        failed
+    }
+}
+
+/// The host files a container must never be able to change: every `qemu-*-static` in
+/// /usr/bin and /usr/local/bin, and the shim and its init in [`crate::shim_dir`].
+pub fn guarded_host_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in ["/usr/bin", "/usr/local/bin"] {
+        let Ok(entries) = fs::read_dir(dir) else {
+            continue;
+        };
+        for e in entries.filter_map(Result::ok) {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("qemu-") && name.ends_with("-static") {
+                files.push(e.path());
+            }
+        }
+    }
+    for name in ["crossarch-init", "containerd-shim-crossarch-v2"] {
+        let p = crate::shim_dir().join(name);
+        if p.exists() {
+            files.push(p);
+        }
+    }
+    // A link is guarded through the file it names, once.
+    let mut real: Vec<PathBuf> = files
+        .into_iter()
+        .filter_map(|p| fs::canonicalize(p).ok())
+        .collect();
+    real.sort();
+    real.dedup();
+    real
+}
+
+/// The lock file that makes guarded sections exclusive on this host, across test threads,
+/// test binaries and checkouts: a change is then the doing of the test whose guard sees it,
+/// and no guard records another test's change as the original.
+pub const HOST_FILES_LOCK: &str = "/tmp/crossarch-host-files.lock";
+
+/// An exclusive `flock` on [`HOST_FILES_LOCK`], released when dropped (the file is closed).
+struct HostFilesLock {
+    /// Held open: closing it releases the lock.
+    _file: fs::File,
+}
+
+impl HostFilesLock {
+    fn take() -> HostFilesLock {
+        use std::os::fd::AsRawFd;
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(HOST_FILES_LOCK)
+            .unwrap_or_else(|e| panic!("open {HOST_FILES_LOCK}: {e}"));
+        loop {
+            // SAFETY: the descriptor is open for the duration of the call.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                return HostFilesLock { _file: file };
+            }
+            let e = std::io::Error::last_os_error();
+            assert_eq!(
+                e.kind(),
+                std::io::ErrorKind::Interrupted,
+                "flock {HOST_FILES_LOCK}: {e}"
+            );
+        }
+    }
+}
+
+/// Records mode, owner and every extended attribute of the [`guarded_host_files`] when made
+/// and compares them at [`HostFilesGuard::check`]. A change is restored first (chown, chmod,
+/// extended attributes added removed, changed ones set back) and then fails the test; a guard
+/// dropped without `check` (a test that panicked) restores too. No test may leave the node
+/// with a setuid qemu.
+///
+/// Guards are exclusive on the host (an `flock` on [`HOST_FILES_LOCK`]): a second one waits
+/// until the first is gone.
+/// A guarded file that already grants privilege (setuid, setgid, file capabilities) fails the
+/// guard at once, since that is no state to restore to.
+pub struct HostFilesGuard {
+    before: Vec<HostFileState>,
+    checked: bool,
+    _exclusive: HostFilesLock,
+}
+
+impl HostFilesGuard {
+    pub fn new() -> HostFilesGuard {
+        let exclusive = HostFilesLock::take();
+        let files = guarded_host_files();
+        let before: Vec<HostFileState> = files
+            .iter()
+            .map(|f| HostFileState::read(f).unwrap_or_else(|e| panic!("read {}: {e}", f.display())))
+            .collect();
+        let privileged: Vec<String> = before
+            .iter()
+            .filter(|s| !s.privilege().is_empty())
+            .map(|s| format!("{} ({})", s.path.display(), s.privilege().join(", ")))
+            .collect();
+        assert!(
+            privileged.is_empty(),
+            "host files that must not grant privilege already do: {}; fix them (chmod 0755, \
+             setfattr -x security.capability) or reinstall qemu-user-static and crossarch",
+            privileged.join("; ")
+        );
+        HostFilesGuard {
+            before,
+            checked: false,
+            _exclusive: exclusive,
+        }
+    }
+
+    /// The files guarded, as recorded.
+    pub fn files(&self) -> &[HostFileState] {
+        &self.before
+    }
+
+    /// Compares every file with its record and restores the ones that changed. Returns what
+    /// changed (and whether restoring failed), empty when nothing did.
+    fn compare_and_restore(&self) -> Vec<String> {
+        let mut changes = Vec::new();
+        for before in &self.before {
+            let now = match HostFileState::read(&before.path) {
+                Ok(now) => now,
+                Err(e) => {
+                    changes.push(format!(
+                        "{}: cannot be read any more: {e}",
+                        before.path.display()
+                    ));
+                    continue;
+                }
+            };
+            if &now == before {
+                continue;
+            }
+            let mut what = format!(
+                "{}: mode {:o} -> {:o}, owner {}:{} -> {}:{}, xattrs {:?} -> {:?}",
+                before.path.display(),
+                before.mode,
+                now.mode,
+                before.uid,
+                before.gid,
+                now.uid,
+                now.gid,
+                before.xattrs.keys().collect::<Vec<_>>(),
+                now.xattrs.keys().collect::<Vec<_>>(),
+            );
+            if (now.size, now.mtime) != (before.size, before.mtime) {
+                what.push_str(
+                    "; ITS CONTENT CHANGED (size or mtime), which cannot be restored: \
+                     reinstall the package or rebuild",
+                );
+            }
+            let failed = before.restore();
+            let after = HostFileState::read(&before.path).ok();
+            let restored = after.as_ref().is_some_and(|a| {
+                (a.mode, a.uid, a.gid, &a.xattrs)
+                    == (before.mode, before.uid, before.gid, &before.xattrs)
+            });
+            if restored {
+                what.push_str("; restored");
+            } else {
+                what.push_str(&format!(
+                    "; RESTORING FAILED ({}), now {after:?}: fix it by hand",
+                    failed.join(", ")
+                ));
+            }
+            eprintln!("host file changed: {what}");
+            changes.push(what);
+        }
+        changes
+    }
+
+    /// Fails the test if a guarded host file changed since the guard was made, after
+    /// restoring it.
+    pub fn check(mut self) {
+        self.checked = true;
+        let changes = self.compare_and_restore();
+        assert!(
+            changes.is_empty(),
+            "a container changed host files (restored where possible):\n{}",
+            changes.join("\n")
+        );
+        println!("host files unchanged: {} guarded", self.before.len());
+    }
+}
+
+impl Default for HostFilesGuard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for HostFilesGuard {
+    fn drop(&mut self) {
+        if self.checked {
+            return;
+        }
+        let changes = self.compare_and_restore();
+        if !changes.is_empty() && !std::thread::panicking() {
+            panic!(
+                "a container changed host files (restored where possible):\n{}",
+                changes.join("\n")
+            );
+        }
+    }
+}
+
+/// Builds the static helper `integration/helpers/<name>.c` into `dir` with
+/// `cc -static -O2` and returns its path; `None` (after saying why) when this machine has
+/// no C compiler or static libc, a failure under `CI`.
+pub fn build_static_helper(name: &str, dir: &Path) -> Option<PathBuf> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("helpers")
+        .join(format!("{name}.c"));
+    let out = dir.join(name);
+    let built = Command::new("cc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&out)
+        .arg(&source)
+        .output();
+    match built {
+        Ok(o) if o.status.success() => Some(out),
+        other => {
+            let why = match other {
+                Ok(o) => format!("`cc -static` of {} failed: {}", source.display(), o.show()),
+                Err(e) => format!("no C compiler (cc: {e}); install gcc and libc6-dev"),
+            };
+            if std::env::var_os("CI").is_some() {
+                panic!("{why}");
+            }
+            eprintln!("SKIPPED: {why}");
+            None
+        }
+    }
+}
