@@ -6,9 +6,10 @@ set -euo pipefail
 # python3 and debian-archive-keyring: scripts/fixtures.sh (image packing, private apt for the
 # foreign busybox .debs) and scripts/bench.sh. containernetworking-plugins and
 # protobuf-compiler: the Kubernetes (CRI) tests, which give pods a network through CNI and
-# speak CRI's gRPC API.
+# speak CRI's gRPC API. gcc and libc6-dev: the static attack helper of the hostile-container
+# tests (integration/helpers).
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
-  python3 debian-archive-keyring containernetworking-plugins protobuf-compiler)
+  python3 debian-archive-keyring containernetworking-plugins protobuf-compiler gcc libc6-dev)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
