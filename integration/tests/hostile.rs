@@ -251,6 +251,19 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     let cd = &t.cd;
     let image = import_busybox(cd, &ARM64);
     let wrap = config_file(cd, "[emulation]\nmode = \"wrap\"\n");
+    // A node whose qemu is found through a symlink (as in Debian's /usr/libexec/qemu-binfmt):
+    // the link must not lead the kernel's open to a writable mount.
+    let links = cd.dir().join("qemu-links");
+    fs::create_dir_all(&links).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/bin/qemu-aarch64-static",
+        links.join("qemu-aarch64-static"),
+    )
+    .unwrap();
+    let linked = config_file(
+        cd,
+        &format!("[emulation]\nqemu_dirs = [\"{}\"]\n", links.display()),
+    );
     let mount = t.helper_mount();
     let script = format!(
         "sleep 30 & s=$!; {}{}kill $s 2>/dev/null; true",
@@ -263,6 +276,10 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
         (
             "exe-wrap",
             vec!["--rm", "--mount", &mount, "--runtime-config-path", &wrap],
+        ),
+        (
+            "exe-linked-qemu",
+            vec!["--rm", "--mount", &mount, "--runtime-config-path", &linked],
         ),
     ] {
         let args = image_run_args(

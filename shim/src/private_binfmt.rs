@@ -175,7 +175,18 @@ pub async fn register(
     };
     let shim_userns = user_namespace()
         .map_err(|e| fail(format!("cannot read the shim's user namespace: {e}")))?;
-    let (dirs, entries) = plan(qemus).map_err(fail)?;
+    // The real file: a qemu found through a symlink (Debian's /usr/libexec/qemu-binfmt has
+    // them) must be opened in its own directory's read-only copy, not through a link that
+    // would lead out of it to a writable mount.
+    let real = qemus
+        .iter()
+        .map(|(a, q)| {
+            std::fs::canonicalize(q)
+                .map(|p| (*a, p))
+                .map_err(|e| fail(format!("cannot resolve {}: {e}", q.display())))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let (dirs, entries) = plan(&real).map_err(fail)?;
     let copies = dirs
         .iter()
         .map(|d| {
@@ -321,6 +332,18 @@ fn run(req: &Request) -> Result<OwnedFd, String> {
     .map_err(|e| format!("cannot mount binfmt_misc: {e} (needs Linux >= 6.7)"))?;
     let root = format!("/proc/self/fd/{}", mnt.as_raw_fd());
     for e in &req.entries {
+        // The interpreter must be a regular file right in the read-only copy: a symlink
+        // there could lead the kernel's open (and so /proc/PID/exe) to a writable mount.
+        let st = nix::sys::stat::fstatat(
+            // SAFETY: the shim handed the directory copy to us at this descriptor.
+            unsafe { BorrowedFd::borrow_raw(e.dir_fd) },
+            e.name.as_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|err| format!("cannot find {} in its read-only copy: {err}", e.name))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(format!("{} is not a regular file in its directory", e.name));
+        }
         let interpreter = e.interpreter();
         let line = binfmt::registration(e.arch, &interpreter)
             .ok_or_else(|| format!("{} cannot be registered", e.arch))?;
