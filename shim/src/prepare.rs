@@ -62,6 +62,8 @@ pub struct CreateInput<'a> {
     pub config: &'a Config,
     pub privileged: bool,
     pub own_pid_namespace: bool,
+    /// `runc --version`'s first line, if it could be read.
+    pub runc_version: Option<String>,
 }
 
 /// What Create decided that the container keeps.
@@ -238,8 +240,10 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                         &mut prepared.staged,
                     );
                     let runc_too_old = || {
-                        crate::runc::version_line(&config.runc.binary)
-                            .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
+                        input
+                            .runc_version
+                            .as_deref()
+                            .is_some_and(crate::runc::joins_user_namespace_first)
                     };
                     if spec::joins_another_users_namespaces(&doc.value) && runc_too_old() {
                         log::warn!("container {id}: exec will fail: {EXEC_HINT}");

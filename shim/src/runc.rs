@@ -55,6 +55,36 @@ impl Runc {
         cmd
     }
 
+    /// `runc --version`'s first line, asked once per binary for the life of the shim. Run as
+    /// any runc call is, so the shim's reaper cannot take its exit status away.
+    pub async fn version(&self) -> Option<String> {
+        static SEEN: std::sync::OnceLock<
+            std::sync::Mutex<std::collections::HashMap<PathBuf, String>>,
+        > = std::sync::OnceLock::new();
+        let seen = SEEN.get_or_init(Default::default);
+        if let Some(v) = seen.lock().unwrap().get(&self.binary) {
+            return Some(v.clone());
+        }
+        let out = self
+            .run(
+                "runc --version",
+                args(["--version"]),
+                Default::default(),
+                None,
+            )
+            .await
+            .ok()?;
+        let line = String::from_utf8_lossy(&out)
+            .lines()
+            .next()?
+            .trim()
+            .to_string();
+        seen.lock()
+            .unwrap()
+            .insert(self.binary.clone(), line.clone());
+        Some(line)
+    }
+
     /// Runs `runc ARGS`, returning its stdout. `what` names the operation and container for
     /// error messages, e.g. "container web: runc create".
     pub async fn run(

@@ -211,6 +211,12 @@ impl Shared {
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
         let started = std::time::Instant::now();
+        let runc_version = match resolved.config.emulation.mode {
+            crate::config::EmulationMode::Auto | crate::config::EmulationMode::Userns => {
+                runc.version().await
+            }
+            _ => None,
+        };
         let prepared = {
             let (id, bundle, config) = (id.clone(), bundle.clone(), resolved.config.clone());
             inspect_off_runtime(&format!("container {id}"), move || {
@@ -221,6 +227,7 @@ impl Shared {
                     config: &config,
                     privileged,
                     own_pid_namespace,
+                    runc_version,
                 };
                 let prepared = crate::prepare::for_create(&input, &mut doc)?;
                 doc.store(&id, &bundle)?;
