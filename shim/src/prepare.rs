@@ -62,8 +62,6 @@ pub struct CreateInput<'a> {
     pub config: &'a Config,
     pub privileged: bool,
     pub own_pid_namespace: bool,
-    /// `runc --version`'s first line, if it could be read.
-    pub runc_version: Option<String>,
 }
 
 /// What Create decided that the container keeps.
@@ -71,8 +69,10 @@ pub struct CreateInput<'a> {
 pub struct Prepared {
     /// What its private binfmt_misc runs (empty without one).
     pub registered: Registered,
-    /// Said with an exec that runc fails to enter the namespaces of: why, and what to do.
-    pub exec_hint: Option<String>,
+    /// The container has a user namespace of its own and joins namespaces that another one
+    /// owns: runc before 1.3 cannot exec into it ([`EXEC_HINT`]). Only then is runc's
+    /// version worth asking.
+    pub exec_needs_two_stage_runc: bool,
     /// Read-only host mounts to make before runc sees the spec (see `staging`).
     pub staged: Vec<Staged>,
     /// The architecture whose qemu is mounted in the container (wrap mode).
@@ -239,16 +239,8 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                         &mut doc.value,
                         &mut prepared.staged,
                     );
-                    let runc_too_old = || {
-                        input
-                            .runc_version
-                            .as_deref()
-                            .is_some_and(crate::runc::joins_user_namespace_first)
-                    };
-                    if spec::joins_another_users_namespaces(&doc.value) && runc_too_old() {
-                        log::warn!("container {id}: exec will fail: {EXEC_HINT}");
-                        prepared.exec_hint = Some(EXEC_HINT.to_string());
-                    }
+                    prepared.exec_needs_two_stage_runc =
+                        spec::joins_another_users_namespaces(&doc.value);
                 }
                 let arches: Vec<String> = prepared
                     .registered

@@ -211,12 +211,6 @@ impl Shared {
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
         let started = std::time::Instant::now();
-        let runc_version = match resolved.config.emulation.mode {
-            crate::config::EmulationMode::Auto | crate::config::EmulationMode::Userns => {
-                runc.version().await
-            }
-            _ => None,
-        };
         let prepared = {
             let (id, bundle, config) = (id.clone(), bundle.clone(), resolved.config.clone());
             inspect_off_runtime(&format!("container {id}"), move || {
@@ -227,7 +221,6 @@ impl Shared {
                     config: &config,
                     privileged,
                     own_pid_namespace,
-                    runc_version,
                 };
                 let prepared = crate::prepare::for_create(&input, &mut doc)?;
                 doc.store(&id, &bundle)?;
@@ -243,6 +236,19 @@ impl Shared {
             "container {id}: inspected and prepared in {} µs",
             started.elapsed().as_micros()
         );
+        let mut exec_hint = None;
+        if prepared.as_ref().is_ok_and(|p| p.exec_needs_two_stage_runc)
+            && runc
+                .version()
+                .await
+                .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
+        {
+            log::warn!(
+                "container {id}: exec will fail: {}",
+                crate::prepare::EXEC_HINT
+            );
+            exec_hint = Some(crate::prepare::EXEC_HINT.to_string());
+        }
         let prepared = match prepared {
             Ok(r) => r,
             Err(e) => {
@@ -284,7 +290,7 @@ impl Shared {
             wrapped: prepared.wrapped,
             init_pidfd: std::sync::OnceLock::new(),
             binfmt: Mutex::new(None),
-            exec_hint: prepared.exec_hint,
+            exec_hint,
             privileged,
             config: resolved.config.clone(),
             init: Arc::new(Process::new("", stdio, Vec::new())),
