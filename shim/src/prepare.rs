@@ -124,9 +124,11 @@ fn adapt_to_shared_namespaces(
             done.dropped.join(", ")
         );
     }
+    // Absent from the spec: the host's (hostNetwork). A network namespace of its own
+    // belongs to its own user namespace, where its root may bind low ports.
     let host_netns = match spec::joined_namespace(value, "network") {
         Some(path) => crate::ns::same_namespace(path, "/proc/self/ns/net"),
-        None => true,
+        None => spec::shares_namespace(value, "network"),
     };
     if spec::open_low_ports(value, host_netns) {
         log::info!(
