@@ -173,6 +173,14 @@ impl Shared {
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
         let id = req.id.clone();
+        // An empty bundle would resolve against the shim's working directory: the bundle of
+        // the container whose start launched this shim, which must never be re-prepared.
+        if id.is_empty() || !std::path::Path::new(&req.bundle).is_absolute() {
+            return Err(Error::InvalidArgument(format!(
+                "container {id:?}: Create needs an id and an absolute bundle path (got bundle {:?})",
+                req.bundle
+            )));
+        }
         if self.containers.lock().unwrap().contains_key(&id) {
             return Err(Error::AlreadyExists(format!(
                 "container {id}: already exists"
