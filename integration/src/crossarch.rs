@@ -720,3 +720,28 @@ pub fn build_static_helper(name: &str, dir: &Path) -> Option<PathBuf> {
         }
     }
 }
+
+/// Makes a network namespace on the host, as containerd's CRI makes a pod's before its
+/// sandbox starts (so the host's user namespace owns it), with its loopback up as CNI's
+/// loopback plugin leaves it. It is bound at `<daemon dir>/netns`, which the daemon's
+/// cleanup unmounts; returns that path.
+pub fn host_made_netns(cd: &Containerd) -> String {
+    let file = cd.dir().join("netns");
+    fs::write(&file, "").unwrap();
+    let path = file.display().to_string();
+    let run = |args: &[&str]| {
+        let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", out.show());
+    };
+    run(&["unshare", &format!("--net={path}"), "true"]);
+    run(&[
+        "nsenter",
+        &format!("--net={path}"),
+        "ip",
+        "link",
+        "set",
+        "lo",
+        "up",
+    ]);
+    path
+}

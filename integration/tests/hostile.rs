@@ -577,19 +577,7 @@ fn a_sandbox_made_pod_gives_its_containers_no_capability_beyond_the_ceiling() {
 /// does (bound at `<daemon dir>/netns`, which the daemon's cleanup unmounts), in shim group
 /// `group`; returns its task pid.
 fn start_cri_sandbox(cd: &Containerd, group: &str) -> u32 {
-    let file = cd.dir().join("netns");
-    fs::write(&file, "").unwrap();
-    let path = file.display().to_string();
-    host_cmd(&["unshare", &format!("--net={path}"), "true"]);
-    host_cmd(&[
-        "nsenter",
-        &format!("--net={path}"),
-        "ip",
-        "link",
-        "set",
-        "lo",
-        "up",
-    ]);
+    let path = crossarch_integration::crossarch::host_made_netns(cd);
     let network = format!("network:{path}");
     let group = format!("{GROUP}={group}");
     cd.run_detached(

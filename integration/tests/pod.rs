@@ -228,26 +228,7 @@ fn exec_into_a_foreign_container_of_a_pod() {
 /// it), with its loopback up as CNI's loopback plugin leaves it, and the sandbox joins it by
 /// path. The namespace is bound at `<daemon dir>/netns`; the daemon's cleanup unmounts it.
 fn start_cri_sandbox(cd: &Containerd) -> u32 {
-    let file = cd.dir().join("netns");
-    fs::write(&file, "").unwrap();
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(args[0])
-            .args(&args[1..])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", out.show());
-    };
-    let path = file.display().to_string();
-    run(&["unshare", &format!("--net={path}"), "true"]);
-    run(&[
-        "nsenter",
-        &format!("--net={path}"),
-        "ip",
-        "link",
-        "set",
-        "lo",
-        "up",
-    ]);
+    let path = crossarch_integration::crossarch::host_made_netns(cd);
     let network = format!("network:{path}");
     cd.run_detached(
         "sandbox",
