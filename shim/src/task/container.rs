@@ -328,7 +328,13 @@ impl Container {
             self.init.wait_for(Duration::from_secs(2)).await;
         }
         self.init.drain_io(Duration::from_secs(5)).await;
-        self.init.io.lock().unwrap().close_stdin();
+        // The container's processes are gone: what their IO holds goes too, for execs that
+        // were never deleted as much as for the init.
+        self.init.io.lock().unwrap().release();
+        let execs: Vec<_> = self.execs.lock().unwrap().values().cloned().collect();
+        for p in execs {
+            p.io.lock().unwrap().release();
+        }
         crate::staging::remove(&self.bundle);
         // The last mount of the private binfmt_misc: its entries go with it.
         self.binfmt.lock().unwrap().take();

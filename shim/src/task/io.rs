@@ -11,13 +11,13 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Read, Write},
     os::{
-        fd::{AsRawFd, FromRawFd, OwnedFd},
+        fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
         unix::{fs::OpenOptionsExt, process::CommandExt},
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use nix::{fcntl::OFlag, unistd::pipe2};
@@ -99,30 +99,42 @@ pub struct StdioRequest {
     pub terminal: bool,
 }
 
-/// Where the copy into a process's stdin stands, for CloseIO.
-#[derive(Default)]
-enum StdinCopy {
-    /// Waiting for a writer to open the stdin fifo (or no stdin at all).
-    #[default]
-    Opening,
-    /// Copying; dropping this pipe end asks the copy to finish what the fifo holds and close.
-    Open {
-        _wake: File,
-    },
-    Closed,
-}
-
-/// The shim's side of a process's stdio, kept for its lifetime.
+/// The shim's side of a process's stdio, kept until Delete.
+///
+/// Every copy thread waits in `poll` on its source and on the read end of `stop`, never in an
+/// `open` or a `read` that nothing could end: a client may close its end of a fifo before
+/// the shim opens it, and then no peer ever comes. Dropping `stop` (Delete, or the process
+/// failing to start) ends every thread, and with them all the fds they hold.
 #[derive(Default)]
 pub struct ProcessIo {
-    stdin: Arc<Mutex<Option<File>>>,
-    stdin_copy: Arc<Mutex<StdinCopy>>,
-    console: Arc<Mutex<Option<File>>>,
+    /// Dropping it asks the stdin copy to deliver what the fifo holds, then close the
+    /// process's stdin (CloseIO).
+    close_stdin: Option<OwnedFd>,
+    /// Dropping it ends every copy thread at once; its read end is shared by them.
+    stop: Option<OwnedFd>,
+    stop_watch: Option<Arc<OwnedFd>>,
+    console: Option<File>,
     done: Vec<oneshot::Receiver<()>>,
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Internal(format!("cannot create a pipe: {e}")))
+}
+
+fn set_nonblocking(fd: &impl AsRawFd) -> Result<()> {
+    // SAFETY: F_GETFL and F_SETFL on an fd the caller owns.
+    let ok = unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) >= 0
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Internal(format!(
+            "cannot make a pipe non-blocking: {}",
+            io::Error::last_os_error()
+        )))
+    }
 }
 
 fn dev_null() -> Result<OwnedFd> {
@@ -143,10 +155,43 @@ fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .map_err(|e| Error::Internal(format!("cannot start an io thread: {e}")))
 }
 
+/// Opens the read side of a stdin fifo without waiting for a writer: a fifo opened
+/// O_NONBLOCK for reading is open at once. Opened before the process starts, so whatever
+/// the client writes lands in it, and a client that closes its end early cannot leave the
+/// shim waiting for a writer that never comes. Linux reports no hangup on such a reader
+/// until a writer has come and gone, so `poll` waits for the client's data or EOF.
+fn open_stdin_fifo(path: &str) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            Error::FailedPrecondition(format!(
+                "cannot open its stdin fifo {path}: {e}; the client must create it before the \
+                 process starts"
+            ))
+        })
+}
+
+/// Opens the write side of a fifo if someone has its read side open; ENXIO if nobody has.
+/// Non-blocking, so a copy thread never waits in `open` for a reader that may never come;
+/// the copy waits in `poll` for room instead.
+fn open_fifo_writer(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+}
+
+fn nobody_reads(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENXIO)
+}
+
 /// Where one output stream is written, opened before the process starts.
 enum Sink {
     Ready(File),
-    /// A fifo nobody reads yet: opened (blocking) by the copy thread.
+    /// A fifo nobody read when the process started: the copy opens it (without waiting) once
+    /// it has output, and discards the output until someone reads.
     Later(PathBuf),
     Void,
 }
@@ -159,26 +204,28 @@ const FIFO_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 async fn open_sink(to: Target) -> Sink {
     match to {
         Target::Fifo(p) => {
-            let path = p.clone();
-            let open = tokio::task::spawn_blocking(move || {
-                // Blocks until the client's read side is open, which it is, or is about to be.
-                OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(&path)
-            });
-            match tokio::time::timeout(FIFO_OPEN_TIMEOUT, open).await {
-                Ok(Ok(Ok(f))) => Sink::Ready(f),
-                Ok(Ok(Err(e))) => {
-                    log::warn!("cannot open {}: {e}; discarding output", p.display());
-                    Sink::Void
-                }
-                _ => {
-                    log::warn!(
-                        "nobody opened {} to read it; output is discarded until someone does",
-                        p.display()
-                    );
-                    Sink::Later(p)
+            // The client's read side is open, or about to be: try again briefly, never
+            // blocking in `open` (a thread stuck there could not be ended).
+            let deadline = Instant::now() + FIFO_OPEN_TIMEOUT;
+            let mut pause = Duration::from_millis(1);
+            loop {
+                match open_fifo_writer(&p) {
+                    Ok(f) => return Sink::Ready(f),
+                    Err(e) if nobody_reads(&e) && Instant::now() < deadline => {
+                        tokio::time::sleep(pause).await;
+                        pause = (pause * 2).min(Duration::from_millis(100));
+                    }
+                    Err(e) if nobody_reads(&e) => {
+                        log::warn!(
+                            "nobody opened {} to read it; output is discarded until someone does",
+                            p.display()
+                        );
+                        return Sink::Later(p);
+                    }
+                    Err(e) => {
+                        log::warn!("cannot open {}: {e}; discarding output", p.display());
+                        return Sink::Void;
+                    }
                 }
             }
         }
@@ -193,30 +240,172 @@ async fn open_sink(to: Target) -> Sink {
     }
 }
 
-/// Copies `from` into `to` until EOF; EIO is a pty whose other side has closed.
-fn drain(mut from: File, mut to: impl Write) {
-    let mut buf = vec![0u8; 32 * 1024];
+/// What woke a copy thread.
+#[derive(Debug, PartialEq, Eq)]
+enum Woke {
+    /// Its fd is ready (or hung up, or in error: the next read or write says which).
+    Ready,
+    /// CloseIO.
+    CloseStdin,
+    /// The process's IO is being released: stop now.
+    Stop,
+}
+
+/// Waits until `fd` is ready for `events`, CloseIO (if `close` is given), or the stop pipe
+/// closes, whichever comes first; the stop wins over the others.
+fn wait_for(fd: BorrowedFd, events: i16, close: Option<BorrowedFd>, stop: BorrowedFd) -> Woke {
+    let entry = |fd: i32, events| libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
     loop {
-        match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                if let Err(e) = to.write_all(&buf[..n]) {
-                    // The reader went away: keep draining so the process never blocks on a full pipe.
-                    log::warn!("output of {n} bytes dropped: {e}");
-                    return drain_to_void(from, buf);
+        // poll skips an entry whose fd is negative.
+        let mut fds = [
+            entry(stop.as_raw_fd(), libc::POLLIN),
+            entry(fd.as_raw_fd(), events),
+            entry(close.map_or(-1, |c| c.as_raw_fd()), libc::POLLIN),
+        ];
+        // SAFETY: three pollfd entries, every fd open (or -1) for the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            log::warn!("poll failed in an io copy ({e}); the copy stops");
+            return Woke::Stop;
+        }
+        if fds[0].revents != 0 {
+            return Woke::Stop;
+        }
+        if fds[1].revents != 0 {
+            return Woke::Ready;
+        }
+        if fds[2].revents != 0 {
+            return Woke::CloseStdin;
+        }
+    }
+}
+
+/// How a write into a sink ended.
+enum Delivered {
+    All,
+    Failed(io::Error),
+    Stopped,
+}
+
+/// Writes all of `data` into `to`. A non-blocking `to` that is full is waited for in `poll`,
+/// so the stop pipe still ends the copy while a reader that does not read holds it up.
+fn deliver(to: &mut File, mut data: &[u8], stop: BorrowedFd) -> Delivered {
+    while !data.is_empty() {
+        match to.write(data) {
+            Ok(0) => return Delivered::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if wait_for(to.as_fd(), libc::POLLOUT, None, stop) == Woke::Stop {
+                    return Delivered::Stopped;
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Delivered::Failed(e),
+        }
+    }
+    Delivered::All
+}
+
+/// Copies a process's output from `from` into `sink` until EOF (EIO is a pty whose other
+/// side closed) or until the stop pipe closes.
+fn copy_output(mut from: File, mut sink: Sink, stop: &OwnedFd) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if wait_for(from.as_fd(), libc::POLLIN, None, stop.as_fd()) == Woke::Stop {
+            return;
+        }
+        let n = match from.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                continue
+            }
             Err(e) => {
                 log::debug!("output source closed: {e}");
                 return;
+            }
+        };
+        if let Sink::Later(p) = &sink {
+            match open_fifo_writer(p) {
+                Ok(f) => sink = Sink::Ready(f),
+                Err(e) if nobody_reads(&e) => continue,
+                Err(e) => {
+                    log::warn!("cannot open {}: {e}; discarding output", p.display());
+                    sink = Sink::Void;
+                }
+            }
+        }
+        if let Sink::Ready(to) = &mut sink {
+            match deliver(to, &buf[..n], stop.as_fd()) {
+                Delivered::All => {}
+                Delivered::Stopped => return,
+                Delivered::Failed(e) => {
+                    // The reader went away: keep draining so the process never blocks on a
+                    // full pipe.
+                    log::warn!("output of {n} bytes dropped: {e}");
+                    sink = Sink::Void;
+                }
             }
         }
     }
 }
 
-fn drain_to_void(mut from: File, mut buf: Vec<u8>) {
-    while matches!(from.read(&mut buf), Ok(n) if n > 0) {}
+/// Copies the stdin fifo into the process until the fifo ends, or until CloseIO: then what
+/// the fifo still holds is delivered before the process's stdin is closed. Ends at once when
+/// the stop pipe closes.
+fn copy_stdin(mut fifo: File, mut to: File, close: OwnedFd, stop: &OwnedFd) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        match wait_for(
+            fifo.as_fd(),
+            libc::POLLIN,
+            Some(close.as_fd()),
+            stop.as_fd(),
+        ) {
+            Woke::Stop => return,
+            Woke::Ready => match fifo.read(&mut buf) {
+                // Every writer closed its end: the process reads EOF.
+                Ok(0) => return,
+                Ok(n) => match deliver(&mut to, &buf[..n], stop.as_fd()) {
+                    Delivered::All => {}
+                    Delivered::Stopped | Delivered::Failed(_) => return,
+                },
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
+                    ) => {}
+                Err(_) => return,
+            },
+            Woke::CloseStdin => {
+                // CloseIO: whatever the client wrote before it is in the fifo now (its reader
+                // was open before the process started), and the fifo does not block.
+                loop {
+                    match fifo.read(&mut buf) {
+                        Ok(0) => return,
+                        Ok(n) => match deliver(&mut to, &buf[..n], stop.as_fd()) {
+                            Delivered::All => {}
+                            Delivered::Stopped | Delivered::Failed(_) => return,
+                        },
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(_) => return,
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl ProcessIo {
@@ -227,20 +416,35 @@ impl ProcessIo {
 
     /// Closes the process's stdin, so it reads EOF, after what the client already wrote into
     /// the stdin fifo: a client writes, closes its end and calls CloseIO at once.
-    pub fn close_stdin(&self) {
-        let mut state = self.stdin_copy.lock().unwrap();
-        if let StdinCopy::Opening = *state {
-            // No client ever opened the fifo: nothing can be in it.
-            self.stdin.lock().unwrap().take();
+    pub fn close_stdin(&mut self) {
+        // Dropping the pipe end tells the copy to drain and close.
+        self.close_stdin.take();
+    }
+
+    /// Releases everything the process's IO holds: its copy threads end, and with them the
+    /// fifos and pipes they hold. For Delete, once the output was given its chance to drain.
+    pub fn release(&mut self) {
+        self.stop.take();
+        self.stop_watch.take();
+        self.close_stdin.take();
+        self.console.take();
+    }
+
+    /// The read end of the stop pipe, for a new copy thread.
+    fn stop_watch(&mut self) -> Result<Arc<OwnedFd>> {
+        if let Some(w) = &self.stop_watch {
+            return Ok(w.clone());
         }
-        // Dropping the wake pipe end (in `Open`) tells the copy to drain and close.
-        *state = StdinCopy::Closed;
+        let (r, w) = pipe()?;
+        let r = Arc::new(r);
+        self.stop = Some(w);
+        self.stop_watch = Some(r.clone());
+        Ok(r)
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
-        let guard = self.console.lock().unwrap();
         // As with runc-v2, resizing a process without a terminal is not an error.
-        let Some(console) = guard.as_ref() else {
+        let Some(console) = self.console.as_ref() else {
             return Ok(());
         };
         let ws = libc::winsize {
@@ -261,100 +465,22 @@ impl ProcessIo {
 
     async fn copy_out(&mut self, name: &str, from: OwnedFd, to: Target) -> Result<()> {
         let sink = open_sink(to).await;
+        let stop = self.stop_watch()?;
         let (tx, rx) = oneshot::channel();
         self.done.push(rx);
         let from = File::from(from);
         thread(name, move || {
-            match sink {
-                Sink::Ready(f) => drain(from, f),
-                Sink::Later(p) => {
-                    match OpenOptions::new()
-                        .write(true)
-                        .custom_flags(libc::O_CLOEXEC)
-                        .open(&p)
-                    {
-                        Ok(f) => drain(from, f),
-                        Err(_) => drain_to_void(from, vec![0; 32 * 1024]),
-                    }
-                }
-                Sink::Void => drain_to_void(from, vec![0; 32 * 1024]),
-            }
+            copy_output(from, sink, &stop);
             let _ = tx.send(());
         })
     }
 
-    fn copy_stdin(&mut self, path: PathBuf, to: File) -> Result<()> {
-        *self.stdin.lock().unwrap() = Some(to);
-        let sink = self.stdin.clone();
-        let state = self.stdin_copy.clone();
-        let (wake_r, wake_w) = pipe()?;
-        thread("stdin", move || {
-            let Ok(fifo) = File::open(&path) else {
-                return;
-            };
-            {
-                let mut state = state.lock().unwrap();
-                if let StdinCopy::Closed = *state {
-                    return;
-                }
-                *state = StdinCopy::Open {
-                    _wake: File::from(wake_w),
-                };
-            }
-            copy_until_closed(&fifo, &wake_r, &sink);
-            sink.lock().unwrap().take();
-        })
-    }
-}
-
-/// Copies from the stdin fifo into the process until the fifo ends, or until `wake` is
-/// closed (CloseIO): then what the fifo still holds is copied before returning.
-fn copy_until_closed(fifo: &File, wake: &OwnedFd, sink: &Mutex<Option<File>>) {
-    let mut buf = vec![0u8; 32 * 1024];
-    let forward = |data: &[u8]| {
-        // The lock is only held per write.
-        let mut guard = sink.lock().unwrap();
-        guard.as_mut().is_some_and(|w| w.write_all(data).is_ok())
-    };
-    let mut reader = fifo;
-    loop {
-        let mut fds = [
-            libc::pollfd {
-                fd: fifo.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: wake.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfd entries, both fds open for the call.
-        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } < 0 {
-            if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return;
-        }
-        if fds[0].revents != 0 {
-            match reader.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) if !forward(&buf[..n]) => return,
-                Ok(_) => continue,
-            }
-        }
-        if fds[1].revents != 0 {
-            // CloseIO: whatever the client wrote before it is in the fifo now.
-            // SAFETY: F_SETFL on an fd we own.
-            unsafe { libc::fcntl(fifo.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
-            while let Ok(n @ 1..) = reader.read(&mut buf) {
-                if !forward(&buf[..n]) {
-                    return;
-                }
-            }
-            return;
-        }
+    /// Starts copying `fifo` (see [`open_stdin_fifo`]) into the process's stdin `to`.
+    fn copy_stdin(&mut self, fifo: File, to: File) -> Result<()> {
+        let stop = self.stop_watch()?;
+        let (close_r, close_w) = pipe()?;
+        self.close_stdin = Some(close_w);
+        thread("stdin", move || copy_stdin(fifo, to, close_r, &stop))
     }
 }
 
@@ -374,8 +500,12 @@ pub struct Prepared {
 /// Sets up the stdio of a process before runc starts it.
 pub async fn prepare(req: &StdioRequest, id: &str, namespace: &str) -> Result<Prepared> {
     let mut io = ProcessIo::default();
+    let stdin = match req.stdin.as_str() {
+        "" => None,
+        path => Some(open_stdin_fifo(path)?),
+    };
     if req.terminal {
-        let console = ConsoleSocket::new()?;
+        let console = ConsoleSocket::new(stdin)?;
         return Ok(Prepared {
             runc: Stdio3::default(),
             io,
@@ -383,12 +513,16 @@ pub async fn prepare(req: &StdioRequest, id: &str, namespace: &str) -> Result<Pr
         });
     }
     let mut runc = Stdio3::default();
-    if req.stdin.is_empty() {
-        runc.stdin = Some(dev_null()?);
-    } else {
-        let (r, w) = pipe()?;
-        io.copy_stdin(req.stdin.clone().into(), File::from(w))?;
-        runc.stdin = Some(r);
+    match stdin {
+        None => runc.stdin = Some(dev_null()?),
+        Some(fifo) => {
+            let (r, w) = pipe()?;
+            // Only the shim writes into this pipe: non-blocking, so a process that does not
+            // read its stdin cannot hold the copy past Delete.
+            set_nonblocking(&w)?;
+            io.copy_stdin(fifo, File::from(w))?;
+            runc.stdin = Some(r);
+        }
     }
     let stdout = Target::parse(&req.stdout)?;
     let stderr = Target::parse(&req.stderr)?;
@@ -499,10 +633,12 @@ fn start_logger(
 pub struct ConsoleSocket {
     dir: PathBuf,
     listener: tokio::net::UnixListener,
+    /// The stdin fifo, opened before the process starts (see [`open_stdin_fifo`]).
+    stdin: Option<File>,
 }
 
 impl ConsoleSocket {
-    fn new() -> Result<ConsoleSocket> {
+    fn new(stdin: Option<File>) -> Result<ConsoleSocket> {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("crossarch-pty-{}-{n}", std::process::id()));
@@ -510,7 +646,11 @@ impl ConsoleSocket {
         std::fs::create_dir(&dir).map_err(|e| Error::Internal(format!("console socket: {e}")))?;
         let listener = tokio::net::UnixListener::bind(dir.join("pty.sock"))
             .map_err(|e| Error::Internal(format!("console socket: {e}")))?;
-        Ok(ConsoleSocket { dir, listener })
+        Ok(ConsoleSocket {
+            dir,
+            listener,
+            stdin,
+        })
     }
 
     pub fn path(&self) -> PathBuf {
@@ -518,7 +658,7 @@ impl ConsoleSocket {
     }
 
     /// Receives the terminal master from runc and starts copying it to and from the fifos.
-    pub async fn receive(self, req: &StdioRequest, io: &mut ProcessIo) -> Result<()> {
+    pub async fn receive(mut self, req: &StdioRequest, io: &mut ProcessIo) -> Result<()> {
         let accept = async {
             let (stream, _) = self.listener.accept().await?;
             let stream = stream.into_std()?;
@@ -536,13 +676,16 @@ impl ConsoleSocket {
         let reader = master
             .try_clone()
             .map_err(|e| crate::error::io("terminal", e))?;
-        if !req.stdin.is_empty() {
+        if let Some(fifo) = self.stdin.take() {
+            // The master stays blocking: its clones share one open file, which the output
+            // copy reads. A write into it blocks only while the terminal's input is full, and
+            // ends with EIO once the last process holding the terminal exits.
             let writer = master
                 .try_clone()
                 .map_err(|e| crate::error::io("terminal", e))?;
-            io.copy_stdin(req.stdin.clone().into(), writer)?;
+            io.copy_stdin(fifo, writer)?;
         }
-        *io.console.lock().unwrap() = Some(master);
+        io.console = Some(master);
         io.copy_out("tty", reader.into(), Target::parse(&req.stdout)?)
             .await
     }
@@ -613,6 +756,101 @@ mod tests {
             Target::parse("http://x/y"),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    /// A fifo in a fresh directory, and the directory (kept alive by the caller).
+    fn fifo() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stdin");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        (dir, path.display().to_string())
+    }
+
+    /// A stdin copy into a fresh pipe; returns the process's end of it.
+    fn stdin_copy(io: &mut ProcessIo, path: &str) -> File {
+        let fifo = open_stdin_fifo(path).unwrap();
+        let (r, w) = pipe().unwrap();
+        set_nonblocking(&w).unwrap();
+        io.copy_stdin(fifo, File::from(w)).unwrap();
+        File::from(r)
+    }
+
+    /// Everything the process reads from its stdin until EOF; panics if no EOF comes in 5 s.
+    fn read_until_eof(mut from: File) -> Vec<u8> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = from.read_to_end(&mut all);
+            let _ = tx.send(all);
+        });
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("the process's stdin was never closed")
+    }
+
+    #[test]
+    fn a_stdin_copy_whose_client_left_before_it_opened_ends_on_release() {
+        let (_dir, path) = fifo();
+        // The client opened its end and closed it before the shim looked: no writer comes.
+        drop(OpenOptions::new().read(true).write(true).open(&path).unwrap());
+        let mut io = ProcessIo::default();
+        let stdin = stdin_copy(&mut io, &path);
+        io.release();
+        assert_eq!(read_until_eof(stdin), b"");
+    }
+
+    #[test]
+    fn close_io_delivers_what_the_fifo_holds_while_the_client_keeps_it_open() {
+        let (_dir, path) = fifo();
+        let mut io = ProcessIo::default();
+        let stdin = stdin_copy(&mut io, &path);
+        let mut client = OpenOptions::new().write(true).open(&path).unwrap();
+        client.write_all(b"written just before CloseIO\n").unwrap();
+        io.close_stdin();
+        assert_eq!(read_until_eof(stdin), b"written just before CloseIO\n");
+        drop(client);
+    }
+
+    #[test]
+    fn the_clients_eof_is_the_processs() {
+        let (_dir, path) = fifo();
+        let mut io = ProcessIo::default();
+        let stdin = stdin_copy(&mut io, &path);
+        let mut client = OpenOptions::new().write(true).open(&path).unwrap();
+        client.write_all(b"x").unwrap();
+        drop(client);
+        assert_eq!(read_until_eof(stdin), b"x");
+    }
+
+    #[test]
+    fn a_stdin_copy_blocked_on_a_process_that_does_not_read_ends_on_release() {
+        let (_dir, path) = fifo();
+        let mut io = ProcessIo::default();
+        let stdin = stdin_copy(&mut io, &path);
+        let mut client = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .unwrap();
+        // More than the process's pipe and the fifo hold together: the copy waits for room.
+        let chunk = vec![b'y'; 16 * 1024];
+        let mut written = 0;
+        while written < 256 * 1024 {
+            match client.write(&chunk) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("{e}"),
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        io.release();
+        let got = read_until_eof(stdin);
+        assert!(got.len() < written, "{} of {written} bytes", got.len());
+    }
+
+    #[test]
+    fn a_missing_stdin_fifo_is_an_error_that_names_it() {
+        let e = open_stdin_fifo("/nonexistent/stdin").unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/stdin"), "{e}");
     }
 
     #[test]

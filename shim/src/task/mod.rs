@@ -455,6 +455,7 @@ impl Shared {
             self.containers.lock().unwrap().remove(&c.id);
         } else {
             p.drain_io(Duration::from_secs(5)).await;
+            p.io.lock().unwrap().release();
             c.execs.lock().unwrap().remove(&req.exec_id);
         }
         let exited = p.exited();
