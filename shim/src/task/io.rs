@@ -38,23 +38,16 @@ pub enum Target {
     Binary { path: PathBuf, args: Vec<String> },
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            let hex = |c: u8| (c as char).to_digit(16);
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A URI path, percent-decoded. A `+` in a path is a `+` (`file:///var/log/c++.log`).
+fn decode_path(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// A query key or value, decoded as Go's `url.ParseQuery` does for runc-v2: `+` is a space.
+fn decode_query(s: &str) -> String {
+    decode_path(&s.replace('+', " "))
 }
 
 impl Target {
@@ -68,7 +61,7 @@ impl Target {
         // Authority is empty in `file:///p`; a host part is not meaningful here.
         let rest = rest.trim_start_matches(|c| c != '/');
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        let path = PathBuf::from(percent_decode(path));
+        let path = PathBuf::from(decode_path(path));
         match scheme {
             "fifo" => Ok(Target::Fifo(path)),
             "file" => Ok(Target::File(path)),
@@ -76,9 +69,9 @@ impl Target {
                 let mut args = Vec::new();
                 for kv in query.split('&').filter(|kv| !kv.is_empty()) {
                     let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    args.push(percent_decode(k));
+                    args.push(decode_query(k));
                     if !v.is_empty() {
-                        args.push(percent_decode(v));
+                        args.push(decode_query(v));
                     }
                 }
                 Ok(Target::Binary { path, args })
@@ -791,7 +784,13 @@ mod tests {
     fn a_stdin_copy_whose_client_left_before_it_opened_ends_on_release() {
         let (_dir, path) = fifo();
         // The client opened its end and closed it before the shim looked: no writer comes.
-        drop(OpenOptions::new().read(true).write(true).open(&path).unwrap());
+        drop(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+        );
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
         io.release();
@@ -849,16 +848,33 @@ mod tests {
 
     #[test]
     fn a_missing_stdin_fifo_is_an_error_that_names_it() {
-        let e = open_stdin_fifo("/nonexistent/stdin").unwrap_err().to_string();
+        let e = open_stdin_fifo("/nonexistent/stdin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/stdin"), "{e}");
     }
 
     #[test]
     fn percent_decoding_tolerates_garbage() {
-        assert_eq!(percent_decode("%"), "%");
-        assert_eq!(percent_decode("a%2"), "a%2");
-        assert_eq!(percent_decode("%zz"), "%zz");
-        assert_eq!(percent_decode("%41%42"), "AB");
-        assert_eq!(percent_decode("é%é"), "é%é");
+        assert_eq!(decode_path("%"), "%");
+        assert_eq!(decode_path("a%2"), "a%2");
+        assert_eq!(decode_path("%zz"), "%zz");
+        assert_eq!(decode_path("%41%42"), "AB");
+        assert_eq!(decode_path("é%é"), "é%é");
+    }
+
+    #[test]
+    fn a_plus_is_a_plus_in_a_path_and_a_space_in_a_query() {
+        assert_eq!(
+            Target::parse("file:///var/log/c++.log").unwrap(),
+            Target::File("/var/log/c++.log".into())
+        );
+        assert_eq!(
+            Target::parse("binary:///bin/log+ger?tag=a+b&x=%2B").unwrap(),
+            Target::Binary {
+                path: "/bin/log+ger".into(),
+                args: vec!["tag".into(), "a b".into(), "x".into(), "+".into()]
+            }
+        );
     }
 }
