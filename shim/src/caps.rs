@@ -257,8 +257,12 @@ pub fn apply_to_process(
 ) -> Result<Report> {
     let who = who(container, exec_id);
     let mut report = Report::default();
-    if policy.no_new_privileges {
+    if policy.no_new_privileges && process.no_new_privileges() != Some(true) {
         process.set_no_new_privileges(Some(true));
+        report.lines.push(format!(
+            "{who}: set noNewPrivileges, which its spec leaves off (no_new_privileges = true \
+             in the [capabilities] table of the crossarch config)"
+        ));
     }
     let ceiling = policy.allowed.0;
     let mut why = "not in the node's capability ceiling".to_string();
@@ -426,7 +430,9 @@ mod tests {
 
     fn process(caps: serde_json::Value) -> Process {
         serde_json::from_value(
-            json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": caps}),
+            // noNewPrivileges as containerd's default spec sets it.
+            json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": caps,
+                   "noNewPrivileges": true}),
         )
         .unwrap()
     }
@@ -611,7 +617,7 @@ mod tests {
     #[test]
     fn a_process_naming_no_capabilities_gets_the_ceiling_not_everything() {
         let mut p: Process = serde_json::from_value(
-            json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+            json!({"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": true}),
         )
         .unwrap();
         let r = apply_to_process(&Policy::default(), &mut p, false, "c", "").unwrap();
@@ -655,10 +661,21 @@ mod tests {
             no_new_privileges: false,
             ..Policy::default()
         };
-        apply_to_process(&off, &mut p, false, "c", "").unwrap();
+        let r = apply_to_process(&off, &mut p, false, "c", "").unwrap();
         assert_eq!(p.no_new_privileges(), None);
-        apply_to_process(&Policy::default(), &mut p, false, "c", "").unwrap();
+        assert!(!r.lines.iter().any(|l| l.contains("noNewPrivileges")));
+        let r = apply_to_process(&Policy::default(), &mut p, false, "c", "").unwrap();
         assert_eq!(p.no_new_privileges(), Some(true));
+        assert!(
+            r.lines
+                .iter()
+                .any(|l| l.starts_with("container c: set noNewPrivileges")),
+            "the override is logged like a capability drop: {:?}",
+            r.lines
+        );
+        // Already on: nothing to say.
+        let r = apply_to_process(&Policy::default(), &mut p, false, "c", "").unwrap();
+        assert!(!r.lines.iter().any(|l| l.contains("noNewPrivileges")));
     }
 
     fn all_names() -> Vec<String> {
@@ -675,7 +692,7 @@ mod tests {
         spec(json!({
             "ociVersion": "1.0.2",
             "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": {
-                "bounding": all, "effective": all, "permitted": all}},
+                "bounding": all, "effective": all, "permitted": all}, "noNewPrivileges": true},
             "linux": {},
         }))
     }
@@ -783,7 +800,7 @@ mod tests {
     #[test]
     fn unknown_names_in_a_spec_are_dropped_with_a_warning() {
         let mut v = json!({
-            "args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+            "args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "noNewPrivileges": true,
             "capabilities": {
                 "bounding": ["CAP_CHOWN", "CAP_FROB", "sys_admin"],
                 "effective": ["CAP_CHOWN", 7],
