@@ -16,13 +16,12 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
-pub use k8s_cri::v1::PodSandboxConfig;
+pub use k8s_cri::v1::{Capability, LinuxContainerSecurityContext, PodSandboxConfig};
 use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
-    LinuxSandboxSecurityContext, ListImagesRequest, ListPodSandboxRequest, NamespaceMode,
-    NamespaceOption, PodSandboxMetadata, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopPodSandboxRequest,
+    LinuxContainerConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListImagesRequest,
+    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxMetadata,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -288,12 +287,31 @@ impl Kubelet {
         image: &str,
         command: &[&str],
     ) -> Result<String, tonic::Status> {
+        self.run_container_with(pod, pod_config, name, image, command, |_| {})
+    }
+
+    /// [`Kubelet::run_container`] with the container's security context edited by `edit`
+    /// (privileged, added capabilities, ...).
+    pub fn run_container_with(
+        &mut self,
+        pod: &str,
+        pod_config: &PodSandboxConfig,
+        name: &str,
+        image: &str,
+        command: &[&str],
+        edit: impl FnOnce(&mut LinuxContainerSecurityContext),
+    ) -> Result<String, tonic::Status> {
         let share_pid = pod_config
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
             .and_then(|s| s.namespace_options.as_ref())
             .is_some_and(|n| n.pid == NamespaceMode::Pod as i32);
+        let mut security = LinuxContainerSecurityContext {
+            namespace_options: Some(namespace_options(share_pid)),
+            ..Default::default()
+        };
+        edit(&mut security);
         let config = ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: name.into(),
@@ -306,10 +324,7 @@ impl Kubelet {
             command: command.iter().map(|s| s.to_string()).collect(),
             log_path: format!("{name}.log"),
             linux: Some(LinuxContainerConfig {
-                security_context: Some(LinuxContainerSecurityContext {
-                    namespace_options: Some(namespace_options(share_pid)),
-                    ..Default::default()
-                }),
+                security_context: Some(security),
                 ..Default::default()
             }),
             ..Default::default()

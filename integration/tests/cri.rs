@@ -7,7 +7,7 @@
 //!
 //! crossarch's own behaviour: with another `CROSSARCH_TEST_RUNTIME` these tests skip.
 
-use crossarch_integration::cri::{Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
+use crossarch_integration::cri::{Capability, Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
 use crossarch_integration::crossarch::{crossarch_only, route_record_in, HostGuard, ARM64};
 use crossarch_integration::{runc_joins_user_namespace_first, wait_until, Containerd};
 
@@ -194,4 +194,93 @@ fn a_foreign_container_of_a_pod_sharing_its_pid_namespace_runs_in_wrap_mode() {
     kubelet.remove_pod(&pod).expect("remove the pod");
     assert_eq!(leftovers(&cd), Vec::<String>::new());
     guard.check();
+}
+
+/// Whether a container is privileged is what CRI makes of `securityContext.privileged`, not
+/// any container that adds CAP_SYS_ADMIN: containerd 1.6's CRI leaves `maskedPaths` null
+/// when its client sends none, so such a container has both SYS_ADMIN and an unmasked
+/// /proc. Under `privileged = "deny"` it must run (without SYS_ADMIN, which the ceiling
+/// drops), while a privileged container is refused.
+#[test]
+fn only_a_privileged_container_is_privileged_not_one_that_adds_sys_admin() {
+    if !crossarch_only(WHAT) {
+        return;
+    }
+    let Some((cd, mut kubelet)) = Kubelet::start() else {
+        return;
+    };
+    let options = cd.dir().join("crossarch-cri.toml");
+    let mut toml = std::fs::read_to_string(&options).unwrap();
+    toml.push_str("\n[capabilities]\nprivileged = \"deny\"\n");
+    std::fs::write(&options, toml).unwrap();
+
+    let pod_config = kubelet.pod_config("admin", false);
+    let pod = kubelet.run_pod(&pod_config).expect("a plain pod runs");
+    let id = kubelet
+        .run_container_with(
+            &pod,
+            &pod_config,
+            "sysadmin",
+            PAUSE_IMAGE,
+            &["sleep", "2147483647"],
+            |s| {
+                s.capabilities = Some(Capability {
+                    add_capabilities: vec!["SYS_ADMIN".into()],
+                    ..Default::default()
+                })
+            },
+        )
+        .expect("a container that adds CAP_SYS_ADMIN is not privileged, so it runs under deny");
+    let bundle = cd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(NAMESPACE)
+        .join(&id);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    println!(
+        "CRI's spec of a container adding SYS_ADMIN: maskedPaths {}, devices {}",
+        spec["linux"]["maskedPaths"], spec["linux"]["resources"]["devices"]
+    );
+    let status = kubelet
+        .exec_sync(&id, &["grep", "CapBnd", "/proc/self/status"])
+        .expect("exec into it");
+    let bnd = u64::from_str_radix(status.stdout.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    const CAP_SYS_ADMIN: u32 = 21;
+    assert_eq!(
+        bnd & (1 << CAP_SYS_ADMIN),
+        0,
+        "the ceiling drops SYS_ADMIN: {}",
+        status.stdout
+    );
+    kubelet.remove_pod(&pod).expect("remove the pod");
+
+    let mut privileged = kubelet.pod_config("root", false);
+    privileged
+        .linux
+        .as_mut()
+        .and_then(|l| l.security_context.as_mut())
+        .unwrap()
+        .privileged = true;
+    // CRI's sandbox of a privileged pod is not privileged itself; its containers may be.
+    let pod = kubelet
+        .run_pod(&privileged)
+        .expect("the sandbox of a privileged pod runs");
+    let err = kubelet
+        .run_container_with(
+            &pod,
+            &privileged,
+            "root",
+            PAUSE_IMAGE,
+            &["sleep", "2147483647"],
+            |s| s.privileged = true,
+        )
+        .expect_err("a privileged container is refused under privileged = \"deny\"");
+    assert!(
+        err.message()
+            .contains("privileged containers are refused on this node"),
+        "{err}"
+    );
+    kubelet.remove_pod(&pod).expect("remove the privileged pod");
+    assert!(leftovers(&cd).is_empty(), "{:?}", leftovers(&cd));
 }

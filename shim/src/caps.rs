@@ -217,16 +217,31 @@ fn who(container: &str, exec_id: &str) -> String {
     }
 }
 
+/// Capabilities that together only a privileged container holds: `WithPrivileged` grants
+/// every capability the caller has, and no workload adds all of these one by one. Each is in
+/// the bounding set of root on every node this runs on (a node may lack others, such as
+/// CAP_SYS_RESOURCE, which `WithPrivileged` then leaves out too).
+const PRIVILEGED_MARKS: &[OciCap] = &[
+    OciCap::SysAdmin,
+    OciCap::SysModule,
+    OciCap::SysRawio,
+    OciCap::SysBoot,
+    OciCap::SysPtrace,
+    OciCap::SysTime,
+    OciCap::NetAdmin,
+    OciCap::DacReadSearch,
+];
+
 /// Whether the container asks to be privileged (`ctr --privileged`, a privileged pod).
 ///
 /// OCI has no "privileged" flag; containerd's `WithPrivileged` (used by `ctr --privileged`,
-/// nerdctl and CRI for `securityContext.privileged`) grants every capability and empties
-/// `maskedPaths` and `readonlyPaths`. No unprivileged container gets both: CRI and `ctr` mask
-/// /proc for every other container, and `--cap-add CAP_SYS_ADMIN` alone keeps the masks. So a
-/// spec is privileged when its bounding set holds `CAP_SYS_ADMIN` (or it names no capabilities
-/// at all, which runc reads as keeping all of root's) and /proc is left unmasked. The full
-/// capability list is not required because `WithPrivileged` copies the caller's own set, which
-/// lacks some capabilities on some hosts (CAP_SYS_RESOURCE on this project's VMs).
+/// nerdctl and CRI for `securityContext.privileged`) grants every capability the caller has
+/// and empties `maskedPaths` and `readonlyPaths`. A spec is privileged when both show: its
+/// bounding set holds all of [`PRIVILEGED_MARKS`] (or it names no capabilities at all, which
+/// runc reads as keeping all of root's), and /proc is left unmasked. Neither alone is
+/// enough: `--cap-add CAP_SYS_ADMIN` adds one capability, and containerd 1.6's CRI leaves
+/// `maskedPaths` null for any container whose client sends none, so a plain pod container
+/// that adds SYS_ADMIN has SYS_ADMIN and an unmasked /proc, and is not privileged.
 pub fn is_privileged(spec: &Spec) -> bool {
     let Some(process) = spec.process() else {
         return false;
@@ -236,7 +251,7 @@ pub fn is_privileged(spec: &Spec) -> bool {
         Some(c) => c
             .bounding()
             .as_ref()
-            .is_some_and(|b| b.contains(&OciCap::SysAdmin)),
+            .is_some_and(|b| PRIVILEGED_MARKS.iter().all(|m| b.contains(m))),
     };
     let empty = |v: &Option<Vec<String>>| v.as_deref().unwrap_or_default().is_empty();
     let unmasked = match spec.linux() {
@@ -714,6 +729,26 @@ mod tests {
         let mut with_admin = CONTAINERD_DEFAULT.to_vec();
         with_admin.push("CAP_SYS_ADMIN");
         assert!(!is_privileged(&default_spec(&with_admin)));
+        // containerd 1.6's CRI: a container that adds SYS_ADMIN, its maskedPaths null.
+        let s = spec(json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": {
+                "bounding": with_admin, "effective": with_admin, "permitted": with_admin}},
+            "linux": {},
+        }));
+        assert!(!is_privileged(&s));
+        // Privileged on a node whose root lacks CAP_SYS_RESOURCE.
+        let without_resource: Vec<String> = all_names()
+            .into_iter()
+            .filter(|c| c != "CAP_SYS_RESOURCE")
+            .collect();
+        let s = spec(json!({
+            "ociVersion": "1.0.2",
+            "process": {"args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "capabilities": {
+                "bounding": without_resource}},
+            "linux": {},
+        }));
+        assert!(is_privileged(&s));
         // Unmasked /proc without SYS_ADMIN (procMount: Unmasked) is not privileged either.
         let s = spec(json!({
             "ociVersion": "1.0.2",
