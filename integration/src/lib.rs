@@ -739,8 +739,21 @@ impl Drop for Containerd {
             );
         }
         self.cleanup();
+        // Every test fails when a shim panicked, even if what it checked still held.
+        if !thread::panicking() {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            let panics: Vec<&str> = log.lines().filter(|l| l.contains(SHIM_PANIC)).collect();
+            assert!(
+                panics.is_empty(),
+                "a shim panicked during this test:\n{}",
+                panics.join("\n")
+            );
+        }
     }
 }
+
+/// What the crossarch shim logs when it panics (`logger::PANIC_MARK`).
+pub const SHIM_PANIC: &str = "shim panicked:";
 
 /// Polls `cond` until it holds; panics with `what` after `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

@@ -111,7 +111,17 @@ pub fn init(debug: bool, namespace: &str, id: &str) {
     {
         log::set_max_level(level);
     }
+    // containerd does not read a serving shim's stderr: a panic goes to the log, or no one
+    // would ever see it.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        log::error!("{PANIC_MARK} {info}; this is a bug in crossarch, please report it");
+        default_hook(info);
+    }));
 }
+
+/// What a panic's log line starts with, so that tests and operators can look for it.
+pub const PANIC_MARK: &str = "shim panicked:";
 
 #[cfg(test)]
 mod tests {
