@@ -12,7 +12,8 @@
 # report is a table of those samples and the least-squares slope of fds and RSS per 100 steps.
 # At the end, once every container is gone, nothing may be left: no mount under the daemon's
 # dirs, no bundle, no runc state, no cgroup of its namespace, and the host's mount table and
-# binfmt_misc (if mounted; only read) as they were before. Exits 1 if anything is left or the
+# binfmt_misc (if mounted; only read) as they were before, no temporary file in the daemon's
+# TMPDIR and no shim panic in its log. Exits 1 if anything is left or the
 # last fd sample of a phase is more than SOAK_FD_TOLERANCE above its first.
 #
 # runc-v2 cannot run arm64 without the host's binfmt_misc, which this script never touches:
@@ -123,7 +124,10 @@ run_step() {
 exec_step() {
   local rt=$1 n=$2 id=$3 out ok=1
   if [ $((n % 4)) -eq 3 ]; then
-    out=$(echo x | ctrx task exec --exec-id "e$n" "$id" cat 2>&1) && [ "$out" = x ] || ok=0
+    out=$(echo x | ctrx task exec --exec-id "e$n" "$id" cat 2>&1) && [ "$out" = x ] || {
+      ok=0
+      out="cat of stdin \"x\" printed \"$out\""
+    }
   else
     out=$(ctrx task exec --exec-id "e$n" "$id" true </dev/null 2>&1) || ok=0
   fi
@@ -248,7 +252,14 @@ echo "containers phase $((t1 - t0)) s, execs phase $((t2 - t1)) s (both runtimes
 for rt in "${RUNTIMES[@]}"; do
   s=$(short_name "$rt")
   echo "- $s: shim pid ${SHIM[$rt]}, arm64 steps run ${FOREIGN[$rt]}, failed steps ${FAILED[$rt]:-0}"
-  [ "${FAILED[$rt]:-0}" -eq 0 ] || problems+=("$s: ${FAILED[$rt]} steps failed")
+  # The reference shim's failures are findings about it, not about crossarch.
+  if [ "${FAILED[$rt]:-0}" -gt 0 ]; then
+    if [ "$rt" = io.containerd.crossarch.v2 ]; then
+      problems+=("$s: ${FAILED[$rt]} steps failed")
+    else
+      echo "  (the reference's failures above are reported, not counted: see its WARNING lines)"
+    fi
+  fi
 done
 for phase in containers execs; do
   echo
@@ -313,6 +324,13 @@ for root in $(_testenv_cgroup_roots); do
     problems+=("cgroups left under $root/$TESTENV_NS: $(find "$root/$TESTENV_NS" -mindepth 1 -type d | tr '\n' ' ')")
   fi
 done
+# The daemon and its shims get TMPDIR=$TESTENV_DIR/tmp (testenv.sh): temporary files stay there.
+if [ -n "$(ls -A "$TESTENV_DIR/tmp" 2>/dev/null)" ]; then
+  problems+=("temporary files left in $TESTENV_DIR/tmp: $(ls -A "$TESTENV_DIR/tmp" | tr '\n' ' ')")
+fi
+# A shim logs its panics (logger.rs); none may have happened.
+panics=$(grep -c 'shim panicked:' "$TESTENV_DIR/containerd.log" || true)
+[ "$panics" -eq 0 ] || problems+=("$panics shim panics in $TESTENV_DIR/containerd.log")
 if ! diff <(binfmt_state) "$WORK/binfmt.before" >/dev/null; then
   problems+=("the host's binfmt_misc changed: $(diff "$WORK/binfmt.before" <(binfmt_state) | tr '\n' ' ')")
 fi
@@ -324,7 +342,7 @@ fi
 
 echo
 if [ "${#problems[@]}" -eq 0 ]; then
-  echo "nothing left: no mount, bundle, runc state or cgroup of the run; host mount table and binfmt_misc unchanged"
+  echo "nothing left: no mount, bundle, runc state, cgroup or temporary file of the run; no shim panic; host mount table and binfmt_misc unchanged"
 else
   printf 'PROBLEM: %s\n' "${problems[@]}"
   exit 1

@@ -53,7 +53,7 @@ testenv_start() {
   # Unix socket paths are limited to 108 bytes.
   [ "${#dir}" -le 80 ] || die "test environment path too long for unix sockets: $dir"
   touch "$dir/$TESTENV_MARKER"
-  mkdir -p "$dir/root" "$dir/state" "$dir/opt"
+  mkdir -p "$dir/root" "$dir/state" "$dir/opt" "$dir/tmp"
 
   shim_dir=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
   TESTENV_DIR=$dir
@@ -101,7 +101,8 @@ EOF
   # so setsid execs in place and $! is containerd itself.
   local had_monitor=0
   case $- in *m*) had_monitor=1 && set +m ;; esac
-  PATH="$shim_dir:$PATH:/usr/sbin:/sbin" setsid containerd --config "$dir/config.toml" \
+  # TMPDIR: the daemon and its shims keep their temporary files where a run can check them.
+  TMPDIR="$dir/tmp" PATH="$shim_dir:$PATH:/usr/sbin:/sbin" setsid containerd --config "$dir/config.toml" \
     </dev/null >>"$dir/containerd.log" 2>&1 &
   pid=$!
   [ "$had_monitor" -eq 1 ] && set -m
