@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 
-/// Where the fallback bind-mounts qemu inside the container.
-pub const DEFAULT_QEMU_DIR_IN_CONTAINER: &str = "/.crossarch";
+/// Where crossarch puts its own files inside a container (the init, and qemu in the fallback):
+/// under /dev, a tmpfs runc creates, so nothing is written into the image's rootfs.
+pub const IN_CONTAINER_DIR: &str = "/dev/.crossarch";
 
 /// The node admin's routing policy, normally from the shim's config file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +35,7 @@ impl Default for Policy {
             enabled: true,
             allowed: None,
             qemu_dirs: qemu::default_dirs(),
-            qemu_dir_in_container: DEFAULT_QEMU_DIR_IN_CONTAINER.into(),
+            qemu_dir_in_container: IN_CONTAINER_DIR.into(),
         }
     }
 }
@@ -383,12 +384,12 @@ mod tests {
         );
         assert_eq!(
             qemu_in_container_path,
-            &PathBuf::from("/.crossarch/qemu-aarch64-static")
+            &PathBuf::from("/dev/.crossarch/qemu-aarch64-static")
         );
         assert_eq!(
             wrapped,
             &args(&[
-                "/.crossarch/qemu-aarch64-static",
+                "/dev/.crossarch/qemu-aarch64-static",
                 "-0",
                 "sh",
                 "/bin/sh",
@@ -427,7 +428,7 @@ mod tests {
         assert_eq!(
             wrapped,
             &args(&[
-                "/.crossarch/qemu-aarch64-static",
+                "/dev/.crossarch/qemu-aarch64-static",
                 "-0",
                 "/bin/sh",
                 "/bin/busybox",

@@ -89,9 +89,7 @@ impl Default for EmulationConfig {
     }
 }
 
-/// Where crossarch puts its own files inside a container: under /dev, a tmpfs runc creates,
-/// so nothing is written into the image's rootfs.
-pub const IN_CONTAINER_DIR: &str = "/dev/.crossarch";
+pub use crossarch_route::plan::IN_CONTAINER_DIR;
 
 impl EmulationConfig {
     pub fn policy(&self) -> crossarch_route::plan::Policy {
