@@ -209,14 +209,6 @@ pub struct Report {
     pub lines: Vec<String>,
 }
 
-fn who(container: &str, exec_id: &str) -> String {
-    if exec_id.is_empty() {
-        format!("container {container}")
-    } else {
-        format!("exec {exec_id} of container {container}")
-    }
-}
-
 /// Capabilities that together only a privileged container holds: `WithPrivileged` grants
 /// every capability the caller has, and no workload adds all of these one by one. Each is in
 /// the bounding set of root on every node this runs on (a node may lack others, such as
@@ -270,7 +262,7 @@ pub fn apply_to_process(
     container: &str,
     exec_id: &str,
 ) -> Result<Report> {
-    let who = who(container, exec_id);
+    let who = crate::error::subject(container, exec_id);
     let mut report = Report::default();
     if policy.no_new_privileges && process.no_new_privileges() != Some(true) {
         process.set_no_new_privileges(Some(true));
@@ -379,7 +371,7 @@ pub fn drop_unknown_names(
     container: &str,
     exec_id: &str,
 ) -> Report {
-    let who = who(container, exec_id);
+    let who = crate::error::subject(container, exec_id);
     let mut report = Report::default();
     let Some(sets) = process
         .get_mut("capabilities")

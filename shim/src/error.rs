@@ -79,6 +79,16 @@ impl From<Error> for ttrpc::Error {
     }
 }
 
+/// What a message is about: `container web`, or `exec e1 of container web` (`exec_id` is
+/// empty for the container's init).
+pub fn subject(container: &str, exec_id: &str) -> String {
+    if exec_id.is_empty() {
+        format!("container {container}")
+    } else {
+        format!("exec {exec_id} of container {container}")
+    }
+}
+
 /// Shorthand for an internal error that wraps an OS error with what was being done.
 pub fn io(context: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
     Error::Internal(format!("{context}: {e}"))

@@ -366,7 +366,7 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         config,
         ..
     } = *input;
-    let what = format!("exec {exec_id} of container {id}");
+    let what = crate::error::subject(id, exec_id);
     let report = spec::edit_process(&what, &mut slot, |p| {
         caps::apply_to_process(&config.capabilities, p, input.privileged, id, exec_id)
     })?;

@@ -127,11 +127,7 @@ fn read_pid(id: &str, path: &Path) -> Result<i32> {
 
 impl Container {
     pub fn what(&self, exec_id: &str) -> String {
-        if exec_id.is_empty() {
-            format!("container {}", self.id)
-        } else {
-            format!("exec {exec_id} of container {}", self.id)
-        }
+        crate::error::subject(&self.id, exec_id)
     }
 
     pub fn process(&self, exec_id: &str) -> Result<Arc<Process>> {
