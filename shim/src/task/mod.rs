@@ -1,5 +1,6 @@
 //! The Task API containerd calls, with the events it expects in the order it expects.
 
+mod cgroup;
 mod container;
 mod io;
 mod oom;

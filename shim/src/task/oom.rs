@@ -5,7 +5,6 @@ use std::{
     fs::File,
     io::Write,
     os::fd::{AsFd, AsRawFd},
-    path::PathBuf,
     sync::Arc,
 };
 
@@ -16,7 +15,10 @@ use nix::sys::{
 };
 use tokio::io::unix::AsyncFd;
 
-use super::Shared;
+use super::{
+    cgroup::{Cgroups, MemoryCgroup},
+    Shared,
+};
 
 /// Lets tokio poll a nix type that only exposes `AsFd`.
 struct Polled<T: AsFd>(T);
@@ -32,39 +34,6 @@ fn poll<T: AsFd>(inner: T) -> Option<AsyncFd<Polled<T>>> {
     AsyncFd::new(Polled(inner)).ok()
 }
 
-/// Where a process's memory cgroup lives, read from `/proc/<pid>/cgroup`.
-#[derive(Debug, PartialEq)]
-pub enum MemoryCgroup {
-    V1(PathBuf),
-    V2(PathBuf),
-}
-
-pub fn memory_cgroup(proc_cgroup: &str, unified_root: &str) -> Option<MemoryCgroup> {
-    let mut v2 = None;
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
-        let rel = path.trim_start_matches('/');
-        if controllers.split(',').any(|c| c == "memory") {
-            return Some(MemoryCgroup::V1(
-                PathBuf::from("/sys/fs/cgroup/memory").join(rel),
-            ));
-        }
-        if controllers.is_empty() {
-            v2 = Some(MemoryCgroup::V2(PathBuf::from(unified_root).join(rel)));
-        }
-    }
-    v2
-}
-
-pub fn unified_root() -> &'static str {
-    if std::path::Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
-        "/sys/fs/cgroup/unified"
-    } else {
-        "/sys/fs/cgroup"
-    }
-}
-
 fn oom_kills(events: &str) -> u64 {
     events
         .lines()
@@ -75,8 +44,7 @@ fn oom_kills(events: &str) -> u64 {
 
 /// Starts watching the memory cgroup of `pid`; `None` when there is nothing to watch.
 pub fn watch(shared: Arc<Shared>, id: String, pid: i32) -> Option<tokio::task::JoinHandle<()>> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    let cg = memory_cgroup(&text, unified_root())?;
+    let cg = Cgroups::of(pid).ok()?.memory()?;
     let publish = move |shared: Arc<Shared>, id: String| async move {
         log::info!("container {id}: out of memory, a process was killed");
         shared
@@ -159,23 +127,6 @@ pub fn watch(shared: Arc<Shared>, id: String, pid: i32) -> Option<tokio::task::J
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn finds_v1_memory_on_a_hybrid_host() {
-        let text = "12:memory:/ns/c1\n11:cpu,cpuacct:/ns/c1\n0::/ns/c1\n";
-        assert_eq!(
-            memory_cgroup(text, "/sys/fs/cgroup/unified"),
-            Some(MemoryCgroup::V1("/sys/fs/cgroup/memory/ns/c1".into()))
-        );
-    }
-
-    #[test]
-    fn finds_v2_on_a_unified_host() {
-        assert_eq!(
-            memory_cgroup("0::/kubepods/pod1/c1\n", "/sys/fs/cgroup"),
-            Some(MemoryCgroup::V2("/sys/fs/cgroup/kubepods/pod1/c1".into()))
-        );
-    }
 
     #[test]
     fn counts_oom_kills() {

@@ -10,29 +10,8 @@ use containerd_shim::protos::{
     protobuf::{well_known_types::any::Any, Message, MessageField},
 };
 
+use super::cgroup::Cgroups;
 use crate::error::{Error, Result};
-
-/// Each v1 controller's directory for a process, from `/proc/<pid>/cgroup`.
-fn v1_dirs(proc_cgroup: &str) -> HashMap<String, PathBuf> {
-    let mut dirs = HashMap::new();
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if controllers.is_empty() {
-            continue;
-        }
-        let dir = PathBuf::from("/sys/fs/cgroup")
-            .join(controllers)
-            .join(path.trim_start_matches('/'));
-        for c in controllers.split(',') {
-            dirs.insert(c.to_string(), dir.clone());
-        }
-    }
-    dirs
-}
 
 /// Parses "key value" lines, as in memory.stat and cpu.stat.
 pub fn flat_keyed(text: &str) -> HashMap<&str, u64> {
@@ -221,26 +200,25 @@ fn collect_v2(dir: &std::path::Path) -> v2::Metrics {
 
 /// Reads the metrics of the cgroup that holds `pid`, packed as containerd expects.
 pub fn collect(id: &str, pid: i32) -> Result<Any> {
-    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(|e| {
+    let cgroups = Cgroups::of(pid).map_err(|e| {
         Error::NotFound(format!(
             "container {id}: cannot read the cgroup of pid {pid}: {e}; has it exited?"
         ))
     })?;
-    let dirs = v1_dirs(&text);
+    let dirs = &cgroups.v1;
     let (type_url, value) = if dirs.contains_key("memory") || dirs.contains_key("cpuacct") {
         (
             "io.containerd.cgroups.v1.Metrics",
-            collect_v1(&dirs).write_to_bytes(),
+            collect_v1(dirs).write_to_bytes(),
         )
     } else {
-        let rel = text
-            .lines()
-            .find_map(|l| l.strip_prefix("0::"))
+        let dir = cgroups
+            .unified
+            .as_ref()
             .ok_or_else(|| Error::NotFound(format!("container {id}: pid {pid} is in no cgroup")))?;
-        let dir = PathBuf::from(super::oom::unified_root()).join(rel.trim_start_matches('/'));
         (
             "io.containerd.cgroups.v2.Metrics",
-            collect_v2(&dir).write_to_bytes(),
+            collect_v2(dir).write_to_bytes(),
         )
     };
     let value =
@@ -255,18 +233,6 @@ pub fn collect(id: &str, pid: i32) -> Result<Any> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn maps_each_v1_controller_to_its_directory() {
-        let d = v1_dirs("4:cpu,cpuacct:/ns/c\n3:memory:/ns/c\n0::/ns/c\n");
-        assert_eq!(
-            d["cpuacct"],
-            PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/ns/c")
-        );
-        assert_eq!(d["cpu"], PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/ns/c"));
-        assert_eq!(d["memory"], PathBuf::from("/sys/fs/cgroup/memory/ns/c"));
-        assert_eq!(d.len(), 3);
-    }
 
     #[test]
     fn reads_flat_keyed_files() {
