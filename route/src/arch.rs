@@ -134,38 +134,12 @@ impl Arch {
     pub fn from_elf(elf: &Elf) -> Result<Arch, UnsupportedBinary> {
         use Class::*;
         use Endian::*;
-        let arch = match (elf.machine, elf.class, elf.endian) {
-            (Machine::X86_64, Elf64, Little) => Some(Arch::X86_64),
-            (Machine::I386, Elf32, Little) => Some(Arch::I386),
-            (Machine::AARCH64, Elf64, Little) => Some(Arch::Aarch64),
-            (Machine::AARCH64, Elf64, Big) => Some(Arch::Aarch64Be),
-            (Machine::ARM, Elf32, Little) => Some(Arch::Arm),
-            (Machine::ARM, Elf32, Big) => Some(Arch::Armeb),
-            (Machine::RISCV, Elf64, Little) => Some(Arch::Riscv64),
-            (Machine::PPC, Elf32, Big) => Some(Arch::Ppc),
-            (Machine::PPC64, Elf64, Big) => Some(Arch::Ppc64),
-            (Machine::PPC64, Elf64, Little) => Some(Arch::Ppc64le),
-            (Machine::S390, Elf64, Big) => Some(Arch::S390x),
-            (Machine::LOONGARCH, Elf64, Little) => Some(Arch::Loongarch64),
-            (Machine::MIPS, _, endian) => {
-                let little = endian == Little;
-                match elf.abi {
-                    crate::elf::Abi::Mips(MipsAbi::O32) => {
-                        Some(if little { Arch::Mipsel } else { Arch::Mips })
-                    }
-                    crate::elf::Abi::Mips(MipsAbi::N32) => Some(if little {
-                        Arch::Mipsn32el
-                    } else {
-                        Arch::Mipsn32
-                    }),
-                    crate::elf::Abi::Mips(MipsAbi::N64) => {
-                        Some(if little { Arch::Mips64el } else { Arch::Mips64 })
-                    }
-                    _ => None,
-                }
-            }
-            _ => None,
-        };
+        let arch = Arch::all().find(|a| {
+            a.elf_machine() == elf.machine
+                && a.elf_class_and_endian() == (elf.class, elf.endian)
+                && a.mips_abi()
+                    .is_none_or(|abi| elf.abi == crate::elf::Abi::Mips(abi))
+        });
         arch.ok_or(UnsupportedBinary {
             machine: elf.machine,
             bits: match elf.class {
@@ -177,6 +151,29 @@ impl Arch {
                 Big => "big",
             },
         })
+    }
+
+    /// The ELF class and byte order of this architecture's binaries.
+    pub fn elf_class_and_endian(self) -> (Class, Endian) {
+        use Arch::*;
+        use Class::*;
+        use Endian::*;
+        match self {
+            X86_64 | Aarch64 | Riscv64 | Ppc64le | Mips64el | Loongarch64 => (Elf64, Little),
+            Aarch64Be | Ppc64 | S390x | Mips64 => (Elf64, Big),
+            I386 | Arm | Mipsel | Mipsn32el => (Elf32, Little),
+            Armeb | Ppc | Mips | Mipsn32 => (Elf32, Big),
+        }
+    }
+
+    /// The MIPS ABI (from `e_flags`) that tells the three MIPS ABIs of one machine apart.
+    fn mips_abi(self) -> Option<MipsAbi> {
+        match self {
+            Arch::Mips | Arch::Mipsel => Some(MipsAbi::O32),
+            Arch::Mipsn32 | Arch::Mipsn32el => Some(MipsAbi::N32),
+            Arch::Mips64 | Arch::Mips64el => Some(MipsAbi::N64),
+            _ => None,
+        }
     }
 
     /// The `e_machine` binaries of this architecture carry.

@@ -17,24 +17,16 @@ use crossarch_route::arch::Arch;
 /// Entry name prefix; names must not contain '/'.
 const PREFIX: &str = "crossarch-";
 
-/// ELF class and byte order of an architecture's binaries.
-fn ident(arch: Arch) -> Option<(bool, bool)> {
-    use Arch::*;
-    // (64-bit, big-endian)
-    Some(match arch {
-        X86_64 | Aarch64 | Riscv64 | Ppc64le | Mips64el | Loongarch64 => (true, false),
-        Aarch64Be | Ppc64 | S390x | Mips64 => (true, true),
-        I386 | Arm | Mipsel => (false, false),
-        Armeb | Ppc | Mips => (false, true),
-        // n32 differs from o32 only in e_flags, beyond what one entry can tell apart.
-        Mipsn32 | Mipsn32el => return None,
-    })
-}
-
 /// Magic and mask over the first 20 bytes of the ELF header: identification, e_type (EXEC or
 /// DYN) and e_machine. OSABI is ignored, as qemu's own binfmt configuration does.
 pub fn magic_and_mask(arch: Arch) -> Option<([u8; 20], [u8; 20])> {
-    let (is64, big) = ident(arch)?;
+    use crossarch_route::elf::{Class, Endian};
+    // n32 differs from o32 only in e_flags, beyond what one entry can tell apart.
+    if matches!(arch, Arch::Mipsn32 | Arch::Mipsn32el) {
+        return None;
+    }
+    let (class, endian) = arch.elf_class_and_endian();
+    let (is64, big) = (class == Class::Elf64, endian == Endian::Big);
     let machine = arch.elf_machine().0;
     let mut magic = [0u8; 20];
     magic[..4].copy_from_slice(b"\x7fELF");
@@ -139,7 +131,7 @@ mod tests {
             let header = corpus(name);
             assert!(matches(arch, &header), "{arch:?} should match {name}");
             for other in Arch::all().filter(|a| *a != arch) {
-                if ident(other).is_some() && other.elf_machine() != arch.elf_machine() {
+                if magic_and_mask(other).is_some() && other.elf_machine() != arch.elf_machine() {
                     assert!(!matches(other, &header), "{other:?} must not match {name}");
                 }
             }
