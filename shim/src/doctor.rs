@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use crossarch_route::{arch, qemu};
+use crossarch_route::qemu;
 
-use crate::{config::Config, init, route};
+use crate::{config::Config, facts, init};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Level {
@@ -132,7 +132,9 @@ pub fn main(args: &[String]) -> i32 {
         }
     }
 
-    match route::userns_unsupported() {
+    // The facts Create decides by.
+    let node = facts::node();
+    match node.userns_unsupported() {
         None => r.line(
             Level::Ok,
             "emulation",
@@ -147,18 +149,11 @@ pub fn main(args: &[String]) -> i32 {
             format!("wrap mode only ({why}): children of emulated programs fail"),
         ),
     }
-    let max_userns =
-        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap_or_default();
-    if max_userns.trim() == "0" {
-        r.line(
-            Level::Warn,
-            "userns",
-            "user namespaces are disabled (user.max_user_namespaces = 0)",
-        );
-    }
-
-    let host = route::host().map(|h| h.arch);
-    let found = route::registrations(&config.emulation);
+    let host = node.host.map(|h| h.arch);
+    let found = node.registrations(
+        &config.emulation.qemu_dirs,
+        config.emulation.allowed.as_deref(),
+    );
     if found.is_empty() {
         r.line(Level::Warn, "qemu", format!(
             "no static qemu-user in {}: foreign containers will be refused; install qemu-user-static",
@@ -173,7 +168,7 @@ pub fn main(args: &[String]) -> i32 {
             .iter()
             .filter(|a| !found.iter().any(|(f, _)| f == *a))
         {
-            if host != *a && !arch::runs_natively(host, *a, &arch::HostFacts::detect(host)) {
+            if host != *a && !node.runs_natively(*a) {
                 r.line(
                     Level::Warn,
                     "qemu",

@@ -26,9 +26,10 @@ pub fn locate(cfg: &InitConfig) -> PathBuf {
     if !cfg.path.as_os_str().is_empty() {
         return cfg.path.clone();
     }
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("crossarch-init")))
+    crate::facts::node()
+        .shim_dir
+        .as_ref()
+        .map(|d| d.join("crossarch-init"))
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/crossarch-init"))
 }
 

@@ -6,6 +6,7 @@ mod caps;
 mod config;
 mod doctor;
 mod error;
+mod facts;
 mod init;
 mod logger;
 mod ns;

@@ -224,14 +224,18 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
             Route::Wrap { .. } => Some(choose_mode(
                 id,
                 config.emulation.mode,
-                route::userns_unsupported()
+                crate::facts::node()
+                    .userns_unsupported()
                     .or_else(|| spec::new_user_namespace_blocked(&doc.value)),
             )?),
             _ => None,
         };
         match &mode {
             Some(Mode::Userns) => {
-                prepared.registered = route::registrations(&config.emulation);
+                prepared.registered = crate::facts::node().registrations(
+                    &config.emulation.qemu_dirs,
+                    config.emulation.allowed.as_deref(),
+                );
                 let added = spec::ensure_user_namespace(&mut doc.value);
                 if added {
                     // The pod's namespaces belong to another user namespace here.

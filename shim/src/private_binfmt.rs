@@ -173,8 +173,9 @@ pub async fn register(
              emulation.mode = \"wrap\" in the crossarch config to run without one"
         )
     };
-    let shim_userns = user_namespace()
-        .map_err(|e| fail(format!("cannot read the shim's user namespace: {e}")))?;
+    let shim_userns = crate::facts::node()
+        .user_namespace
+        .ok_or_else(|| fail("cannot read the shim's user namespace".into()))?;
     // The real file: a qemu found through a symlink (Debian's /usr/libexec/qemu-binfmt has
     // them) must be opened in its own directory's read-only copy, not through a link that
     // would lead out of it to a writable mount.

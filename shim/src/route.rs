@@ -1,22 +1,14 @@
 //! The I/O edge of routing: reads the binary a process will run from the container's root and
 //! asks the pure decision in `crossarch_route` how it runs.
 
-use std::{path::Path, sync::OnceLock};
-
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crossarch_route::{
-    arch::{self, Arch, Host},
     plan::{self, Decision},
-    qemu, resolve,
+    resolve,
 };
 
-use crate::config::EmulationConfig;
-
-pub fn host() -> Option<&'static Host> {
-    static HOST: OnceLock<Option<Host>> = OnceLock::new();
-    HOST.get_or_init(Host::detect).as_ref()
-}
+use crate::{config::EmulationConfig, facts};
 
 /// What inspecting a process's binary found.
 pub enum Inspection {
@@ -60,7 +52,8 @@ pub fn decide_in(
     cwd: &str,
     mounts: &[String],
 ) -> Inspection {
-    let (Some(host), Some(arg0)) = (host(), args.first()) else {
+    let node = facts::node();
+    let (Some(host), Some(arg0)) = (node.host.as_ref(), args.first()) else {
         return Inspection::Unknown;
     };
     let candidates = match resolve::search_plan(arg0, env, cwd) {
@@ -88,7 +81,7 @@ pub fn decide_in(
         host,
         &resolved,
         args,
-        |arch| qemu::discover(&policy.qemu_dirs, arch, host.arch),
+        |arch| node.qemu(&policy.qemu_dirs, arch),
     )))
 }
 
@@ -108,54 +101,6 @@ fn under_any(candidates: &[PathBuf], mounts: &[String]) -> bool {
         .any(|c| mounts.iter().any(|m| c.starts_with(m) && m != "/"))
 }
 
-/// qemu for every foreign architecture the policy allows and the node provides: what a
-/// container's private binfmt_misc registers, so its children of any arch run too.
-pub fn registrations(cfg: &EmulationConfig) -> Vec<(Arch, PathBuf)> {
-    let Some(host) = host() else {
-        return Vec::new();
-    };
-    Arch::all()
-        .filter(|a| {
-            cfg.allowed
-                .as_ref()
-                .is_none_or(|allowed| allowed.contains(a))
-        })
-        .filter(|a| !arch::runs_natively(host.arch, *a, &host.facts))
-        .filter(|a| crate::binfmt::magic_and_mask(*a).is_some())
-        .filter_map(|a| qemu::discover(&cfg.qemu_dirs, a, host.arch).ok())
-        .map(|q| (q.arch, q.path))
-        .collect()
-}
-
-/// Linux version as (major, minor) from a release string like "6.18.44-generic".
-pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
-    let mut parts = release.split(|c: char| !c.is_ascii_digit());
-    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
-}
-
-/// Why this node cannot give containers a private binfmt_misc, or `None` when it can.
-pub fn userns_unsupported() -> Option<String> {
-    let release = nix::sys::utsname::uname()
-        .ok()?
-        .release()
-        .to_string_lossy()
-        .into_owned();
-    match kernel_version(&release) {
-        Some(v) if v >= (6, 7) => {}
-        _ => {
-            return Some(format!(
-                "Linux {release} has no per-user-namespace binfmt_misc (needs 6.7)"
-            ))
-        }
-    }
-    if !nix::unistd::geteuid().is_root() {
-        return Some(
-            "the shim does not run as root, so it cannot map every id into a user namespace".into(),
-        );
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,14 +117,5 @@ mod tests {
             !under_any(&c, &["/opt/tool".into()]),
             "components, not string prefixes"
         );
-    }
-
-    #[test]
-    fn parses_kernel_releases() {
-        assert_eq!(kernel_version("6.18.44-fc-v769"), Some((6, 18)));
-        assert_eq!(kernel_version("5.10.0-28-amd64"), Some((5, 10)));
-        assert_eq!(kernel_version("6.7"), Some((6, 7)));
-        assert_eq!(kernel_version("garbage"), None);
-        assert!(kernel_version("6.6.1").unwrap() < (6, 7));
     }
 }

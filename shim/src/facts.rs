@@ -1,0 +1,252 @@
+//! What crossarch's decisions need to know about the node, probed once per shim process, so
+//! that every Create (and `doctor`, which reads the same facts) sees the same node:
+//!
+//! - the host's architecture and the ones its kernel runs natively;
+//! - whether containers can get a private binfmt_misc (the kernel, the shim's euid, and
+//!   `user.max_user_namespaces`, the one of them that can change while the shim runs);
+//! - the shim's own user namespace;
+//! - where the shim, and so the init beside it, is installed;
+//! - the qemu found in each configured directory, probed again only when one of those
+//!   directories changes.
+//!
+//! runc's version is a fact of the runc binary a container's options name; `runc::Runc`
+//! asks it once per shim, and only when a decision needs it.
+
+use std::{
+    collections::HashMap,
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{Mutex, OnceLock},
+    time::SystemTime,
+};
+
+use crossarch_route::{
+    arch::{self, Arch, Host},
+    qemu::{self, NotFound, Qemu},
+};
+
+/// The facts that cannot change while the shim runs.
+#[derive(Debug)]
+pub struct Node {
+    /// `None` on an architecture crossarch does not know.
+    pub host: Option<Host>,
+    /// Why the kernel or the shim's credentials rule out a private binfmt_misc.
+    no_private_binfmt: Option<String>,
+    /// The shim's user namespace, as an inode number.
+    pub user_namespace: Option<u64>,
+    /// The directory of the shim's binary.
+    pub shim_dir: Option<PathBuf>,
+}
+
+/// The node, probed on first use.
+pub fn node() -> &'static Node {
+    static NODE: OnceLock<Node> = OnceLock::new();
+    NODE.get_or_init(Node::probe)
+}
+
+impl Node {
+    fn probe() -> Node {
+        let kernel = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Node {
+            host: Host::detect(),
+            no_private_binfmt: private_binfmt_unsupported(
+                &kernel,
+                nix::unistd::geteuid().is_root(),
+            ),
+            user_namespace: std::fs::metadata("/proc/self/ns/user")
+                .map(|m| m.ino())
+                .ok(),
+            shim_dir: std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf)),
+        }
+    }
+
+    /// Why this node cannot give containers a private binfmt_misc now, or `None` when it can.
+    pub fn userns_unsupported(&self) -> Option<String> {
+        if let Some(why) = &self.no_private_binfmt {
+            return Some(why.clone());
+        }
+        let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok()?;
+        user_namespaces_disabled(&max)
+    }
+
+    /// Whether the host runs binaries of `arch` without an emulator.
+    pub fn runs_natively(&self, arch: Arch) -> bool {
+        self.host
+            .is_some_and(|h| arch::runs_natively(h.arch, arch, &h.facts))
+    }
+
+    /// qemu for `arch` in `dirs`, from the table of the last probe unless a directory changed.
+    pub fn qemu(&self, dirs: &[PathBuf], arch: Arch) -> Result<Qemu, NotFound> {
+        let host = self.host.map(|h| h.arch).unwrap_or(arch);
+        let stamp = stamp(dirs);
+        let mut tables = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+        let table = tables.get_or_insert_with(HashMap::new);
+        let table = table.entry(dirs.to_vec()).or_default();
+        if table.stamp != stamp {
+            *table = QemuTable {
+                stamp,
+                found: HashMap::new(),
+            };
+        }
+        table
+            .found
+            .entry(arch)
+            .or_insert_with(|| qemu::discover(dirs, arch, host))
+            .clone()
+    }
+
+    /// qemu for every foreign architecture `allowed` (all when `None`) that the node provides
+    /// and a binfmt_misc entry can match: what a container's private binfmt_misc registers, so
+    /// that its children of any architecture run too.
+    pub fn registrations(
+        &self,
+        dirs: &[PathBuf],
+        allowed: Option<&[Arch]>,
+    ) -> Vec<(Arch, PathBuf)> {
+        if self.host.is_none() {
+            return Vec::new();
+        }
+        Arch::all()
+            .filter(|a| allowed.is_none_or(|allowed| allowed.contains(a)))
+            .filter(|a| !self.runs_natively(*a))
+            .filter(|a| crate::binfmt::magic_and_mask(*a).is_some())
+            .filter_map(|a| self.qemu(dirs, a).ok())
+            .map(|q| (q.arch, q.path))
+            .collect()
+    }
+}
+
+/// What one list of qemu directories held when it was probed, per architecture.
+#[derive(Default)]
+struct QemuTable {
+    stamp: Vec<Option<SystemTime>>,
+    found: HashMap<Arch, Result<Qemu, NotFound>>,
+}
+
+/// A table per list of directories (one per crossarch config; the node admin's, so few).
+static QEMU: Mutex<Option<HashMap<Vec<PathBuf>, QemuTable>>> = Mutex::new(None);
+
+/// The directories' modification times: installing, removing or renaming a qemu in one of
+/// them changes its time.
+fn stamp(dirs: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    dirs.iter()
+        .map(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+/// Linux version as (major, minor) from a release string like "6.18.44-generic".
+pub fn kernel_version(release: &str) -> Option<(u32, u32)> {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// Why a kernel `release` or a shim that is not root rules out a private binfmt_misc.
+fn private_binfmt_unsupported(release: &str, root: bool) -> Option<String> {
+    match kernel_version(release) {
+        Some(v) if v >= (6, 7) => {}
+        _ => {
+            return Some(format!(
+                "Linux {release} has no per-user-namespace binfmt_misc (needs 6.7)"
+            ))
+        }
+    }
+    if !root {
+        return Some(
+            "the shim does not run as root, so it cannot map every id into a user namespace".into(),
+        );
+    }
+    None
+}
+
+/// Why `user.max_user_namespaces` (its file's text) rules out user namespaces.
+fn user_namespaces_disabled(max_user_namespaces: &str) -> Option<String> {
+    (max_user_namespaces.trim() == "0").then(|| {
+        "user namespaces are disabled on this node (user.max_user_namespaces = 0)".to_string()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_kernel_releases() {
+        assert_eq!(kernel_version("6.18.44-fc-v769"), Some((6, 18)));
+        assert_eq!(kernel_version("5.10.0-28-amd64"), Some((5, 10)));
+        assert_eq!(kernel_version("6.7"), Some((6, 7)));
+        assert_eq!(kernel_version("garbage"), None);
+        assert!(kernel_version("6.6.1").unwrap() < (6, 7));
+    }
+
+    #[test]
+    fn a_private_binfmt_misc_needs_linux_6_7_root_and_user_namespaces() {
+        assert_eq!(private_binfmt_unsupported("6.18.44", true), None);
+        assert!(private_binfmt_unsupported("6.6.30", true)
+            .unwrap()
+            .contains("needs 6.7"));
+        assert!(private_binfmt_unsupported("6.8.0", false)
+            .unwrap()
+            .contains("not run as root"));
+        assert!(user_namespaces_disabled("0\n")
+            .unwrap()
+            .contains("max_user_namespaces = 0"));
+        assert_eq!(user_namespaces_disabled("63229\n"), None);
+    }
+
+    #[test]
+    fn the_qemu_table_follows_its_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let node = node();
+        if node.host.is_none() || node.runs_natively(Arch::Aarch64) {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let set_mtime = |secs: u64| {
+            std::fs::File::open(dir.path())
+                .unwrap()
+                .set_modified(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+                .unwrap();
+        };
+        set_mtime(1_000_000);
+        assert!(node.qemu(&dirs, Arch::Aarch64).is_err());
+
+        // A static ELF of the host's machine: a header with no program headers.
+        let host = node.host.unwrap().arch;
+        use crossarch_route::elf::{Class, Endian};
+        if host.elf_class_and_endian() != (Class::Elf64, Endian::Little) {
+            return;
+        }
+        let mut elf = vec![0x7f, b'E', b'L', b'F', 2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        elf.extend(2u16.to_le_bytes()); // ET_EXEC
+        elf.extend(host.elf_machine().0.to_le_bytes());
+        elf.extend(1u32.to_le_bytes()); // e_version
+        elf.extend([0u8; 8]); // e_entry
+        elf.extend(64u64.to_le_bytes()); // e_phoff
+        elf.extend([0u8; 8 + 4]); // e_shoff, e_flags
+        elf.extend(64u16.to_le_bytes()); // e_ehsize
+        elf.extend(56u16.to_le_bytes()); // e_phentsize
+        elf.extend([0u8; 8]); // e_phnum, e_shentsize, e_shnum, e_shstrndx
+        let path = dir.path().join(&qemu::file_names(Arch::Aarch64)[0]);
+        std::fs::write(&path, &elf).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        set_mtime(1_000_000);
+        assert!(
+            node.qemu(&dirs, Arch::Aarch64).is_err(),
+            "an unchanged directory is not probed again"
+        );
+        set_mtime(2_000_000);
+        assert_eq!(node.qemu(&dirs, Arch::Aarch64).unwrap().path, path);
+
+        std::fs::remove_file(&path).unwrap();
+        set_mtime(3_000_000);
+        assert!(
+            node.qemu(&dirs, Arch::Aarch64).is_err(),
+            "a removed qemu is gone"
+        );
+    }
+}
