@@ -75,8 +75,26 @@ pub struct TaskService {
 struct Shared {
     namespace: String,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Creates under way, and whether the shim is closing: a Shutdown while a Create runs
+    /// must not end the shim under it (the container it makes is not in `containers` yet).
+    membership: Mutex<Membership>,
     publisher: RemotePublisher,
     exit: Arc<ExitSignal>,
+}
+
+#[derive(Default)]
+struct Membership {
+    creating: usize,
+    closing: bool,
+}
+
+/// One Create under way, counted in [`Shared::membership`] until dropped.
+struct Creating<'a>(&'a Shared);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.membership.lock().unwrap().creating -= 1;
+    }
 }
 
 impl TaskService {
@@ -85,6 +103,7 @@ impl TaskService {
             shared: Arc::new(Shared {
                 namespace: namespace.to_string(),
                 containers: Mutex::new(HashMap::new()),
+                membership: Mutex::new(Membership::default()),
                 publisher,
                 exit,
             }),
@@ -93,6 +112,30 @@ impl TaskService {
 }
 
 impl Shared {
+    /// Counts a Create under way until the guard is dropped, unless the shim is closing.
+    fn begin_create(&self, id: &str) -> Result<Creating<'_>> {
+        let mut m = self.membership.lock().unwrap();
+        if m.closing {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id}: this shim is shutting down (the last container of its group \
+                 was deleted); retry to start a new one"
+            )));
+        }
+        m.creating += 1;
+        Ok(Creating(self))
+    }
+
+    /// Whether the shim may exit on a Shutdown that is not `now`: it serves no container and
+    /// none is being created. Once it says yes, Creates are refused.
+    fn close_if_idle(&self) -> bool {
+        let mut m = self.membership.lock().unwrap();
+        if m.creating > 0 || !self.containers.lock().unwrap().is_empty() {
+            return false;
+        }
+        m.closing = true;
+        true
+    }
+
     fn container(&self, id: &str) -> Result<Arc<Container>> {
         self.containers
             .lock()
@@ -181,6 +224,7 @@ impl Shared {
                 req.bundle
             )));
         }
+        let _creating = self.begin_create(&id)?;
         if self.containers.lock().unwrap().contains_key(&id) {
             return Err(Error::AlreadyExists(format!(
                 "container {id}: already exists"
@@ -820,7 +864,7 @@ impl Task for TaskService {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
-        if !req.now && !self.shared.containers.lock().unwrap().is_empty() {
+        if !req.now && !self.shared.close_if_idle() {
             return Ok(Empty::new());
         }
         self.shared.exit.signal();
