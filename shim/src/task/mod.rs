@@ -7,7 +7,7 @@ mod process;
 mod stats;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -76,7 +76,8 @@ struct Shared {
     namespace: String,
     containers: Mutex<HashMap<String, Arc<Container>>>,
     /// Creates under way, and whether the shim is closing: a Shutdown while a Create runs
-    /// must not end the shim under it (the container it makes is not in `containers` yet).
+    /// must not end the shim under it (the container it makes is not in `containers` yet),
+    /// and a second Create of the same id must not run beside it.
     membership: Mutex<Membership>,
     publisher: RemotePublisher,
     exit: Arc<ExitSignal>,
@@ -84,16 +85,17 @@ struct Shared {
 
 #[derive(Default)]
 struct Membership {
-    creating: usize,
+    /// The ids of the Creates under way.
+    creating: HashSet<String>,
     closing: bool,
 }
 
-/// One Create under way, counted in [`Shared::membership`] until dropped.
-struct Creating<'a>(&'a Shared);
+/// One Create under way, recorded in [`Shared::membership`] until dropped.
+struct Creating<'a>(&'a Shared, String);
 
 impl Drop for Creating<'_> {
     fn drop(&mut self) {
-        self.0.membership.lock().unwrap().creating -= 1;
+        self.0.membership.lock().unwrap().creating.remove(&self.1);
     }
 }
 
@@ -112,7 +114,9 @@ impl TaskService {
 }
 
 impl Shared {
-    /// Counts a Create under way until the guard is dropped, unless the shim is closing.
+    /// Records a Create of `id` under way until the guard is dropped, unless the shim is
+    /// closing or `id` is being created already. The guard must outlive the container's
+    /// insertion into `containers`, so that a duplicate always finds one or the other.
     fn begin_create(&self, id: &str) -> Result<Creating<'_>> {
         let mut m = self.membership.lock().unwrap();
         if m.closing {
@@ -121,15 +125,19 @@ impl Shared {
                  was deleted); retry to start a new one"
             )));
         }
-        m.creating += 1;
-        Ok(Creating(self))
+        if !m.creating.insert(id.to_string()) {
+            return Err(Error::AlreadyExists(format!(
+                "container {id}: already being created"
+            )));
+        }
+        Ok(Creating(self, id.to_string()))
     }
 
     /// Whether the shim may exit on a Shutdown that is not `now`: it serves no container and
     /// none is being created. Once it says yes, Creates are refused.
     fn close_if_idle(&self) -> bool {
         let mut m = self.membership.lock().unwrap();
-        if m.creating > 0 || !self.containers.lock().unwrap().is_empty() {
+        if !m.creating.is_empty() || !self.containers.lock().unwrap().is_empty() {
             return false;
         }
         m.closing = true;
