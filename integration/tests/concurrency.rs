@@ -1,8 +1,9 @@
 //! Many clients at once: containers started ten at a time, execs racing into one container,
 //! the members of one pod group created and deleted concurrently in their shim, and a group
-//! whose next member is being created while its last other member is deleted. Every exit
-//! must be reported exactly once, with its own status, through `ctr` and through the
-//! `/tasks/exit` events; nothing may be left behind.
+//! whose next member is being created while its last other member is deleted (and two
+//! Creates of one id sent to a shim at once). Every exit must be reported exactly once, with
+//! its own status, through `ctr` and through the `/tasks/exit` events; nothing may be left
+//! behind.
 //!
 //! Every `ctr` call is bounded (the harness's deadlines), so a hang fails the test naming the
 //! call. Each test prints its figures (counts, wall time per phase, the shim's fds and
@@ -599,4 +600,80 @@ fn a_member_created_while_the_last_other_member_is_deleted_keeps_the_shim() {
     cd.wait_status(&last, "STOPPED", LONG);
     delete_checked(&cd, &last, 137);
     wait_until("every shim to exit", LONG, || cd.shim_pids().is_empty());
+}
+
+/// Two Creates of one new id at once, straight to a shim's socket (containerd never sends
+/// them together; any client of the socket can): one container is made, and the refused
+/// Create leaves it alone.
+#[test]
+fn two_creates_of_one_id_at_once_make_one_container() {
+    use crossarch_integration::ttrpc::{code, task_call, uint_field, Msg, Reply};
+
+    let _turn = one_at_a_time();
+    let cd = containerd!();
+    cd.run_detached("keeper", &[], &["sleep", "100000"]);
+    let socket = cd.shim_socket("keeper");
+    // A bundle containerd knows nothing of: the keeper's spec as containerd stores it.
+    let mut spec = cd.spec("keeper");
+    spec["root"]["path"] = cd.rootfs().display().to_string().into();
+    spec["linux"]["cgroupsPath"] = format!("/{}/dup", cd.namespace()).into();
+    let bundle = cd.dir().join("dup");
+    fs::create_dir_all(&bundle).unwrap();
+    fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let create = Msg::new()
+        .bytes(1, "dup")
+        .bytes(2, bundle.display().to_string())
+        .encode();
+    let by_id = Msg::new().bytes(1, "dup").encode();
+    let barrier = std::sync::Barrier::new(2);
+    let replies: Vec<Reply> = thread::scope(|s| {
+        let calls: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    task_call(&socket, "Create", &create, LONG)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    let shown: Vec<String> = replies
+        .iter()
+        .map(|r| format!("{}: {}", r.outcome(), r.message()))
+        .collect();
+    println!(
+        "two Creates of dup at once, {}:\n  {}",
+        cd.runtime(),
+        shown.join("\n  ")
+    );
+    let made = replies
+        .iter()
+        .filter(|r| r.code() == Some(code::OK))
+        .count();
+    let refused = replies
+        .iter()
+        .filter(|r| matches!(r, Reply::Status { .. }))
+        .count();
+    assert_eq!((made, refused), (1, 1), "one made, one refused: {shown:?}");
+    let state = |what: &str| match task_call(&socket, "State", &by_id, LONG) {
+        Reply::Ok(payload) => payload,
+        r => panic!("State of dup {what}: {} {}", r.outcome(), r.message()),
+    };
+    let pid = uint_field(&state("after the Creates"), 3) as u32;
+    assert!(
+        pid != 0 && host::process_alive(pid),
+        "the refused Create undid the container the other made: its init {pid} is gone"
+    );
+
+    // Kill and delete it: containerd would not.
+    let kill = Msg::new().bytes(1, "dup").uint(3, 9).encode();
+    let r = task_call(&socket, "Kill", &kill, LONG);
+    assert_eq!(r.code(), Some(code::OK), "Kill dup: {}", r.message());
+    // Status 3 is STOPPED.
+    wait_until("dup to stop", LONG, || {
+        uint_field(&state("after Kill"), 4) == 3
+    });
+    let r = task_call(&socket, "Delete", &by_id, LONG);
+    assert_eq!(r.code(), Some(code::OK), "Delete dup: {}", r.message());
+    assert!(!host::process_alive(pid), "dup's init {pid} is gone");
 }
