@@ -8,7 +8,7 @@ mod process;
 mod stats;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::PathBuf,
     sync::{Arc, Mutex},
     time::Duration,
@@ -76,8 +76,28 @@ pub struct TaskService {
 struct Shared {
     namespace: String,
     containers: Mutex<HashMap<String, Arc<Container>>>,
+    /// Creates under way, and whether the shim is closing: a Shutdown while a Create runs
+    /// must not end the shim under it (the container it makes is not in `containers` yet),
+    /// and a second Create of the same id must not run beside it.
+    membership: Mutex<Membership>,
     publisher: RemotePublisher,
     exit: Arc<ExitSignal>,
+}
+
+#[derive(Default)]
+struct Membership {
+    /// The ids of the Creates under way.
+    creating: HashSet<String>,
+    closing: bool,
+}
+
+/// One Create under way, recorded in [`Shared::membership`] until dropped.
+struct Creating<'a>(&'a Shared, String);
+
+impl Drop for Creating<'_> {
+    fn drop(&mut self) {
+        self.0.membership.lock().unwrap().creating.remove(&self.1);
+    }
 }
 
 impl TaskService {
@@ -86,6 +106,7 @@ impl TaskService {
             shared: Arc::new(Shared {
                 namespace: namespace.to_string(),
                 containers: Mutex::new(HashMap::new()),
+                membership: Mutex::new(Membership::default()),
                 publisher,
                 exit,
             }),
@@ -94,6 +115,36 @@ impl TaskService {
 }
 
 impl Shared {
+    /// Records a Create of `id` under way until the guard is dropped, unless the shim is
+    /// closing or `id` is being created already. The guard must outlive the container's
+    /// insertion into `containers`, so that a duplicate always finds one or the other.
+    fn begin_create(&self, id: &str) -> Result<Creating<'_>> {
+        let mut m = self.membership.lock().unwrap();
+        if m.closing {
+            return Err(Error::FailedPrecondition(format!(
+                "container {id}: this shim is shutting down (the last container of its group \
+                 was deleted); retry to start a new one"
+            )));
+        }
+        if !m.creating.insert(id.to_string()) {
+            return Err(Error::AlreadyExists(format!(
+                "container {id}: already being created"
+            )));
+        }
+        Ok(Creating(self, id.to_string()))
+    }
+
+    /// Whether the shim may exit on a Shutdown that is not `now`: it serves no container and
+    /// none is being created. Once it says yes, Creates are refused.
+    fn close_if_idle(&self) -> bool {
+        let mut m = self.membership.lock().unwrap();
+        if !m.creating.is_empty() || !self.containers.lock().unwrap().is_empty() {
+            return false;
+        }
+        m.closing = true;
+        true
+    }
+
     fn container(&self, id: &str) -> Result<Arc<Container>> {
         self.containers
             .lock()
@@ -182,6 +233,7 @@ impl Shared {
                 req.bundle
             )));
         }
+        let _creating = self.begin_create(&id)?;
         if self.containers.lock().unwrap().contains_key(&id) {
             return Err(Error::AlreadyExists(format!(
                 "container {id}: already exists"
@@ -821,7 +873,7 @@ impl Task for TaskService {
     }
 
     async fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
-        if !req.now && !self.shared.containers.lock().unwrap().is_empty() {
+        if !req.now && !self.shared.close_if_idle() {
             return Ok(Empty::new());
         }
         self.shared.exit.signal();
