@@ -318,13 +318,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                 )));
             }
             let host_init = init::locate(&config.init);
-            if !host_init.is_file() {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {id}: the crossarch init is missing at {}; reinstall crossarch \
-                     (scripts/install.sh) or set init.enabled = false in the crossarch config",
-                    host_init.display()
-                )));
-            }
+            init::check(id, &host_init).map_err(Error::FailedPrecondition)?;
             add_host_file(
                 &mut doc.value,
                 &mut prepared.staged,
