@@ -370,6 +370,12 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         Ok(view(p))
     })?;
     let label = format!("{id} (exec {exec_id})");
+    // What the container holds runs without the host's qemu, which may be gone since Create.
+    let mut held = input.registered.clone();
+    if let Some(arch) = input.wrapped {
+        let name = format!("qemu-{}-static", arch.qemu_name());
+        held.push((arch, Path::new(crate::config::IN_CONTAINER_DIR).join(name)));
+    }
     let inspection = route::decide_in(
         &label,
         &config.emulation,
@@ -378,6 +384,7 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         &env,
         &cwd,
         &[],
+        &held,
     );
     if let route::Inspection::Invalid(why) = inspection {
         return Err(Error::InvalidArgument(format!("{what}: {why}")));

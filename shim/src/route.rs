@@ -42,7 +42,7 @@ pub fn decide(
     mounts: &[String],
 ) -> Inspection {
     match resolve::Root::open(root) {
-        Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts),
+        Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts, &[]),
         Err(e) => {
             log::warn!("container {container}: cannot inspect its root: {e}; leaving it to runc");
             Inspection::Unknown
@@ -50,7 +50,10 @@ pub fn decide(
     }
 }
 
-/// [`decide`] in a root that is already open.
+/// [`decide`] in a root that is already open. `held` are the qemus a running container
+/// already holds (registered in its binfmt_misc, or mounted in wrap mode): an exec of those
+/// architectures needs no qemu on the host any more, so they are not looked up there.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_in(
     container: &str,
     cfg: &EmulationConfig,
@@ -59,6 +62,7 @@ pub fn decide_in(
     env: &[String],
     cwd: &str,
     mounts: &[String],
+    held: &[(Arch, PathBuf)],
 ) -> Inspection {
     let (Some(host), Some(arg0)) = (host(), args.first()) else {
         return Inspection::Unknown;
@@ -88,7 +92,13 @@ pub fn decide_in(
         host,
         &resolved,
         args,
-        |arch| qemu::discover(&policy.qemu_dirs, arch, host.arch),
+        |arch| match held.iter().find(|(a, _)| *a == arch) {
+            Some((arch, path)) => Ok(qemu::Qemu {
+                arch: *arch,
+                path: path.clone(),
+            }),
+            None => qemu::discover(&policy.qemu_dirs, arch, host.arch),
+        },
     )))
 }
 
