@@ -239,6 +239,18 @@ pub struct Containerd {
     runtime: String,
     daemon: Option<Child>,
     rootfs: PathBuf,
+    /// containerd's PATH, shims and runc included; `None`: the shim dir, then the test's.
+    path: Option<std::ffi::OsString>,
+}
+
+/// How [`Containerd::start_with_options`] sets the daemon up.
+#[derive(Default)]
+pub struct Options {
+    /// containerd's whole PATH (so the shims' and runc's): e.g. one without runc.
+    pub path: Option<std::ffi::OsString>,
+    /// Mount a tmpfs of this many bytes as containerd's state dir, where the bundles live;
+    /// the daemon's cleanup unmounts it.
+    pub state_tmpfs_bytes: Option<u64>,
 }
 
 /// Starts a private containerd, or returns from the test after saying why it cannot
@@ -266,7 +278,16 @@ impl Containerd {
         Containerd::start_with(Some(cri))
     }
 
+    /// Like [`Containerd::start`], set up as `options` says.
+    pub fn start_with_options(options: Options) -> Option<Containerd> {
+        Containerd::start_full(None, options)
+    }
+
     fn start_with(cri: Option<&dyn Fn(&Path) -> String>) -> Option<Containerd> {
+        Containerd::start_full(cri, Options::default())
+    }
+
+    fn start_full(cri: Option<&dyn Fn(&Path) -> String>, options: Options) -> Option<Containerd> {
         let runtime = runtime();
         if let Some(why) = missing_prerequisites() {
             if env::var_os("CI").is_some() {
@@ -283,6 +304,20 @@ impl Containerd {
             .expect("make temp dir");
         for d in ["root", "state", "rootfs", "opt"] {
             fs::create_dir_all(dir.path().join(d)).unwrap();
+        }
+        if let Some(bytes) = options.state_tmpfs_bytes {
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o"])
+                .arg(format!("size={bytes},mode=0711"))
+                .arg("crossarch-test-state")
+                .arg(dir.path().join("state"))
+                .output()
+                .expect("run mount");
+            assert!(
+                out.status.success(),
+                "mount a tmpfs state dir: {}",
+                out.show()
+            );
         }
         prepare_rootfs(&dir.path().join("rootfs"));
         let p = dir.path();
@@ -322,6 +357,7 @@ disabled_plugins = [{disabled}]
             ns: unique_namespace(),
             runtime,
             daemon: None,
+            path: options.path,
         };
         cd.spawn_daemon();
         cd.ctr(&["namespaces", "create", &cd.ns.clone()]).ok();
@@ -334,7 +370,8 @@ disabled_plugins = [{disabled}]
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let path = match env::var_os("PATH") {
+        let path = match self.path.clone().or_else(|| env::var_os("PATH")) {
+            Some(p) if self.path.is_some() => p,
             Some(p) => {
                 let mut dirs = vec![shim_dir()];
                 dirs.extend(env::split_paths(&p));
@@ -403,6 +440,22 @@ disabled_plugins = [{disabled}]
     /// on the same root, state and socket.
     pub fn restart(&mut self) {
         self.stop_daemon();
+        self.spawn_daemon();
+    }
+
+    /// SIGKILLs the daemon (only the daemon: shims and containers go on) and waits until it
+    /// is gone. [`Containerd::start_daemon`] brings it back.
+    pub fn kill_daemon(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the daemon again after [`Containerd::kill_daemon`], on the same root, state
+    /// and socket, and waits until it answers.
+    pub fn start_daemon(&mut self) {
+        assert!(self.daemon.is_none(), "containerd is already running");
         self.spawn_daemon();
     }
 

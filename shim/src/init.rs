@@ -1,6 +1,6 @@
 //! The injected init: where it is on the host, and whether a container gets it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{InitConfig, IN_CONTAINER_DIR};
 
@@ -31,6 +31,35 @@ pub fn locate(cfg: &InitConfig) -> PathBuf {
         .as_ref()
         .map(|d| d.join("crossarch-init"))
         .unwrap_or_else(|| PathBuf::from("/usr/local/bin/crossarch-init"))
+}
+
+/// Refuses an init that runc could not start, before runc sees it: runc's own error would
+/// only name the path inside the container (`exec: "/dev/.crossarch/init": permission denied`).
+pub fn check(id: &str, host_init: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    let fix = "reinstall crossarch (scripts/install.sh) or set init.enabled = false in the \
+               crossarch config";
+    match std::fs::metadata(host_init) {
+        Ok(m) if !m.is_file() => Err(format!(
+            "container {id}: the crossarch init at {} is not a regular file; {fix}",
+            host_init.display()
+        )),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(format!(
+            "container {id}: the crossarch init at {} is not executable (mode {:o}); \
+             chmod 0755 it, {fix}",
+            host_init.display(),
+            m.permissions().mode() & 0o7777
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(format!(
+            "container {id}: the crossarch init is missing at {}; {fix}",
+            host_init.display()
+        )),
+        Err(e) => Err(format!(
+            "container {id}: the crossarch init at {} cannot be read: {e}; {fix}",
+            host_init.display()
+        )),
+    }
 }
 
 /// Why a container gets no init, or `None` when it gets one.
@@ -94,6 +123,30 @@ mod tests {
             ..Default::default()
         };
         assert!(skip_reason(&off, true, None, &args(&["sh"])).is_some());
+    }
+
+    #[test]
+    fn an_init_runc_could_not_start_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let init = dir.path().join("crossarch-init");
+        let e = check("web", &init).unwrap_err();
+        assert!(
+            e.starts_with("container web: the crossarch init is missing at"),
+            "{e}"
+        );
+        assert!(e.contains("init.enabled = false"), "{e}");
+        std::fs::write(&init, b"").unwrap();
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = check("web", &init).unwrap_err();
+        assert!(
+            e.contains("is not executable (mode 644); chmod 0755 it"),
+            "{e}"
+        );
+        std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(check("web", &init), Ok(()));
+        let e = check("web", dir.path()).unwrap_err();
+        assert!(e.contains("is not a regular file"), "{e}");
     }
 
     #[test]

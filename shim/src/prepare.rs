@@ -322,13 +322,7 @@ pub fn for_create(input: &CreateInput, doc: &mut Document) -> Result<Prepared> {
                 )));
             }
             let host_init = init::locate(&config.init);
-            if !host_init.is_file() {
-                return Err(Error::FailedPrecondition(format!(
-                    "container {id}: the crossarch init is missing at {}; reinstall crossarch \
-                     (scripts/install.sh) or set init.enabled = false in the crossarch config",
-                    host_init.display()
-                )));
-            }
+            init::check(id, &host_init).map_err(Error::FailedPrecondition)?;
             add_host_file(
                 &mut doc.value,
                 &mut prepared.staged,
@@ -380,6 +374,12 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         Ok(view(p))
     })?;
     let label = format!("{id} (exec {exec_id})");
+    // What the container holds runs without the host's qemu, which may be gone since Create.
+    let mut held = input.registered.clone();
+    if let Some(arch) = input.wrapped {
+        let name = format!("qemu-{}-static", arch.qemu_name());
+        held.push((arch, Path::new(crate::config::IN_CONTAINER_DIR).join(name)));
+    }
     let inspection = route::decide_in(
         &label,
         &config.emulation,
@@ -388,6 +388,7 @@ pub fn for_exec(input: &ExecInput, mut slot: Value) -> Result<Vec<u8>> {
         &env,
         &cwd,
         &[],
+        &held,
     );
     if let route::Inspection::Invalid(why) = inspection {
         return Err(Error::InvalidArgument(format!("{what}: {why}")));

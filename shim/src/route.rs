@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use crossarch_route::{
+    arch::Arch,
     plan::{self, Decision},
-    resolve,
+    qemu, resolve,
 };
 
 use crate::{config::EmulationConfig, facts};
@@ -34,7 +35,7 @@ pub fn decide(
     mounts: &[String],
 ) -> Inspection {
     match resolve::Root::open(root) {
-        Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts),
+        Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts, &[]),
         Err(e) => {
             log::warn!("container {container}: cannot inspect its root: {e}; leaving it to runc");
             Inspection::Unknown
@@ -42,7 +43,10 @@ pub fn decide(
     }
 }
 
-/// [`decide`] in a root that is already open.
+/// [`decide`] in a root that is already open. `held` are the qemus a running container
+/// already holds (registered in its binfmt_misc, or mounted in wrap mode): an exec of those
+/// architectures needs no qemu on the host any more, so they are not looked up there.
+#[allow(clippy::too_many_arguments)]
 pub fn decide_in(
     container: &str,
     cfg: &EmulationConfig,
@@ -51,6 +55,7 @@ pub fn decide_in(
     env: &[String],
     cwd: &str,
     mounts: &[String],
+    held: &[(Arch, PathBuf)],
 ) -> Inspection {
     let node = facts::node();
     let (Some(host), Some(arg0)) = (node.host.as_ref(), args.first()) else {
@@ -81,7 +86,13 @@ pub fn decide_in(
         host,
         &resolved,
         args,
-        |arch| node.qemu(&policy.qemu_dirs, arch),
+        |arch| match held.iter().find(|(a, _)| *a == arch) {
+            Some((arch, path)) => Ok(qemu::Qemu {
+                arch: *arch,
+                path: path.clone(),
+            }),
+            None => node.qemu(&policy.qemu_dirs, arch),
+        },
     )))
 }
 

@@ -129,8 +129,29 @@ impl Runc {
         }
         if msg.is_empty() {
             msg = format!("exit status {status}");
+            if let Some(why) = self.bundle_full() {
+                msg.push_str(&format!("; {why}"));
+            }
         }
         Err(classify(what, &msg))
+    }
+
+    /// Why runc may have failed without a word: the file system of the bundle, where it
+    /// writes its log and pid file, is (nearly) full.
+    fn bundle_full(&self) -> Option<String> {
+        const LOW: u64 = 1 << 20;
+        let dir = self.log.parent()?;
+        let free = nix::sys::statvfs::statvfs(dir)
+            .ok()
+            .map(|v| v.blocks_available().saturating_mul(v.fragment_size()))?;
+        (free < LOW).then(|| {
+            format!(
+                "the file system of {} has only {} KiB free, too little for runc's log and pid \
+                 file (no space left on device): free space where containerd keeps its state",
+                dir.display(),
+                free / 1024
+            )
+        })
     }
 
     /// The last error runc logged after `offset`.

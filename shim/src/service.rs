@@ -59,6 +59,23 @@ fn other(msg: String) -> ShimError {
     ShimError::Other(msg)
 }
 
+/// Writes the shim's address into the bundle (the working directory), where containerd
+/// and `delete` read it.
+fn write_address(id: &str, address: &str) -> Result<(), ShimError> {
+    std::fs::write("address", address).map_err(|e| {
+        let bundle = std::env::current_dir().unwrap_or_default();
+        let hint = if e.raw_os_error() == Some(libc::ENOSPC) {
+            "; free space on the file system of containerd's state dir"
+        } else {
+            ""
+        };
+        other(format!(
+            "container {id}: cannot write the shim's address into its bundle {}: {e}{hint}",
+            bundle.display()
+        ))
+    })
+}
+
 /// Puts the shim in the cgroup and OOM position containerd asked for. Neither is fatal: some
 /// nodes lack CAP_SYS_RESOURCE, and a shim that refuses to start over it helps nobody.
 fn place_shim(pid: u32, options: &[u8]) {
@@ -74,6 +91,55 @@ fn place_shim(pid: u32, options: &[u8]) {
     if let Err(e) = containerd_shim::cgroup::adjust_oom_score(pid) {
         log::warn!("cannot adjust the shim's oom_score_adj (needs CAP_SYS_RESOURCE): {e}");
     }
+}
+
+/// The start action: one shim per group, its address in the bundle.
+fn start(opts: StartOpts) -> Result<String, ShimError> {
+    let spec = std::fs::read("config.json").unwrap_or_default();
+    let group = grouping(&opts.id, &spec);
+    let address = socket_address(&opts.address, &opts.namespace, &group);
+    let path = address.trim_start_matches("unix://");
+    if Path::new(path).exists() && std::os::unix::net::UnixStream::connect(path).is_ok() {
+        // A shim already serves this group.
+        write_address(&opts.id, &address)?;
+        return Ok(address);
+    }
+    // Before the server starts, as runc-v2 does: a bundle that cannot take it (a full
+    // file system) must not leave a shim running that nothing will ever stop.
+    write_address(&opts.id, &address)?;
+    let mut options = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut options);
+    let exe = std::env::current_exe().map_err(|e| other(format!("cannot find own binary: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "-namespace",
+        &opts.namespace,
+        "-id",
+        &opts.id,
+        "-address",
+        &opts.address,
+        "-socket",
+        &address,
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    // Signals meant for containerd's process group must not reach the shim.
+    .process_group(0);
+    if opts.debug {
+        cmd.arg("-debug");
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        let _ = std::fs::remove_file("address");
+        other(format!("container {}: cannot start the shim: {e}", opts.id))
+    })?;
+    place_shim(child.id(), &options);
+    // The server closes its stdout once it listens; until then containerd must not connect.
+    let mut ready = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut ready);
+    }
+    Ok(address)
 }
 
 #[async_trait]
@@ -94,50 +160,16 @@ impl Shim for Service {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, ShimError> {
-        let spec = std::fs::read("config.json").unwrap_or_default();
-        let group = grouping(&opts.id, &spec);
-        let address = socket_address(&opts.address, &opts.namespace, &group);
-        let path = address.trim_start_matches("unix://");
-        if Path::new(path).exists() && std::os::unix::net::UnixStream::connect(path).is_ok() {
-            // A shim already serves this group.
-            std::fs::write("address", &address)
-                .map_err(|e| other(format!("write address: {e}")))?;
-            return Ok(address);
+        match start(opts) {
+            Ok(address) => Ok(address),
+            // containerd shows what the start action prints; the crate would print the
+            // error's Debug form (`Other("...")`).
+            Err(ShimError::Other(msg)) => {
+                eprintln!("{}: {msg}", logger::RUNTIME);
+                std::process::exit(1);
+            }
+            Err(e) => Err(e),
         }
-        let mut options = Vec::new();
-        let _ = std::io::stdin().read_to_end(&mut options);
-        let exe =
-            std::env::current_exe().map_err(|e| other(format!("cannot find own binary: {e}")))?;
-        let mut cmd = Command::new(exe);
-        cmd.args([
-            "-namespace",
-            &opts.namespace,
-            "-id",
-            &opts.id,
-            "-address",
-            &opts.address,
-            "-socket",
-            &address,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        // Signals meant for containerd's process group must not reach the shim.
-        .process_group(0);
-        if opts.debug {
-            cmd.arg("-debug");
-        }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| other(format!("cannot start the shim: {e}")))?;
-        place_shim(child.id(), &options);
-        // The server closes its stdout once it listens; until then containerd must not connect.
-        let mut ready = Vec::new();
-        if let Some(mut out) = child.stdout.take() {
-            let _ = out.read_to_end(&mut ready);
-        }
-        std::fs::write("address", &address).map_err(|e| other(format!("write address: {e}")))?;
-        Ok(address)
     }
 
     async fn delete_shim(&mut self) -> Result<DeleteResponse, ShimError> {

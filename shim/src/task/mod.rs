@@ -82,6 +82,8 @@ struct Shared {
     membership: Mutex<Membership>,
     publisher: RemotePublisher,
     exit: Arc<ExitSignal>,
+    /// Whether containerd ever sent a Create: from then on it stops this shim itself.
+    created: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -100,18 +102,50 @@ impl Drop for Creating<'_> {
     }
 }
 
+/// How often a shim that no Create reached looks whether its bundle is still there.
+const ORPHAN_CHECK: Duration = Duration::from_secs(1);
+
 impl TaskService {
     pub fn new(namespace: &str, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> TaskService {
-        TaskService {
-            shared: Arc::new(Shared {
-                namespace: namespace.to_string(),
-                containers: Mutex::new(HashMap::new()),
-                membership: Mutex::new(Membership::default()),
-                publisher,
-                exit,
-            }),
-        }
+        let shared = Arc::new(Shared {
+            namespace: namespace.to_string(),
+            containers: Mutex::new(HashMap::new()),
+            membership: Mutex::new(Membership::default()),
+            publisher,
+            exit,
+            created: std::sync::atomic::AtomicBool::new(false),
+        });
+        exit_if_orphaned(Arc::downgrade(&shared));
+        TaskService { shared }
     }
+}
+
+/// containerd may give up on a shim after its start action succeeded (it cannot write
+/// `shim-binary-path` into a full bundle, say) and remove the bundle without ever
+/// connecting, or stopping the shim. A shim that no Create reached and whose bundle (its
+/// working directory) is gone exits, as runc-v2's does, instead of staying forever.
+fn exit_if_orphaned(shared: std::sync::Weak<Shared>) {
+    let Ok(bundle) = std::env::current_dir() else {
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(ORPHAN_CHECK).await;
+            let Some(s) = shared.upgrade() else { return };
+            if s.created.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            if !bundle.exists() {
+                log::warn!(
+                    "bundle {} is gone and no container was created: containerd gave up on \
+                     this shim, which exits",
+                    bundle.display()
+                );
+                s.exit.signal();
+                return;
+            }
+        }
+    });
 }
 
 impl Shared {
@@ -224,6 +258,8 @@ impl Shared {
         self: &Arc<Self>,
         req: api::CreateTaskRequest,
     ) -> Result<api::CreateTaskResponse> {
+        self.created
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let id = req.id.clone();
         // An empty bundle would resolve against the shim's working directory: the bundle of
         // the container whose start launched this shim, which must never be re-prepared.
