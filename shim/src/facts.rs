@@ -25,6 +25,8 @@ use crossarch_route::{
     qemu::{self, NotFound, Qemu},
 };
 
+use crate::{config::Config, plan::NodeView, view::ContainerView};
+
 /// The facts that cannot change while the shim runs.
 #[derive(Debug)]
 pub struct Node {
@@ -117,6 +119,36 @@ impl Node {
             .filter_map(|a| self.qemu(dirs, a).ok())
             .map(|q| (q.arch, q.path))
             .collect()
+    }
+}
+
+impl Node {
+    /// What the node means for container `view`: `foreign` when its process needs qemu, so
+    /// that only then are the registrations of a private binfmt_misc looked up.
+    pub fn for_container(&self, config: &Config, view: &ContainerView, foreign: bool) -> NodeView {
+        let init = crate::init::locate(&config.init);
+        NodeView {
+            userns_unsupported: if foreign {
+                self.userns_unsupported()
+            } else {
+                None
+            },
+            registrations: if foreign {
+                self.registrations(
+                    &config.emulation.qemu_dirs,
+                    config.emulation.allowed.as_deref(),
+                )
+            } else {
+                Vec::new()
+            },
+            init: crate::init::check(&view.id, &init).map(|()| init),
+            joins_host_network: foreign
+                && view
+                    .namespaces
+                    .network
+                    .joined()
+                    .is_some_and(|path| crate::ns::same_namespace(path, "/proc/self/ns/net")),
+        }
     }
 }
 

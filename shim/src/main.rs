@@ -10,6 +10,7 @@ mod facts;
 mod init;
 mod logger;
 mod ns;
+mod plan;
 mod prepare;
 mod private_binfmt;
 mod reaper;
@@ -20,6 +21,7 @@ mod spec;
 mod staging;
 mod sys;
 mod task;
+mod view;
 
 use containerd_shim::Config;
 

@@ -1,14 +1,75 @@
-//! Edits crossarch makes to a container's OCI spec before runc sees it.
+//! The one place that edits a container's OCI spec: [`apply`] carries out a [`Plan`].
 //!
-//! The spec is edited as JSON so that fields this crate's OCI types do not model survive; each
-//! edit deserializes only the part it changes.
+//! The spec is read once ([`Document::load`]) and written once ([`Document::store`]). It is
+//! edited as JSON so that fields this crate's OCI types do not model survive; each edit
+//! deserializes only the part it changes.
 
 use std::path::Path;
 
 use oci_spec::runtime::Process;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::{
+    error::{Error, Result},
+    plan::Plan,
+};
+
+/// Carries out `plan` on container `id`'s spec.
+pub fn apply(doc: &mut Document, id: &str, plan: &Plan) -> Result<()> {
+    let value = &mut doc.value;
+    let process = value.get_mut("process").ok_or_else(|| {
+        Error::InvalidArgument(format!("container {id}: the OCI spec has no process"))
+    })?;
+    set_process(&format!("container {id}"), process, &plan.process)?;
+    if plan.unprivilege {
+        unprivilege(value);
+    }
+    if plan.add_user_namespace {
+        ensure_user_namespace(value);
+    }
+    if let Some(mounts) = value["mounts"].as_array_mut() {
+        let is = |m: &Value, kind: &str, list: &[String]| {
+            m["type"] == kind && list.iter().any(|d| m["destination"] == d.as_str())
+        };
+        mounts.retain(|m| !is(m, "mqueue", &plan.mqueue_drops));
+        for m in mounts
+            .iter_mut()
+            .filter(|m| is(m, "sysfs", &plan.sysfs_binds))
+        {
+            m["type"] = "bind".into();
+            m["source"] = plan.sysfs_source.to_string_lossy().into_owned().into();
+            m["options"] = serde_json::json!(["bind", "ro", "nosuid", "nodev", "noexec"]);
+        }
+    }
+    if plan.open_low_ports {
+        if !value["linux"]["sysctl"].is_object() {
+            value["linux"]["sysctl"] = serde_json::json!({});
+        }
+        value["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "0".into();
+    }
+    for b in &plan.binds {
+        add_bind_mount(value, &b.source, &b.destination);
+    }
+    Ok(())
+}
+
+/// Writes `process` over the process given as JSON, keeping the fields the typed model does
+/// not know.
+pub fn set_process(what: &str, slot: &mut Value, process: &Process) -> Result<()> {
+    let new = serde_json::to_value(process).map_err(|e| Error::Internal(format!("{what}: {e}")))?;
+    if let (Value::Object(old), Value::Object(new)) = (&mut *slot, new) {
+        for (k, v) in new {
+            old.insert(k, v);
+        }
+    }
+    Ok(())
+}
+
+/// The process given as JSON, typed.
+pub fn read_process(what: &str, slot: &Value) -> Result<Process> {
+    serde_json::from_value(slot.clone())
+        .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))
+}
 
 /// config.json as JSON, with what was read so it is rewritten only when changed.
 pub struct Document {
@@ -31,10 +92,14 @@ impl Document {
                 path.display()
             ))
         })?;
-        Ok(Document {
+        Ok(Document::from_value(value))
+    }
+
+    pub fn from_value(value: Value) -> Document {
+        Document {
             original: value.clone(),
             value,
-        })
+        }
     }
 
     /// The typed spec, for the decisions that read it.
@@ -60,22 +125,12 @@ impl Document {
             ))
         })
     }
-
-    /// Runs `f` on the spec's process, writing the result back.
-    pub fn with_process<R>(
-        &mut self,
-        id: &str,
-        f: impl FnOnce(&mut Process) -> Result<R>,
-    ) -> Result<R> {
-        let slot = self.value.get_mut("process").ok_or_else(|| {
-            Error::InvalidArgument(format!("container {id}: the OCI spec has no process"))
-        })?;
-        edit_process(id, slot, f)
-    }
 }
 
+pub const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
+
 /// Adds a read-only bind mount of a host file.
-pub fn add_bind_mount(value: &mut Value, source: &Path, destination: &str) {
+fn add_bind_mount(value: &mut Value, source: &Path, destination: &str) {
     let mount = serde_json::json!({
         "destination": destination,
         "type": "bind",
@@ -104,7 +159,7 @@ fn namespaces(value: &mut Value) -> &mut Vec<Value> {
 }
 
 /// Whether the container has a user namespace (its own or joined).
-pub fn has_user_namespace(value: &Value) -> bool {
+fn has_user_namespace(value: &Value) -> bool {
     value["linux"]["namespaces"]
         .as_array()
         .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"))
@@ -112,7 +167,7 @@ pub fn has_user_namespace(value: &Value) -> bool {
 
 /// Gives the container a user namespace unless it has one (an existing mapping, as Kubernetes
 /// `hostUsers: false` sets, is kept). Returns whether one was added.
-pub fn ensure_user_namespace(value: &mut Value) -> bool {
+fn ensure_user_namespace(value: &mut Value) -> bool {
     if has_user_namespace(value) {
         return false;
     }
@@ -122,135 +177,6 @@ pub fn ensure_user_namespace(value: &mut Value) -> bool {
             value["linux"][key] = identity_mapping();
         }
     }
-    true
-}
-
-/// The path of the namespace of `kind` the spec joins, if any.
-pub fn joined_namespace<'a>(value: &'a Value, kind: &str) -> Option<&'a str> {
-    value["linux"]["namespaces"]
-        .as_array()?
-        .iter()
-        .find(|n| n["type"] == kind)?
-        .get("path")?
-        .as_str()
-        .filter(|p| !p.is_empty())
-}
-
-/// Whether the spec joins an existing namespace of `kind` (a pod's sandbox, usually).
-pub fn joins_namespace(value: &Value, kind: &str) -> bool {
-    value["linux"]["namespaces"].as_array().is_some_and(|ns| {
-        ns.iter()
-            .any(|n| n["type"] == kind && n.get("path").is_some_and(|p| p != ""))
-    })
-}
-
-/// Whether the container's namespace of `kind` is not its own: joined by path (a pod's), or
-/// absent from the spec, which means the host's (`hostNetwork`, `hostIPC`, `hostPID`).
-pub fn shares_namespace(value: &Value, kind: &str) -> bool {
-    let own = value["linux"]["namespaces"].as_array().is_some_and(|ns| {
-        ns.iter()
-            .any(|n| n["type"] == kind && n.get("path").is_none_or(|p| p == ""))
-    });
-    !own
-}
-
-/// What became of the pseudo filesystems a container could not mount fresh.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct PseudoFilesystems {
-    /// Destinations of the sysfs mounts turned into a read-only bind of the host's `/sys`.
-    pub bound: Vec<String>,
-    /// Destinations of the mqueue mounts left out.
-    pub dropped: Vec<String>,
-}
-
-/// A container with a user namespace of its own cannot mount a fresh sysfs (mqueue) in a
-/// network (IPC) namespace that another user namespace owns: a pod's that CRI created, or
-/// the host's. Another mount namespace's instance cannot be bound either, so:
-/// - sysfs becomes a bind of `sysfs_source`: a fresh read-only sysfs of that network
-///   namespace that the shim mounts on the host side (see `staging`), which is what runc
-///   mounts for a native container there: none of the host's submounts (debugfs, tracefs,
-///   bpf, securityfs, the cgroup tree, ...);
-/// - mqueue is left out: binding the host's would show the host's queues, and `mq_open(3)`
-///   works without it, in the container's IPC namespace.
-pub fn bind_pod_pseudo_filesystems(value: &mut Value, sysfs_source: &Path) -> PseudoFilesystems {
-    let shares_net = shares_namespace(value, "network");
-    let shares_ipc = shares_namespace(value, "ipc");
-    let mut done = PseudoFilesystems::default();
-    let Some(mounts) = value["mounts"].as_array_mut() else {
-        return done;
-    };
-    mounts.retain_mut(|m| {
-        let dest = m["destination"].as_str().unwrap_or_default().to_string();
-        match m["type"].as_str() {
-            Some("sysfs") if shares_net => {
-                m["type"] = "bind".into();
-                m["source"] = sysfs_source.to_string_lossy().into_owned().into();
-                m["options"] = serde_json::json!(["bind", "ro", "nosuid", "nodev", "noexec"]);
-                done.bound.push(dest);
-                true
-            }
-            Some("mqueue") if shares_ipc => {
-                done.dropped.push(dest);
-                false
-            }
-            _ => true,
-        }
-    });
-    done
-}
-
-/// Why a container must not be given a user namespace of its own (it has none, and joins
-/// no pod's): its `/proc` is a fresh mount of its PID namespace, which needs privilege in the
-/// user namespace that owns that namespace. A PID namespace it shares (a pod's with
-/// `shareProcessNamespace`, or the host's with `hostPID`) belongs to another one.
-pub fn new_user_namespace_blocked(value: &Value) -> Option<String> {
-    let has_user = value["linux"]["namespaces"]
-        .as_array()
-        .is_some_and(|ns| ns.iter().any(|n| n["type"] == "user"));
-    if has_user || !shares_namespace(value, "pid") {
-        return None;
-    }
-    let which = match joined_namespace(value, "pid") {
-        Some(path) => {
-            format!("it joins the PID namespace {path} (a pod that shares its process namespace)")
-        }
-        None => "it runs in the host's PID namespace (hostPID)".to_string(),
-    };
-    Some(format!(
-        "{which}, which another user namespace owns; from a user namespace of its own it could \
-         not mount that namespace's /proc"
-    ))
-}
-
-/// Whether the spec joins a network, IPC or UTS namespace by path. Given a user namespace
-/// of its own, the container cannot be entered there by a runc that joins the user
-/// namespace first (the host's namespaces, absent from the spec, are not joined at exec).
-pub fn joins_another_users_namespaces(value: &Value) -> bool {
-    ["network", "ipc", "uts"]
-        .iter()
-        .any(|kind| joins_namespace(value, kind))
-}
-
-pub const UNPRIVILEGED_PORT_START: &str = "net.ipv4.ip_unprivileged_port_start";
-
-/// Sets `net.ipv4.ip_unprivileged_port_start=0` for a container that joins an existing
-/// network namespace other than the host's (`host_netns`), unless the spec sets it. The
-/// value holds for the whole namespace: every container of the pod, as long as the pod
-/// lives. Docker sets it for every container, and containerd 2.x's CRI for every pod.
-/// Returns whether it was set.
-pub fn open_low_ports(value: &mut Value, host_netns: bool) -> bool {
-    if host_netns
-        || !joins_namespace(value, "network")
-        || value["linux"]["sysctl"]
-            .get(UNPRIVILEGED_PORT_START)
-            .is_some()
-    {
-        return false;
-    }
-    if !value["linux"]["sysctl"].is_object() {
-        value["linux"]["sysctl"] = serde_json::json!({});
-    }
-    value["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "0".into();
     true
 }
 
@@ -278,7 +204,7 @@ const READONLY_PATHS: &[&str] = &[
 /// Takes back what "privileged" grants besides capabilities: the host's device nodes and
 /// access to every device, an unmasked /proc, and writable sysfs and cgroupfs. runc adds the
 /// usual harmless devices (/dev/null, ...) itself.
-pub fn unprivilege(value: &mut Value) {
+fn unprivilege(value: &mut Value) {
     let linux = &mut value["linux"];
     if let Some(obj) = linux.as_object_mut() {
         obj.remove("devices");
@@ -302,31 +228,6 @@ pub fn unprivilege(value: &mut Value) {
     }
 }
 
-/// A spec annotation.
-pub fn annotation<'a>(value: &'a Value, key: &str) -> Option<&'a str> {
-    value.get("annotations")?.get(key)?.as_str()
-}
-
-/// Runs `f` on a process given as JSON, writing the result back in place.
-pub fn edit_process<R>(
-    what: &str,
-    slot: &mut Value,
-    f: impl FnOnce(&mut Process) -> Result<R>,
-) -> Result<R> {
-    let mut process: Process = serde_json::from_value(slot.clone())
-        .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
-    let r = f(&mut process)?;
-    let new =
-        serde_json::to_value(&process).map_err(|e| Error::Internal(format!("{what}: {e}")))?;
-    if let (Value::Object(old), Value::Object(new)) = (&mut *slot, new) {
-        // Keep fields the typed model does not know.
-        for (k, v) in new {
-            old.insert(k, v);
-        }
-    }
-    Ok(r)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,11 +237,9 @@ mod tests {
         let mut slot = serde_json::json!({
             "args": ["sh"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "futureField": 7
         });
-        edit_process("container a", &mut slot, |p| {
-            p.set_args(Some(vec!["/init".into(), "sh".into()]));
-            Ok(())
-        })
-        .unwrap();
+        let mut p = read_process("container a", &slot).unwrap();
+        p.set_args(Some(vec!["/init".into(), "sh".into()]));
+        set_process("container a", &mut slot, &p).unwrap();
         assert_eq!(slot["futureField"], 7);
         assert_eq!(slot["args"], serde_json::json!(["/init", "sh"]));
     }
@@ -381,103 +280,6 @@ mod tests {
     }
 
     #[test]
-    fn pods_pseudo_filesystems_are_bound_or_left_out() {
-        let mut v = serde_json::json!({
-            "linux": {"namespaces": [
-                {"type": "network", "path": "/proc/9/ns/net"},
-                {"type": "ipc"},
-                {"type": "pid"}
-            ]},
-            "mounts": [
-                {"destination": "/proc", "type": "proc", "source": "proc"},
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["ro"]},
-                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
-            ]
-        });
-        assert!(joins_namespace(&v, "network") && shares_namespace(&v, "network"));
-        assert!(!shares_namespace(&v, "ipc"));
-        let staged = Path::new("/run/b/crossarch-host/sys");
-        let done = bind_pod_pseudo_filesystems(&mut v, staged);
-        assert_eq!(done.bound, ["/sys"]);
-        assert!(done.dropped.is_empty());
-        assert_eq!(v["mounts"][1]["type"], "bind");
-        assert_eq!(v["mounts"][1]["source"], "/run/b/crossarch-host/sys");
-        let options = v["mounts"][1]["options"].as_array().unwrap();
-        assert!(
-            !options.contains(&"rbind".into()) && options.contains(&"ro".into()),
-            "{options:?}"
-        );
-        assert_eq!(v["mounts"][0]["type"], "proc");
-        assert_eq!(
-            v["mounts"][2]["type"], "mqueue",
-            "the IPC namespace is its own"
-        );
-
-        v["linux"]["namespaces"][1]["path"] = "/proc/9/ns/ipc".into();
-        let done = bind_pod_pseudo_filesystems(&mut v, staged);
-        assert_eq!(done.dropped, ["/dev/mqueue"]);
-        assert_eq!(v["mounts"].as_array().unwrap().len(), 2);
-
-        // hostNetwork and hostIPC: no entry at all.
-        let mut host = serde_json::json!({
-            "linux": {"namespaces": [{"type": "pid"}]},
-            "mounts": [
-                {"destination": "/sys", "type": "sysfs", "source": "sysfs"},
-                {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue"}
-            ]
-        });
-        let done = bind_pod_pseudo_filesystems(&mut host, staged);
-        assert_eq!((done.bound.len(), done.dropped.len()), (1, 1));
-    }
-
-    #[test]
-    fn a_joined_pid_namespace_blocks_a_new_user_namespace() {
-        let mut v = serde_json::json!({"linux": {"namespaces": [
-            {"type": "network", "path": "/proc/9/ns/net"},
-            {"type": "pid"}
-        ]}});
-        assert_eq!(new_user_namespace_blocked(&v), None);
-        assert!(joins_another_users_namespaces(&v));
-        v["linux"]["namespaces"][1]["path"] = "/proc/9/ns/pid".into();
-        let why = new_user_namespace_blocked(&v).unwrap();
-        assert!(
-            why.contains("/proc/9/ns/pid") && why.contains("/proc"),
-            "{why}"
-        );
-        v["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(serde_json::json!({"type": "user"}));
-        assert_eq!(
-            new_user_namespace_blocked(&v),
-            None,
-            "it has its own already"
-        );
-        let own =
-            serde_json::json!({"linux": {"namespaces": [{"type": "network"}, {"type": "uts"}]}});
-        assert!(!joins_another_users_namespaces(&own));
-    }
-
-    #[test]
-    fn low_ports_open_in_a_joined_network_namespace_unless_set() {
-        let mut v = serde_json::json!({"linux": {"namespaces": [{"type": "network"}]}});
-        assert!(!open_low_ports(&mut v, false), "its own network namespace");
-        let mut host = serde_json::json!({"linux": {"namespaces": []}});
-        assert!(
-            !open_low_ports(&mut host, false),
-            "hostNetwork: never the host's"
-        );
-        v["linux"]["namespaces"][0]["path"] = "/proc/1/ns/net".into();
-        assert!(!open_low_ports(&mut v, true), "the host's, joined by path");
-        v["linux"]["namespaces"][0]["path"] = "/proc/9/ns/net".into();
-        assert!(open_low_ports(&mut v, false));
-        assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "0");
-        v["linux"]["sysctl"][UNPRIVILEGED_PORT_START] = "80".into();
-        assert!(!open_low_ports(&mut v, false), "the spec's value wins");
-        assert_eq!(v["linux"]["sysctl"][UNPRIVILEGED_PORT_START], "80");
-    }
-
-    #[test]
     fn unprivilege_takes_back_devices_and_masks() {
         let mut v = serde_json::json!({
             "linux": {
@@ -510,8 +312,8 @@ mod tests {
 
     #[test]
     fn bad_process_is_invalid_argument() {
-        let mut slot = serde_json::json!({"args": 5});
-        let e = edit_process("exec e1 of container a", &mut slot, |_| Ok(())).unwrap_err();
+        let slot = serde_json::json!({"args": 5});
+        let e = read_process("exec e1 of container a", &slot).unwrap_err();
         assert!(matches!(e, Error::InvalidArgument(_)));
         assert!(e
             .to_string()

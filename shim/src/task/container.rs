@@ -11,7 +11,6 @@ use std::{
 use containerd_shim::{
     asynchronous::util::mount_rootfs, mount::umount_recursive, protos::api::Mount,
 };
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -45,7 +44,7 @@ pub struct Container {
     /// Whether the container asked to be privileged; the policy decides what that grants.
     pub privileged: bool,
     /// What the container's private binfmt_misc runs (empty without one).
-    pub registered: crate::prepare::Registered,
+    pub registered: crate::plan::Registered,
     /// The architecture whose qemu is mounted in the container (wrap mode).
     pub wrapped: Option<crossarch_route::arch::Arch>,
     /// The init's pidfd, from just after `runc create`.
@@ -62,17 +61,6 @@ pub struct Container {
     /// Held by Start until its event is out, and by exits before theirs: containerd requires
     /// /tasks/start (and /tasks/exec-started) before the same process's /tasks/exit.
     pub lifecycle: tokio::sync::Mutex<()>,
-}
-
-pub fn has_own_pid_namespace(spec: &Spec) -> bool {
-    spec.linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .map(|ns| {
-            ns.iter()
-                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
-        })
-        .unwrap_or(false)
 }
 
 /// Mounts the rootfs containerd prepared. On failure nothing stays mounted.
@@ -359,28 +347,5 @@ impl Container {
         let p = Arc::new(Process::new(exec_id, stdio, spec));
         execs.insert(exec_id.to_string(), p.clone());
         Ok(p)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec_with(namespaces: &str) -> Spec {
-        let json = format!(
-            r#"{{"ociVersion":"1.0.2","root":{{"path":"rootfs"}},"linux":{{"namespaces":{namespaces}}}}}"#
-        );
-        serde_json::from_str(&json).unwrap()
-    }
-
-    #[test]
-    fn pid_namespace_decides_kill_all() {
-        assert!(has_own_pid_namespace(&spec_with(
-            r#"[{"type":"pid"},{"type":"mount"}]"#
-        )));
-        assert!(!has_own_pid_namespace(&spec_with(
-            r#"[{"type":"pid","path":"/proc/1/ns/pid"}]"#
-        )));
-        assert!(!has_own_pid_namespace(&spec_with(r#"[{"type":"mount"}]"#)));
     }
 }

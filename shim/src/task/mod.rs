@@ -280,23 +280,12 @@ impl Shared {
         })?;
         let bundle = PathBuf::from(&req.bundle);
         let mut doc = crate::spec::Document::load(&id, &bundle)?;
-        // oci-spec rejects capability names it does not know; the policy drops them instead.
-        crate::caps::drop_unknown_names(&mut doc.value["process"], &id, "")
-            .lines
-            .iter()
-            .for_each(|l| log::warn!("{l}"));
-        let spec = doc.spec(&id)?;
-        let privileged = crate::caps::is_privileged(&spec);
-        let own_pid_namespace = container::has_own_pid_namespace(&spec);
-        let rootfs = match spec.root().as_ref().map(|r| r.path().clone()) {
-            Some(p) if p.is_absolute() => p,
-            Some(p) => bundle.join(p),
-            None => bundle.join("rootfs"),
-        };
-        if req.rootfs.is_empty() && !rootfs.is_dir() {
+        let view = crate::view::ContainerView::read(&id, &bundle, &mut doc)?;
+        let (privileged, own_pid_namespace) = (view.privileged, view.own_pid_namespace());
+        if req.rootfs.is_empty() && !view.rootfs.is_dir() {
             return Err(Error::NotFound(format!(
                 "container {id}: rootfs {} does not exist and no rootfs mounts were given",
-                rootfs.display()
+                view.rootfs.display()
             )));
         }
         let cfg = &resolved.config.runc;
@@ -309,19 +298,9 @@ impl Shared {
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
         let started = std::time::Instant::now();
         let prepared = {
-            let (id, bundle, config) = (id.clone(), bundle.clone(), resolved.config.clone());
+            let config = resolved.config.clone();
             inspect_off_runtime(&format!("container {id}"), move || {
-                let input = crate::prepare::CreateInput {
-                    id: &id,
-                    bundle: &bundle,
-                    rootfs: &rootfs,
-                    config: &config,
-                    privileged,
-                    own_pid_namespace,
-                };
-                let prepared = crate::prepare::for_create(&input, &mut doc)?;
-                doc.store(&id, &bundle)?;
-                Ok(prepared)
+                crate::prepare::create(&config, &view, &mut doc)
             })
             .await
         }
@@ -340,11 +319,8 @@ impl Shared {
                 .await
                 .is_some_and(|v| crate::runc::joins_user_namespace_first(&v))
         {
-            log::warn!(
-                "container {id}: exec will fail: {}",
-                crate::prepare::EXEC_HINT
-            );
-            exec_hint = Some(crate::prepare::EXEC_HINT.to_string());
+            log::warn!("container {id}: exec will fail: {}", crate::plan::EXEC_HINT);
+            exec_hint = Some(crate::plan::EXEC_HINT.to_string());
         }
         let prepared = match prepared {
             Ok(r) => r,
@@ -585,29 +561,24 @@ impl Shared {
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        let mut slot: serde_json::Value = serde_json::from_slice(&raw)
+        let slot: serde_json::Value = serde_json::from_slice(&raw)
             .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
-        crate::caps::drop_unknown_names(&mut slot, &c.id, &req.exec_id)
-            .lines
-            .iter()
-            .for_each(|l| log::warn!("{l}"));
         let root = c.live_root(&req.exec_id)?;
         let spec = {
             let (id, exec_id, config) = (c.id.clone(), req.exec_id.clone(), c.config.clone());
             let (privileged, terminal) = (c.privileged, req.terminal);
             let (registered, wrapped) = (c.registered.clone(), c.wrapped);
             inspect_off_runtime(&what, move || {
-                let input = crate::prepare::ExecInput {
+                let ctx = crate::plan::ExecContext {
                     id: &id,
                     exec_id: &exec_id,
-                    root: &root,
                     config: &config,
                     privileged,
                     terminal,
                     registered: &registered,
                     wrapped,
                 };
-                crate::prepare::for_exec(&input, slot)
+                crate::prepare::exec(&ctx, &root, slot)
             })
             .await?
         };

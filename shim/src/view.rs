@@ -1,0 +1,216 @@
+//! The container as crossarch's decisions see it, read once from its config.json: its
+//! namespaces, process, privilege, annotations, rootfs and mounts. Pure: it reads a
+//! [`Document`] that the caller loaded.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use oci_spec::runtime::Process;
+use serde_json::Value;
+
+use crate::{
+    caps,
+    error::{Error, Result},
+    spec::Document,
+};
+
+/// Where one of the container's namespaces comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ns {
+    /// runc makes a new one (listed without a path, or with an empty one, as runc reads it).
+    Own,
+    /// An existing one, joined by path (a pod's, usually).
+    Joined(String),
+    /// Not listed: the one runc itself is in, the host's (`hostNetwork`, `hostPID`, ...).
+    Host,
+}
+
+impl Ns {
+    /// Not its own: joined, or the host's.
+    pub fn shared(&self) -> bool {
+        *self != Ns::Own
+    }
+
+    pub fn joined(&self) -> Option<&str> {
+        match self {
+            Ns::Joined(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// The namespaces crossarch's decisions look at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Namespaces {
+    pub pid: Ns,
+    pub network: Ns,
+    pub ipc: Ns,
+    pub uts: Ns,
+    pub user: Ns,
+}
+
+impl Namespaces {
+    /// From the spec's `linux.namespaces`.
+    pub fn from_spec(value: &Value) -> Namespaces {
+        let list = value["linux"]["namespaces"].as_array();
+        let of = |kind: &str| {
+            let Some(n) = list.and_then(|ns| ns.iter().find(|n| n["type"] == kind)) else {
+                return Ns::Host;
+            };
+            match n.get("path").and_then(Value::as_str) {
+                Some(p) if !p.is_empty() => Ns::Joined(p.to_string()),
+                _ => Ns::Own,
+            }
+        };
+        Namespaces {
+            pid: of("pid"),
+            network: of("network"),
+            ipc: of("ipc"),
+            uts: of("uts"),
+            user: of("user"),
+        }
+    }
+
+    /// Whether it has a user namespace, its own or joined.
+    pub fn has_user(&self) -> bool {
+        self.user != Ns::Host
+    }
+
+    /// Whether it joins a network, IPC or UTS namespace by path. Given a user namespace of
+    /// its own, a runc that joins the user namespace first cannot enter it there at exec (the
+    /// host's namespaces, absent from the spec, are not joined).
+    pub fn joins_other_than_user(&self) -> bool {
+        [&self.network, &self.ipc, &self.uts]
+            .iter()
+            .any(|n| n.joined().is_some())
+    }
+}
+
+/// One of the spec's mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountView {
+    pub destination: String,
+    pub kind: String,
+}
+
+/// What crossarch's decisions read of a container.
+#[derive(Debug, Clone)]
+pub struct ContainerView {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// The root filesystem on the host.
+    pub rootfs: PathBuf,
+    pub namespaces: Namespaces,
+    /// Whether it asks to be privileged ([`caps::is_privileged`]).
+    pub privileged: bool,
+    /// Its process, with capability names crossarch does not know already dropped.
+    pub process: Process,
+    pub annotations: HashMap<String, String>,
+    pub mounts: Vec<MountView>,
+    /// The spec sets `net.ipv4.ip_unprivileged_port_start` itself.
+    pub sets_port_start: bool,
+}
+
+impl ContainerView {
+    /// Reads the view of container `id` from its spec; capability names the process lists
+    /// that crossarch does not know are dropped from `doc` first, each with a warning.
+    pub fn read(id: &str, bundle: &Path, doc: &mut Document) -> Result<ContainerView> {
+        caps::drop_unknown_names(&mut doc.value["process"], id, "")
+            .lines
+            .iter()
+            .for_each(|l| log::warn!("{l}"));
+        let spec = doc.spec(id)?;
+        let process = spec.process().clone().ok_or_else(|| {
+            Error::InvalidArgument(format!("container {id}: the OCI spec has no process"))
+        })?;
+        let rootfs = match spec.root().as_ref().map(|r| r.path().clone()) {
+            Some(p) if p.is_absolute() => p,
+            Some(p) => bundle.join(p),
+            None => bundle.join("rootfs"),
+        };
+        let value = &doc.value;
+        let mounts = value["mounts"]
+            .as_array()
+            .map(|ms| {
+                ms.iter()
+                    .filter_map(|m| {
+                        Some(MountView {
+                            destination: m["destination"].as_str()?.to_owned(),
+                            kind: m["type"].as_str().unwrap_or_default().to_owned(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ContainerView {
+            id: id.to_owned(),
+            bundle: bundle.to_owned(),
+            rootfs,
+            namespaces: Namespaces::from_spec(value),
+            privileged: caps::is_privileged(&spec),
+            process,
+            annotations: spec.annotations().clone().unwrap_or_default(),
+            mounts,
+            sets_port_start: value["linux"]["sysctl"]
+                .get(crate::spec::UNPRIVILEGED_PORT_START)
+                .is_some(),
+        })
+    }
+
+    /// A PID namespace of its own: its init is PID 1 there.
+    pub fn own_pid_namespace(&self) -> bool {
+        self.namespaces.pid == Ns::Own
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str)
+    }
+
+    /// The destinations of the mounts: a binary under one is only there once runc has
+    /// mounted it.
+    pub fn mount_destinations(&self) -> Vec<String> {
+        self.mounts.iter().map(|m| m.destination.clone()).collect()
+    }
+
+    /// The process's args, env and cwd, for resolving what it runs.
+    pub fn command(&self) -> (Vec<String>, Vec<String>, String) {
+        let p = &self.process;
+        (
+            p.args().clone().unwrap_or_default(),
+            p.env().clone().unwrap_or_default(),
+            p.cwd().to_string_lossy().into_owned(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_path_is_a_namespace_of_its_own_as_runc_reads_it() {
+        let ns = Namespaces::from_spec(&json!({"linux": {"namespaces": [
+            {"type": "pid", "path": ""},
+            {"type": "network", "path": "/var/run/netns/pod"},
+            {"type": "ipc"},
+        ]}}));
+        assert_eq!(ns.pid, Ns::Own);
+        assert_eq!(ns.network, Ns::Joined("/var/run/netns/pod".into()));
+        assert_eq!(ns.ipc, Ns::Own);
+        assert_eq!(ns.uts, Ns::Host);
+        assert_eq!(ns.user, Ns::Host);
+        assert!(!ns.has_user());
+        assert!(ns.joins_other_than_user());
+        assert!(ns.network.shared() && ns.uts.shared() && !ns.pid.shared());
+    }
+
+    #[test]
+    fn no_namespaces_at_all_are_the_hosts() {
+        let ns = Namespaces::from_spec(&json!({}));
+        assert_eq!(ns.pid, Ns::Host);
+        assert!(!ns.joins_other_than_user());
+    }
+}
