@@ -83,22 +83,37 @@ impl Node {
 
     /// qemu for `arch` in `dirs`, from the table of the last probe unless a directory changed.
     pub fn qemu(&self, dirs: &[PathBuf], arch: Arch) -> Result<Qemu, NotFound> {
-        let host = self.host.map(|h| h.arch).unwrap_or(arch);
+        self.qemus(dirs, std::iter::once(arch)).remove(0)
+    }
+
+    /// [`Node::qemu`] for each of `arches`, the directories looked at once.
+    fn qemus(
+        &self,
+        dirs: &[PathBuf],
+        arches: impl Iterator<Item = Arch>,
+    ) -> Vec<Result<Qemu, NotFound>> {
         let stamp = stamp(dirs);
         let mut tables = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-        let table = tables.get_or_insert_with(HashMap::new);
-        let table = table.entry(dirs.to_vec()).or_default();
+        let table = tables
+            .get_or_insert_with(HashMap::new)
+            .entry(dirs.to_vec())
+            .or_default();
         if table.stamp != stamp {
             *table = QemuTable {
                 stamp,
                 found: HashMap::new(),
             };
         }
-        table
-            .found
-            .entry(arch)
-            .or_insert_with(|| qemu::discover(dirs, arch, host))
-            .clone()
+        arches
+            .map(|arch| {
+                let host = self.host.map(|h| h.arch).unwrap_or(arch);
+                table
+                    .found
+                    .entry(arch)
+                    .or_insert_with(|| qemu::discover(dirs, arch, host))
+                    .clone()
+            })
+            .collect()
     }
 
     /// qemu for every foreign architecture `allowed` (all when `None`) that the node provides
@@ -112,11 +127,13 @@ impl Node {
         if self.host.is_none() {
             return Vec::new();
         }
-        Arch::all()
+        let wanted = Arch::all()
             .filter(|a| allowed.is_none_or(|allowed| allowed.contains(a)))
             .filter(|a| !self.runs_natively(*a))
-            .filter(|a| crate::binfmt::magic_and_mask(*a).is_some())
-            .filter_map(|a| self.qemu(dirs, a).ok())
+            .filter(|a| crate::binfmt::magic_and_mask(*a).is_some());
+        self.qemus(dirs, wanted)
+            .into_iter()
+            .filter_map(Result::ok)
             .map(|q| (q.arch, q.path))
             .collect()
     }
@@ -124,8 +141,13 @@ impl Node {
 
 impl Node {
     /// What the node means for container `view`: `foreign` when its process needs qemu, so
-    /// that only then are the registrations of a private binfmt_misc looked up.
-    pub fn for_container(&self, config: &Config, view: &ContainerView, foreign: bool) -> NodeView {
+    /// that only then is the node asked about user namespaces and host networks.
+    pub fn for_container<'a>(
+        &'a self,
+        config: &'a Config,
+        view: &ContainerView,
+        foreign: bool,
+    ) -> NodeView<'a> {
         let init = crate::init::locate(&config.init);
         NodeView {
             userns_unsupported: if foreign {
@@ -133,14 +155,12 @@ impl Node {
             } else {
                 None
             },
-            registrations: if foreign {
+            registrations: Box::new(move || {
                 self.registrations(
                     &config.emulation.qemu_dirs,
                     config.emulation.allowed.as_deref(),
                 )
-            } else {
-                Vec::new()
-            },
+            }),
             init: crate::init::check(&view.id, &init).map(|()| init),
             joins_host_network: foreign
                 && view

@@ -44,12 +44,12 @@ pub const EXEC_HINT: &str = "it has a user namespace of its own for its private 
 pub type Registered = Vec<(Arch, PathBuf)>;
 
 /// What the node means for one container, found out before planning.
-#[derive(Debug, Clone)]
-pub struct NodeView {
+pub struct NodeView<'a> {
     /// Why this node cannot give containers a private binfmt_misc, `None` when it can.
     pub userns_unsupported: Option<String>,
-    /// What a private binfmt_misc would register; only asked for a foreign container.
-    pub registrations: Registered,
+    /// What a private binfmt_misc would register. Asked only in userns mode: a shim serves
+    /// one container, mostly, so a probe of the qemu table is paid by that Create alone.
+    pub registrations: Box<dyn Fn() -> Registered + 'a>,
     /// The init on the host, or why runc could not start it (`init::check`).
     pub init: std::result::Result<PathBuf, String>,
     /// The network namespace the container joins by path is the shim's, the host's.
@@ -234,7 +234,7 @@ pub fn new_user_namespace_blocked(ns: &Namespaces) -> Option<String> {
 
 /// The plan of container `view`'s Create.
 pub fn create(
-    node: &NodeView,
+    node: &NodeView<'_>,
     config: &Config,
     view: &ContainerView,
     inspection: Inspection,
@@ -350,10 +350,10 @@ pub fn create(
 /// mount bound or left out, and may bind ports below 1024 in a pod's network namespace, which
 /// its root could not otherwise (CAP_NET_BIND_SERVICE counts in the user namespace that owns
 /// the network namespace).
-fn userns(plan: &mut Plan, node: &NodeView, view: &ContainerView) {
+fn userns(plan: &mut Plan, node: &NodeView<'_>, view: &ContainerView) {
     let id = view.id.as_str();
     let ns = &view.namespaces;
-    plan.registered = node.registrations.clone();
+    plan.registered = (node.registrations)();
     plan.add_user_namespace = !ns.has_user();
     if plan.add_user_namespace {
         // A fresh sysfs (mqueue) cannot be mounted from the new user namespace in a network

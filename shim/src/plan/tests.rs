@@ -66,10 +66,10 @@ fn view_of(value: Value) -> (ContainerView, Document) {
 }
 
 /// A node that can do everything.
-fn node() -> NodeView {
+fn node() -> NodeView<'static> {
     NodeView {
         userns_unsupported: None,
-        registrations: vec![(Arch::Aarch64, QEMU.into())],
+        registrations: Box::new(|| vec![(Arch::Aarch64, QEMU.into())]),
         init: Ok(INIT.into()),
         joins_host_network: false,
     }
@@ -109,7 +109,7 @@ fn foreign() -> Inspection {
     })
 }
 
-fn run(node: &NodeView, config: &Config, value: Value, what: Inspection) -> Result<Plan> {
+fn run(node: &NodeView<'_>, config: &Config, value: Value, what: Inspection) -> Result<Plan> {
     let (view, _) = view_of(value);
     create(node, config, &view, what)
 }
