@@ -36,6 +36,9 @@
 //! # Ok(()) }
 //! ```
 
+// Its system calls go through std and nix; only tests call libc directly.
+#![cfg_attr(not(test), forbid(unsafe_code))]
+
 pub mod arch;
 pub mod elf;
 pub mod plan;

@@ -9,11 +9,10 @@
 use crate::{elf, shebang};
 use serde::Serialize;
 use std::collections::HashSet;
-use std::ffi::{CString, OsStr};
 use std::fmt;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -703,14 +702,7 @@ fn is_regular(fd: &OwnedFd) -> bool {
 }
 
 fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
-    let mut st = std::mem::MaybeUninit::<libc::stat>::uninit();
-    // SAFETY: fd is open for the duration of the call and `st` is a valid out-pointer.
-    let r = unsafe { libc::fstat(fd.as_raw_fd(), st.as_mut_ptr()) };
-    if r != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fstat succeeded, so it filled `st`.
-    Ok(unsafe { st.assume_init() })
+    nix::sys::stat::fstat(fd).map_err(io::Error::from)
 }
 
 fn miss_from(e: &io::Error) -> MissKind {
@@ -722,14 +714,6 @@ fn miss_from(e: &io::Error) -> MissKind {
     }
 }
 
-/// `struct open_how` from linux/openat2.h; libc's is non-exhaustive, so it cannot be built.
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
 /// openat2 with `RESOLVE_IN_ROOT`: `/` and `..` stop at `root`, absolute symlinks are
 /// resolved against it, and magic links (`/proc/self/root`, ...) are refused.
 fn open_in_root(
@@ -737,36 +721,26 @@ fn open_in_root(
     path: &Path,
     flags: libc::c_int,
 ) -> Result<Result<OwnedFd, MissKind>, Error> {
-    let Ok(c_path) = CString::new(OsStr::as_bytes(path.as_os_str())) else {
-        return Ok(Err(MissKind::NotFound));
+    use nix::{
+        errno::Errno,
+        fcntl::{openat2, OFlag, OpenHow, ResolveFlag},
     };
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Ok(Err(MissKind::NotFound));
+    }
     // openat2 rejects any flag O_PATH ignores, O_NOCTTY included.
-    let how = OpenHow {
-        flags: (flags | libc::O_CLOEXEC) as u64,
-        mode: 0,
-        resolve: libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    let how = || {
+        OpenHow::new()
+            .flags(OFlag::from_bits_retain(flags) | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
     };
     // EAGAIN means a rename or mount raced with the lookup; the kernel asks us to retry.
     for _ in 0..16 {
-        // SAFETY: every pointer is valid for the call and the size matches the struct.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c_path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if fd >= 0 {
-            // SAFETY: the kernel just returned this descriptor to us and nothing else owns it.
-            return Ok(Ok(unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) }));
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => continue,
-            Some(libc::ENOSYS) | Some(libc::E2BIG) => return Err(Error::NoOpenat2(err)),
-            _ => return Ok(Err(miss_from(&err))),
+        match openat2(root, path, how()) {
+            Ok(fd) => return Ok(Ok(fd)),
+            Err(Errno::EAGAIN | Errno::EINTR) => continue,
+            Err(e @ (Errno::ENOSYS | Errno::E2BIG)) => return Err(Error::NoOpenat2(e.into())),
+            Err(e) => return Ok(Err(miss_from(&e.into()))),
         }
     }
     Ok(Err(MissKind::Os(libc::EAGAIN)))
@@ -775,6 +749,8 @@ fn open_in_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::{CString, OsStr};
+    use std::os::fd::FromRawFd;
 
     fn env(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
