@@ -2,6 +2,7 @@
 
 mod cgroup;
 mod container;
+mod events;
 mod io;
 mod oom;
 mod process;
@@ -28,7 +29,7 @@ use containerd_shim::{
         ttrpc::{self, r#async::TtrpcContext},
         types::task::ProcessInfo,
     },
-    Context, Task,
+    Task,
 };
 
 use container::Container;
@@ -80,7 +81,7 @@ struct Shared {
     /// must not end the shim under it (the container it makes is not in `containers` yet),
     /// and a second Create of the same id must not run beside it.
     membership: Mutex<Membership>,
-    publisher: RemotePublisher,
+    events: events::Events,
     exit: Arc<ExitSignal>,
     /// Whether containerd ever sent a Create: from then on it stops this shim itself.
     created: std::sync::atomic::AtomicBool,
@@ -111,7 +112,9 @@ impl TaskService {
             namespace: namespace.to_string(),
             containers: Mutex::new(HashMap::new()),
             membership: Mutex::new(Membership::default()),
-            publisher,
+            // The crate's publisher may reorder and drop events (see `events`); it is left
+            // idle.
+            events: events::Events::start(&publisher.address, namespace),
             exit,
             created: std::sync::atomic::AtomicBool::new(false),
         });
@@ -188,14 +191,9 @@ impl Shared {
             .ok_or_else(|| Error::NotFound(format!("container {id}: not found in this shim")))
     }
 
+    /// Queues an event for containerd; it never waits (see `events`).
     async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        if let Err(e) = self
-            .publisher
-            .publish(Context::default(), topic, &self.namespace, event)
-            .await
-        {
-            log::warn!("cannot publish {topic}: {e}");
-        }
+        self.events.send(topic, event);
     }
 
     /// Watches `p`'s pid and records its exit, then tells containerd.
