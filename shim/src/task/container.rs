@@ -113,6 +113,88 @@ fn read_pid(id: &str, path: &Path) -> Result<i32> {
         })
 }
 
+/// Undoes a Create that did not finish, in the reverse order of what it made: runc's
+/// container (its init, cgroup and state), the staged host mounts, the rootfs mount. Each is
+/// armed as Create makes it; [`Rollback::disarm`] keeps them once the container is served.
+pub struct Rollback {
+    id: String,
+    bundle: PathBuf,
+    runc: Option<Runc>,
+    staged: bool,
+    rootfs: bool,
+}
+
+impl Rollback {
+    pub fn new(id: &str, bundle: &Path) -> Rollback {
+        Rollback {
+            id: id.to_string(),
+            bundle: bundle.to_path_buf(),
+            runc: None,
+            staged: false,
+            rootfs: false,
+        }
+    }
+
+    /// The rootfs was mounted under the bundle.
+    pub fn mounted_rootfs(&mut self) {
+        self.rootfs = true;
+    }
+
+    /// Host mounts may have been staged under the bundle.
+    pub fn staged(&mut self) {
+        self.staged = true;
+    }
+
+    /// `runc create` may have made the container.
+    pub fn created(&mut self, runc: &Runc) {
+        self.runc = Some(runc.clone());
+    }
+
+    /// The Create succeeded: nothing is undone.
+    pub fn disarm(mut self) {
+        self.runc = None;
+        self.staged = false;
+        self.rootfs = false;
+    }
+
+    /// Undoes what is armed.
+    pub async fn run(mut self) {
+        if let Some(runc) = self.runc.take() {
+            let _ = runc
+                .run(
+                    &crate::error::subject(&self.id, ""),
+                    args(["delete", "--force", &self.id]),
+                    Default::default(),
+                    None,
+                )
+                .await;
+        }
+        self.undo_mounts();
+    }
+
+    fn undo_mounts(&mut self) {
+        if std::mem::take(&mut self.staged) {
+            crate::staging::remove(&self.bundle);
+        }
+        if std::mem::take(&mut self.rootfs) {
+            unmount_rootfs(&self.bundle);
+        }
+    }
+}
+
+impl Drop for Rollback {
+    /// A Create whose future was dropped half way (containerd went away) leaves no mounts.
+    fn drop(&mut self) {
+        if self.runc.is_some() || self.staged || self.rootfs {
+            log::warn!(
+                "container {}: its Create was abandoned; undoing what it made",
+                self.id
+            );
+            self.undo_mounts();
+        }
+    }
+}
+
 impl Container {
     pub fn what(&self, exec_id: &str) -> String {
         crate::error::subject(&self.id, exec_id)

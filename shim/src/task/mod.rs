@@ -273,6 +273,56 @@ impl Shared {
                 "container {id}: already exists"
             )));
         }
+        let mut undo = container::Rollback::new(&id, std::path::Path::new(&req.bundle));
+        let (c, pid) = match self.build(&req, &mut undo).await {
+            Ok(built) => {
+                undo.disarm();
+                built
+            }
+            Err(e) => {
+                undo.run().await;
+                return Err(e);
+            }
+        };
+        self.containers
+            .lock()
+            .unwrap()
+            .insert(id.clone(), c.clone());
+        self.watch_exit(c.clone(), c.init.clone());
+        *c.oom.lock().unwrap() = oom::watch(self.clone(), id.clone(), pid);
+        log::info!("container {id}: created, init pid {pid}");
+        self.publish(
+            "/tasks/create",
+            Box::new(TaskCreate {
+                container_id: id,
+                bundle: req.bundle,
+                rootfs: req.rootfs,
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin,
+                    stdout: req.stdout,
+                    stderr: req.stderr,
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                checkpoint: req.checkpoint,
+                pid: pid as u32,
+                ..Default::default()
+            }),
+        )
+        .await;
+        Ok(api::CreateTaskResponse {
+            pid: pid as u32,
+            ..Default::default()
+        })
+    }
+
+    /// Everything Create makes, each step armed in `undo` as it is made.
+    async fn build(
+        self: &Arc<Self>,
+        req: &api::CreateTaskRequest,
+        undo: &mut container::Rollback,
+    ) -> Result<(Arc<Container>, i32)> {
+        let id = req.id.clone();
         let resolved = config::resolve(req.options.as_ref(), || {
             Config::load(&Config::default_file())
         })?;
@@ -294,6 +344,9 @@ impl Shared {
             log: bundle.join("log.json"),
         };
         let rootfs_mounted = container::mount_rootfs_all(&id, &bundle, &req.rootfs).await?;
+        if rootfs_mounted {
+            undo.mounted_rootfs();
+        }
         let started = std::time::Instant::now();
         let prepared = {
             let config = resolved.config.clone();
@@ -303,6 +356,7 @@ impl Shared {
             .await
         }
         .and_then(|p| {
+            undo.staged();
             crate::staging::stage(&id, &bundle, &p.staged).map_err(Error::Internal)?;
             Ok(p)
         });
@@ -320,15 +374,7 @@ impl Shared {
             log::warn!("container {id}: exec will fail: {}", crate::plan::EXEC_HINT);
             exec_hint = Some(crate::plan::EXEC_HINT.to_string());
         }
-        let prepared = match prepared {
-            Ok(r) => r,
-            Err(e) => {
-                if rootfs_mounted {
-                    container::unmount_rootfs(&bundle);
-                }
-                return Err(e);
-            }
-        };
+        let prepared = prepared?;
         let record = BundleRecord {
             runc_binary: runc.binary.clone(),
             runc_root: runc.root.clone(),
@@ -370,77 +416,27 @@ impl Shared {
             lifecycle: tokio::sync::Mutex::new(()),
         });
         let opts = resolved.runc_options.unwrap_or_default();
-        let created = async {
-            let pid = c.create(opts.no_pivot_root, opts.no_new_keyring).await?;
-            // The init waits for Start, so its pid cannot be reused before this: from here on
-            // the pidfd tells whether /proc/<pid> is still the container's.
-            let pidfd = crate::sys::pidfd_open(pid).map_err(|e| {
-                Error::Internal(format!(
-                    "container {id}: cannot open a pidfd for its init: {e}"
-                ))
-            })?;
-            if !c.registered.is_empty() {
-                let mnt = crate::private_binfmt::register(
-                    &id,
-                    std::os::fd::AsFd::as_fd(&pidfd),
-                    &c.registered,
-                )
-                .await
-                .map_err(Error::FailedPrecondition)?;
-                *c.binfmt.lock().unwrap() = Some(mnt);
-            }
-            let _ = c.init_pidfd.set(pidfd);
-            Ok::<_, Error>(pid)
-        };
-        let pid = match created.await {
-            Ok(pid) => pid,
-            Err(e) => {
-                let _ = c
-                    .runc
-                    .run(
-                        &c.what(""),
-                        args(["delete", "--force", &id]),
-                        Default::default(),
-                        None,
-                    )
-                    .await;
-                crate::staging::remove(&bundle);
-                if rootfs_mounted {
-                    container::unmount_rootfs(&bundle);
-                }
-                return Err(e);
-            }
-        };
-        self.containers
-            .lock()
-            .unwrap()
-            .insert(id.clone(), c.clone());
-        self.watch_exit(c.clone(), c.init.clone());
-        *c.oom.lock().unwrap() = oom::watch(self.clone(), id.clone(), pid);
-        log::info!("container {id}: created, init pid {pid}");
-        self.publish(
-            "/tasks/create",
-            Box::new(TaskCreate {
-                container_id: id,
-                bundle: req.bundle,
-                rootfs: req.rootfs,
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin,
-                    stdout: req.stdout,
-                    stderr: req.stderr,
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                checkpoint: req.checkpoint,
-                pid: pid as u32,
-                ..Default::default()
-            }),
-        )
-        .await;
-        Ok(api::CreateTaskResponse {
-            pid: pid as u32,
-            ..Default::default()
-        })
+        undo.created(&c.runc);
+        let pid = c.create(opts.no_pivot_root, opts.no_new_keyring).await?;
+        // The init waits for Start, so its pid cannot be reused before this: from here on
+        // the pidfd tells whether /proc/<pid> is still the container's.
+        let pidfd = crate::sys::pidfd_open(pid).map_err(|e| {
+            Error::Internal(format!(
+                "container {id}: cannot open a pidfd for its init: {e}"
+            ))
+        })?;
+        if !c.registered.is_empty() {
+            let mnt = crate::private_binfmt::register(
+                &id,
+                std::os::fd::AsFd::as_fd(&pidfd),
+                &c.registered,
+            )
+            .await
+            .map_err(Error::FailedPrecondition)?;
+            *c.binfmt.lock().unwrap() = Some(mnt);
+        }
+        let _ = c.init_pidfd.set(pidfd);
+        Ok((c, pid))
     }
 
     async fn start(self: &Arc<Self>, req: api::StartRequest) -> Result<api::StartResponse> {
