@@ -801,3 +801,54 @@ fn a_full_state_dir_fails_create_cleanly_and_recovers() {
     cd.ctr(&["task", "delete", "full"]).ok();
     cd.ctr(&["container", "delete", "full"]).ok();
 }
+
+/// An exit while containerd is down for longer than the crate publisher's retries last
+/// (five tries over about 15 s, as runc-v2's): crossarch keeps the event at the head of its
+/// queue and sends it once containerd is back.
+#[test]
+fn an_exit_outlives_a_long_containerd_outage() {
+    use crossarch_integration::crossarch::crossarch_only;
+    if !crossarch_only("event delivery") {
+        return;
+    }
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let mut cd = containerd!();
+    let tmp = cd.rootfs().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    cd.run_detached(
+        "late",
+        &[],
+        &[
+            "sh",
+            "-c",
+            "while [ ! -e /tmp/go ]; do sleep 0.05; done; exit 5",
+        ],
+    );
+    let init = cd.task_pid("late");
+    cd.kill_daemon();
+    std::fs::write(tmp.join("go"), "").unwrap();
+    wait_until("the init to exit", LONG, || !host::process_alive(init));
+    std::thread::sleep(OUTAGE);
+    let log_before = std::fs::metadata(cd.log_path())
+        .map(|m| m.len())
+        .unwrap_or(0) as usize;
+    cd.start_daemon();
+    wait_until("containerd to take the exit", LONG, || {
+        let log = std::fs::read_to_string(cd.log_path()).unwrap_or_default();
+        log.get(log_before..)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("event forwarded") && l.contains("topic=/tasks/exit"))
+    });
+    let log = std::fs::read_to_string(cd.log_path()).unwrap_or_default();
+    let sent = log
+        .lines()
+        .find(|l| l.contains("sent the /tasks/exit event after"))
+        .unwrap_or("(no retry line)");
+    println!("after a {OUTAGE:?} outage: {sent}");
+    assert_eq!(cd.task("late").map(|t| t.1), Some("STOPPED".to_string()));
+    let out = cd.ctr(&["task", "delete", "late"]);
+    out.ok();
+    assert!(out.stderr_text().contains("exit code 5"), "{}", out.show());
+    cd.ctr(&["container", "delete", "late"]).ok();
+}
