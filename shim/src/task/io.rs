@@ -791,7 +791,13 @@ mod tests {
     fn a_stdin_copy_whose_client_left_before_it_opened_ends_on_release() {
         let (_dir, path) = fifo();
         // The client opened its end and closed it before the shim looked: no writer comes.
-        drop(OpenOptions::new().read(true).write(true).open(&path).unwrap());
+        drop(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .unwrap(),
+        );
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
         io.release();
@@ -849,7 +855,9 @@ mod tests {
 
     #[test]
     fn a_missing_stdin_fifo_is_an_error_that_names_it() {
-        let e = open_stdin_fifo("/nonexistent/stdin").unwrap_err().to_string();
+        let e = open_stdin_fifo("/nonexistent/stdin")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/nonexistent/stdin"), "{e}");
     }
 
