@@ -2,10 +2,7 @@
 //! `io.containerd.crossarch.v2`.
 
 mod binfmt;
-mod caps;
-mod config;
 mod doctor;
-mod error;
 mod init;
 mod logger;
 mod ns;
@@ -19,6 +16,9 @@ mod spec;
 mod staging;
 mod sys;
 mod task;
+
+// Shared with the library target, so `crate::config` and friends keep naming them.
+use crossarch_shim::{caps, config, error};
 
 use containerd_shim::Config;
 
