@@ -3,6 +3,9 @@
 //! the seeds (Debian busybox-static for five architectures, qemu, /bin/true) parse to the
 //! architecture and linkage a user would expect.
 
+#[path = "../../fuzz/checks/resolve.rs"]
+mod resolve_check;
+
 use crossarch_route::arch::Arch;
 use crossarch_route::{elf, qemu, shebang};
 use std::path::{Path, PathBuf};
@@ -47,6 +50,58 @@ fn shebang_corpus_never_panics() {
     for (_, data) in corpus("shebang") {
         let _ = shebang::parse(&data);
         let _ = elf::parse(&data);
+    }
+}
+
+/// Each seed builds its tree in a scratch directory and runs the `resolve` fuzz target's
+/// property checks on it.
+#[test]
+fn resolve_corpus_keeps_its_properties() {
+    let files = corpus("resolve");
+    assert!(files.len() >= 8, "the seed corpus is missing");
+    let scratch = resolve_check::Scratch::new();
+    let mut outcomes = std::collections::HashMap::new();
+    for (name, data) in &files {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            resolve_check::check(&scratch, data)
+        }))
+        .unwrap_or_else(|_| panic!("resolve seed {name} breaks a property"));
+        outcomes.insert(name.as_str(), outcome);
+    }
+    // The seeds reach what they are named for.
+    let expected = [
+        ("static-sh", "found /bin/sh via 0 scripts, loader None"),
+        (
+            "dynamic-loader",
+            "found /bin/sh via 0 scripts, loader Some(\"/lib/ld.so\")",
+        ),
+        (
+            "dynamic-far-interp",
+            "found /bin/sh via 0 scripts, loader Some(\"/lib/ld.so\")",
+        ),
+        (
+            "missing-loader",
+            "its dynamic loader /lib64/ld.so does not exist",
+        ),
+        ("script-chain", "found /bin/sh via 2 scripts"),
+        ("script-crlf", "DOS line endings"),
+        ("escape-links", "sh is not in the container's PATH"),
+        (
+            "escape-links-relative-to-host",
+            "is not in the container's PATH",
+        ),
+        ("loops", "symbolic link loop"),
+        ("not-regular-not-exec", "is not executable (mode 0644)"),
+        ("relative-cwd", "found /bin/x via 0 scripts"),
+        ("trailing-slash-link", "is not in the container's PATH"),
+        ("empty-path", "PATH is empty"),
+        ("setuid-object", "is not an executable"),
+    ];
+    for (name, want) in expected {
+        let got = outcomes
+            .get(name)
+            .unwrap_or_else(|| panic!("resolve seed {name} is missing"));
+        assert!(got.contains(want), "{name}: {got}");
     }
 }
 

@@ -2,10 +2,7 @@
 //! `io.containerd.crossarch.v2`.
 
 mod binfmt;
-mod caps;
-mod config;
 mod doctor;
-mod error;
 mod facts;
 mod init;
 mod logger;
@@ -22,6 +19,9 @@ mod staging;
 mod sys;
 mod task;
 mod view;
+
+// Shared with the library target, so `crate::config` and friends keep naming them.
+use crossarch_shim::{caps, config, error};
 
 use containerd_shim::Config;
 
