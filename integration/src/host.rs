@@ -143,3 +143,82 @@ pub fn signal(pid: u32, sig: i32) -> bool {
     // SAFETY: kill has no memory-safety preconditions.
     unsafe { libc::kill(pid as libc::pid_t, sig) == 0 }
 }
+
+/// What a process (a shim, in the leak and concurrency tests) holds, from /proc.
+#[derive(Debug, Clone)]
+pub struct Usage {
+    pub fds: usize,
+    pub pipes: usize,
+    pub threads: usize,
+    pub rss_kb: u64,
+    /// Thread names (`comm`) and how many threads have each.
+    pub names: std::collections::BTreeMap<String, usize>,
+    /// Where each fd points (`readlink /proc/<pid>/fd/N`).
+    pub links: Vec<String>,
+}
+
+impl Usage {
+    pub fn of(pid: u32) -> Usage {
+        let links: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd (is the shim alive?): {e}"))
+            .filter_map(Result::ok)
+            .filter_map(|e| fs::read_link(e.path()).ok())
+            .map(|l| l.display().to_string())
+            .collect();
+        let mut names = std::collections::BTreeMap::new();
+        let mut threads = 0;
+        for t in fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/task: {e}"))
+            .filter_map(Result::ok)
+        {
+            threads += 1;
+            let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            *names.entry(comm.trim().to_string()).or_insert(0) += 1;
+        }
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rss_kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
+        Usage {
+            fds: links.len(),
+            pipes: links.iter().filter(|l| l.starts_with("pipe:")).count(),
+            threads,
+            rss_kb,
+            names,
+            links,
+        }
+    }
+
+    pub fn show(&self) -> String {
+        format!(
+            "{} fds ({} pipes), {} threads, RSS {} kB",
+            self.fds, self.pipes, self.threads, self.rss_kb
+        )
+    }
+
+    /// fds and threads at most `tolerance` above `base`'s.
+    pub fn within(&self, base: &Usage, tolerance: usize) -> bool {
+        self.fds <= base.fds + tolerance && self.threads <= base.threads + tolerance
+    }
+
+    /// Waits until `pid` is back [`Usage::within`] `tolerance` of `base`, at most `settle`,
+    /// and returns its last figures.
+    pub fn settled(pid: u32, base: &Usage, tolerance: usize, settle: std::time::Duration) -> Usage {
+        let deadline = std::time::Instant::now() + settle;
+        loop {
+            let now = Usage::of(pid);
+            if now.within(base, tolerance) || std::time::Instant::now() > deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} fds, {} threads", self.fds, self.threads)
+    }
+}

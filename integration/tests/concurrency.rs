@@ -22,6 +22,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crossarch_integration::crossarch::{image_run_args, import_busybox, ARM64, CROSSARCH};
+use crossarch_integration::host::Usage;
 use crossarch_integration::{
     containerd, host, host_arch, wait_until, Containerd, Events, OutputExt,
 };
@@ -180,50 +181,6 @@ fn delete_checked(cd: &Containerd, id: &str, want: u64) {
     cd.assert_nothing_left(id, &bundle, &cgroup);
 }
 
-/// A process's fds and threads, from /proc.
-#[derive(Debug, Clone, Copy)]
-struct Usage {
-    fds: usize,
-    threads: usize,
-}
-
-impl Usage {
-    fn of(pid: u32) -> Usage {
-        let count = |dir: String| {
-            fs::read_dir(&dir)
-                .unwrap_or_else(|e| panic!("cannot read {dir} (is the shim alive?): {e}"))
-                .count()
-        };
-        Usage {
-            fds: count(format!("/proc/{pid}/fd")),
-            threads: count(format!("/proc/{pid}/task")),
-        }
-    }
-
-    fn within(&self, base: &Usage) -> bool {
-        self.fds <= base.fds + TOLERANCE && self.threads <= base.threads + TOLERANCE
-    }
-
-    /// Waits until the process is back within [`TOLERANCE`] of `base`, at most [`SETTLE`],
-    /// and returns its last figures.
-    fn settled(pid: u32, base: &Usage) -> Usage {
-        let deadline = Instant::now() + SETTLE;
-        loop {
-            let now = Usage::of(pid);
-            if now.within(base) || Instant::now() > deadline {
-                return now;
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} fds, {} threads", self.fds, self.threads)
-    }
-}
-
 const STARTED: usize = 50;
 
 /// 50 containers started ten at a time, each of whose init exits at once with a code of its
@@ -338,7 +295,7 @@ fn a_hundred_concurrent_execs_report_every_exit_once_and_leave_nothing() {
         .enumerate()
         .map(|(i, id)| (id.clone(), code(i)))
         .collect();
-    let busy = Mutex::new(warm);
+    let busy = Mutex::new(warm.clone());
     phase(&format!("{EXECS} execs"), || {
         in_parallel(EXECS, |i| {
             exec(&ids[i], code(i));
@@ -353,7 +310,9 @@ fn a_hundred_concurrent_execs_report_every_exit_once_and_leave_nothing() {
             container == "c" && id != "c"
         })
     });
-    let after = phase("until the shim settled", || Usage::settled(pid, &warm));
+    let after = phase("until the shim settled", || {
+        Usage::settled(pid, &warm, TOLERANCE, SETTLE)
+    });
     let seen = exits(&ev, |container, id| container == "c" && id != "c");
     println!(
         "  shim: {start} at start, {warm} after warm-up, peak {} during, {after} after\n  \
@@ -477,7 +436,7 @@ fn a_pod_groups_members_are_created_and_deleted_concurrently_in_one_shim() {
     phase(&format!("delete the last {half}"), || {
         in_parallel(half, |i| stop_and_delete(half + i))
     });
-    let after = Usage::settled(shim, &before);
+    let after = Usage::settled(shim, &before, TOLERANCE, SETTLE);
     let seen = exits(&ev, |container, id| container == id && container != "pod");
     println!(
         "  shim {shim}: {before} with the pod alone, {busy} with {half} members, {after} after \

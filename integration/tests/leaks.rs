@@ -7,13 +7,12 @@
 //! threads must come back to the warm-up figures within [`TOLERANCE`]. The same tests run
 //! against io.containerd.runc.v2 (`CROSSARCH_TEST_RUNTIME`), the reference.
 
-use std::collections::BTreeMap;
-use std::fs;
 use std::time::{Duration, Instant};
 
 use crossarch_integration::crossarch::{
     crossarch_only, import_busybox, run_image_detached, ARM64, CROSSARCH,
 };
+use crossarch_integration::host::Usage;
 use crossarch_integration::pty::run_in_pty;
 use crossarch_integration::{containerd, Containerd, OutputExt};
 
@@ -35,76 +34,10 @@ const SETTLE: Duration = Duration::from_secs(20);
 
 const GROUP: &str = "io.containerd.runc.v2.group";
 
-/// What a process holds, from /proc.
-#[derive(Debug, Clone)]
-struct Usage {
-    fds: usize,
-    pipes: usize,
-    threads: usize,
-    rss_kb: u64,
-    /// Thread names (`comm`) and how many threads have each.
-    names: BTreeMap<String, usize>,
-    /// Where each fd points (`readlink /proc/<pid>/fd/N`).
-    links: Vec<String>,
-}
-
-impl Usage {
-    fn of(pid: u32) -> Usage {
-        let links: Vec<String> = fs::read_dir(format!("/proc/{pid}/fd"))
-            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/fd (is the shim alive?): {e}"))
-            .filter_map(Result::ok)
-            .filter_map(|e| fs::read_link(e.path()).ok())
-            .map(|l| l.display().to_string())
-            .collect();
-        let mut names = BTreeMap::new();
-        let mut threads = 0;
-        for t in fs::read_dir(format!("/proc/{pid}/task"))
-            .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/task: {e}"))
-            .filter_map(Result::ok)
-        {
-            threads += 1;
-            let comm = fs::read_to_string(t.path().join("comm")).unwrap_or_default();
-            *names.entry(comm.trim().to_string()).or_insert(0) += 1;
-        }
-        let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let rss_kb = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
-        Usage {
-            fds: links.len(),
-            pipes: links.iter().filter(|l| l.starts_with("pipe:")).count(),
-            threads,
-            rss_kb,
-            names,
-            links,
-        }
-    }
-
-    fn show(&self) -> String {
-        format!(
-            "{} fds ({} pipes), {} threads, RSS {} kB",
-            self.fds, self.pipes, self.threads, self.rss_kb
-        )
-    }
-
-    fn within(&self, base: &Usage) -> bool {
-        self.fds <= base.fds + TOLERANCE && self.threads <= base.threads + TOLERANCE
-    }
-}
-
 /// Waits until the shim's usage is back within [`TOLERANCE`] of `base` (or [`SETTLE`] has
 /// passed) and returns the last figures.
 fn settled(pid: u32, base: &Usage) -> Usage {
-    let deadline = Instant::now() + SETTLE;
-    loop {
-        let now = Usage::of(pid);
-        if now.within(base) || Instant::now() > deadline {
-            return now;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    Usage::settled(pid, base, TOLERANCE, SETTLE)
 }
 
 /// The shim serving `shim_id` (a container id or a group's).
@@ -215,7 +148,7 @@ fn assert_execs_leave_nothing(cd: &Containerd, id: &str, label: &str) {
         after.rss_kb as i64 - base.rss_kb as i64,
     );
     assert!(
-        after.within(&base),
+        after.within(&base, TOLERANCE),
         "{label}: the shim kept what {EXECS} deleted execs held (more than +{TOLERANCE}): \
          {} after warm-up, {} after; threads now {:?}, before {:?}",
         base.show(),
@@ -305,7 +238,7 @@ fn remove_and_compare(cd: &Containerd, pid: u32, base: &Usage, label: &str) -> V
             after.names, base.names
         ));
     }
-    if !after.within(base) {
+    if !after.within(base, TOLERANCE) {
         problems.push(format!(
             "the deleted container's IO is still held (more than +{TOLERANCE}): {} before it, \
              {} after its delete",
