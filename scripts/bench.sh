@@ -103,13 +103,6 @@ derive() {
   done
 }
 
-short_name() {
-  case "$1" in
-    io.containerd.runc.v2) echo runc-v2 ;;
-    io.containerd.crossarch.v2) echo crossarch ;;
-    *) echo "$1" ;;
-  esac
-}
 # containerd's rule: io.containerd.<name>.<version> runs containerd-shim-<name>-<version>.
 shim_binary() {
   local r=${1#io.containerd.}

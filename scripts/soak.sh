@@ -54,14 +54,6 @@ done
 [ "$EVERY" -gt 0 ] || die "SOAK_EVERY must be positive"
 [ "${#RUNTIMES[@]}" -ge 1 ] || die "SOAK_RUNTIMES is empty"
 
-short_name() {
-  case "$1" in
-    io.containerd.runc.v2) echo runc-v2 ;;
-    io.containerd.crossarch.v2) echo crossarch ;;
-    *) echo "${1//./-}" ;;
-  esac
-}
-
 # The shim serving the group anchored by container $1: the one whose argv has `-id $1` and our
 # socket (a group's shim is named after the container that started it).
 group_shim() {
