@@ -1,12 +1,12 @@
 //! The property checks of the `resolve` fuzz target, shared with the corpus replay test
-//! (route/tests/corpus.rs) so CI runs the very same checks on stable Rust.
+//! (shim/tests/resolve_corpus.rs) so CI runs the very same checks on stable Rust.
 //!
 //! The input describes a small container root: directories, ELF binaries (some with a
 //! PT_INTERP loader), `#!` scripts, symlinks (absolute, relative, `..`-laden, dangling,
 //! looping, aimed at the host's files), FIFOs and other files; then an args[0], a `PATH` and a
 //! cwd. The tree is built under a scratch directory on tmpfs, beside an `outside` directory
-//! that holds ELF binaries of its own, and the route crate resolves args[0] in the root with
-//! `search_plan` and `in_root`, as the shim does at Create.
+//! that holds ELF binaries of its own, and args[0] is resolved in the root with the route
+//! crate's `search_plan` and the shim's `inspect::in_root`, as the shim does at Create.
 //!
 //! Properties, beyond not panicking and terminating:
 //!
@@ -21,6 +21,7 @@
 
 use crossarch_route::elf;
 use crossarch_route::resolve::{self, Error, MissKind};
+use crossarch_shim::inspect;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
@@ -532,8 +533,8 @@ pub fn check(scratch: &Scratch, data: &[u8]) -> String {
     }
     let made = build(&scratch.root, &entries);
     let root = &scratch.root;
-    let opened = resolve::Root::open(root).unwrap();
-    let result = resolve::in_root(&opened, &plan, &cwd);
+    let opened = inspect::Root::open(root).unwrap();
+    let result = inspect::in_root(&opened, &plan, &cwd);
     let outcome = match &result {
         Ok(r) => format!(
             "found {} via {} scripts, loader {:?}",

@@ -4,7 +4,6 @@
 use crate::elf::{Class, Elf, Endian, Machine, MipsAbi};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::path::Path;
 
 /// A Linux user-space ABI that one qemu-user target runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -256,7 +255,7 @@ impl From<Arch> for String {
 }
 
 /// What the host kernel can run beyond its own architecture. The caller supplies these,
-/// normally from [`HostFacts::detect`], possibly overridden by the node's config.
+/// normally probed by the shim, possibly overridden by the node's config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HostFacts {
     /// The 64-bit kernel runs its 32-bit companion ABI natively: i386 on x86_64
@@ -271,55 +270,13 @@ pub struct Host {
     pub facts: HostFacts,
 }
 
-impl Host {
-    /// The running host, or `None` on an architecture crossarch does not know.
-    pub fn detect() -> Option<Host> {
-        let arch = Arch::host()?;
-        Some(Host {
-            arch,
-            facts: HostFacts::detect(arch),
-        })
-    }
-}
-
 /// Whether the host kernel executes binaries of `binary` without an emulator.
 pub fn runs_natively(host: Arch, binary: Arch, facts: &HostFacts) -> bool {
     binary == host || (facts.compat32 && host.compat32().contains(&binary))
 }
 
-impl HostFacts {
-    /// Probes the running kernel. Errs on the side of "not native": wrongly routing a binary
-    /// through qemu only costs speed, wrongly running it natively fails with ENOEXEC.
-    ///
-    /// - x86_64: `/proc/sys/abi/vsyscall32` exists only when the kernel was built with
-    ///   `CONFIG_IA32_EMULATION`; since 6.7 it can still be switched off with
-    ///   `ia32_emulation=0` on the command line, or off by default
-    ///   (`CONFIG_IA32_EMULATION_DEFAULT_DISABLED`, read from `/boot/config-<release>` when
-    ///   that file exists; `/proc/config.gz` is not decompressed).
-    /// - aarch64: `/sys/devices/system/cpu/aarch32_el0` lists the CPUs with AArch32 EL0; when
-    ///   it is absent we cannot tell (many arm64 server CPUs have none), so arm goes to qemu.
-    /// - Other hosts: no compat32.
-    pub fn detect(host: Arch) -> HostFacts {
-        let read = |p: &str| std::fs::read_to_string(p).ok();
-        let compat32 = match host {
-            Arch::X86_64 => {
-                let release = read("/proc/sys/kernel/osrelease").unwrap_or_default();
-                let config = read(&format!("/boot/config-{}", release.trim()));
-                ia32_enabled(
-                    Path::new("/proc/sys/abi/vsyscall32").exists(),
-                    &read("/proc/cmdline").unwrap_or_default(),
-                    config.as_deref(),
-                )
-            }
-            Arch::Aarch64 => read("/sys/devices/system/cpu/aarch32_el0")
-                .is_some_and(|cpus| !cpus.trim().is_empty()),
-            _ => false,
-        };
-        HostFacts { compat32 }
-    }
-}
-
-/// Whether an x86_64 kernel runs i386 binaries, from what [`HostFacts::detect`] reads.
+/// Whether an x86_64 kernel runs i386 binaries, from what the shim reads of it: whether
+/// `/proc/sys/abi/vsyscall32` exists, `/proc/cmdline`, and `/boot/config-<release>`.
 pub fn ia32_enabled(vsyscall32_present: bool, cmdline: &str, kernel_config: Option<&str>) -> bool {
     if !vsyscall32_present {
         return false;
@@ -353,7 +310,8 @@ fn kernel_bool(s: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::{self, tests::Craft};
+    use crate::craft::Craft;
+    use crate::elf;
 
     fn arch_of(c: Craft) -> Result<Arch, UnsupportedBinary> {
         Arch::from_elf(&elf::parse(&c.bytes()).unwrap())

@@ -1,45 +1,25 @@
-//! Decides how a container process runs: natively, or through qemu-user-static.
-//!
-//! The pure modules take bytes and facts and return decisions, so they can be unit-tested
-//! and fuzzed without a container:
+//! Every decision crossarch makes about a container process, and no I/O: how it runs
+//! (natively, or through qemu-user-static), from bytes and facts the shim reads for it. Each
+//! module can be unit-tested and fuzzed without a container, a host or a kernel:
 //!
 //! - [`elf`]: the ELF header and program headers of a binary prefix.
 //! - [`shebang`]: a `#!` line, parsed the way the kernel's binfmt_script does.
 //! - [`arch`]: the architecture table (qemu, OCI/Go and Debian names) and what the host runs.
+//! - [`qemu`]: which of the candidate emulators to use, from what is at each path.
+//! - [`resolve`]: the paths runc tries for args\[0\] ([`resolve::search_plan`]), and the walk
+//!   from there through `#!` interpreters to the ELF and its loader ([`resolve::walk`]),
+//!   over a [`resolve::Lookup`] of the container's root.
 //! - [`plan`]: the routing decision, [`plan::decide`], and its loggable [`plan::Decision`].
 //!
-//! The I/O edges are small and separate:
-//!
-//! - [`resolve::in_root`] finds args\[0\] inside a container root with `openat2(RESOLVE_IN_ROOT)`.
-//! - [`qemu::discover`] finds a usable static qemu on the host.
-//! - [`arch::HostFacts::detect`] probes what the host kernel runs natively.
-//!
-//! A typical call sequence in the shim:
-//!
-//! ```no_run
-//! use crossarch_route::{arch, plan, qemu, resolve};
-//! # fn demo(args: Vec<String>, env: Vec<String>) -> Result<(), Box<dyn std::error::Error>> {
-//! let root = resolve::Root::open("/run/bundle/rootfs")?;
-//! let candidates = resolve::search_plan(&args[0], &env, "/")?;
-//! let resolved = resolve::in_root(&root, &candidates, "/")?;
-//! let host = arch::Host::detect().ok_or("unknown host architecture")?;
-//! let policy = plan::Policy::default();
-//! let decision = plan::decide("web", &policy, &host, &resolved, &args, |a| {
-//!     qemu::discover(&policy.qemu_dirs, a, host.arch)
-//! });
-//! eprintln!("{decision}"); // and serde_json::to_string(&decision) for structured logs
-//! match decision.route {
-//!     plan::Route::Native => {}
-//!     plan::Route::Wrap { .. } => { /* binfmt_misc registration, or rewrite args */ }
-//!     plan::Route::Refused { reason } => return Err(reason.into()),
-//! }
-//! # Ok(()) }
-//! ```
+//! The shim holds the edges: it implements [`resolve::Lookup`] with
+//! `openat2(RESOLVE_IN_ROOT)`, reads the host's qemu binaries and `/proc`, and applies the
+//! decision to the container's spec.
 
-// Its system calls go through std and nix; only tests call libc directly.
-#![cfg_attr(not(test), forbid(unsafe_code))]
+#![forbid(unsafe_code)]
 
 pub mod arch;
+#[cfg(any(test, feature = "craft"))]
+pub mod craft;
 pub mod elf;
 pub mod plan;
 pub mod qemu;

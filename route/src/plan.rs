@@ -268,7 +268,8 @@ pub fn decide(
 mod tests {
     use super::*;
     use crate::arch::HostFacts;
-    use crate::elf::{self, tests::Craft, Class, Endian};
+    use crate::craft::Craft;
+    use crate::elf::{self, Class, Endian};
     use crate::resolve::Script;
 
     const AMD64: Host = Host {

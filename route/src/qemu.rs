@@ -2,16 +2,14 @@
 //!
 //! It must be statically linked: in the binfmt_misc mode the kernel starts it in the
 //! container's mount namespace, and in the fallback it is bind-mounted into the container,
-//! where the host's libraries do not exist. [`choose`] decides from inspection results;
-//! [`discover`] does the reading.
+//! where the host's libraries do not exist. [`choose`] decides from what the shim read of
+//! each [`candidates`] path, which [`from_prefix`] classifies.
 
 use crate::arch::Arch;
 use crate::elf;
 use serde::Serialize;
 use std::fmt;
-use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where distributions install qemu-user-static.
 pub const DEFAULT_DIRS: &[&str] = &["/usr/bin", "/usr/local/bin", "/usr/libexec/qemu-binfmt"];
@@ -132,25 +130,6 @@ pub fn choose(
     })
 }
 
-/// Inspects one path on the host (following symlinks, as exec would).
-pub fn inspect(path: &Path) -> Inspection {
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Inspection::Missing,
-        Err(e) => return Inspection::Unusable(format!("cannot be read ({e})")),
-    };
-    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
-        return Inspection::NotExecutableFile;
-    }
-    let mut prefix = Vec::with_capacity(elf::PREFIX_LEN);
-    let read = std::fs::File::open(path)
-        .and_then(|f| f.take(elf::PREFIX_LEN as u64).read_to_end(&mut prefix));
-    if let Err(e) = read {
-        return Inspection::Unusable(format!("cannot be read ({e})"));
-    }
-    from_prefix(&prefix)
-}
-
 /// The inspection of a file from its first bytes.
 pub fn from_prefix(prefix: &[u8]) -> Inspection {
     let elf = match elf::parse(prefix) {
@@ -167,18 +146,6 @@ pub fn from_prefix(prefix: &[u8]) -> Inspection {
         Ok(elf::Interp::At(_)) => Inspection::Dynamic { loader: None },
         Err(e) => Inspection::Unusable(format!("is not usable: {e}")),
     }
-}
-
-/// Finds qemu for `arch` in `dirs` on this host.
-pub fn discover(dirs: &[PathBuf], arch: Arch, host: Arch) -> Result<Qemu, NotFound> {
-    let inspected: Vec<Candidate> = candidates(dirs, arch)
-        .into_iter()
-        .map(|path| Candidate {
-            inspection: inspect(&path),
-            path,
-        })
-        .collect();
-    choose(arch, host, dirs, &inspected)
 }
 
 /// [`DEFAULT_DIRS`] as paths.
@@ -272,34 +239,5 @@ mod tests {
             err.to_string(),
             "no qemu-s390x-static in /usr/bin, /usr/local/bin; install qemu-user-static"
         );
-    }
-
-    #[test]
-    fn inspects_real_host_files() {
-        // This test binary is dynamic on glibc hosts, static on musl; either way it is an ELF.
-        let me = inspect(&std::env::current_exe().unwrap());
-        assert!(
-            matches!(me, Inspection::Dynamic { .. } | Inspection::Static(Ok(_))),
-            "{me:?}"
-        );
-        assert_eq!(inspect(Path::new("/nonexistent/qemu")), Inspection::Missing);
-        assert_eq!(inspect(Path::new("/")), Inspection::NotExecutableFile);
-    }
-
-    #[test]
-    fn installed_qemu_user_static_is_found_when_present() {
-        let host = Arch::host().unwrap();
-        let target = if host == Arch::Aarch64 {
-            Arch::X86_64
-        } else {
-            Arch::Aarch64
-        };
-        let path = Path::new("/usr/bin").join(format!("qemu-{}-static", target.qemu_name()));
-        if !path.exists() {
-            eprintln!("skipping: {} is not installed", path.display());
-            return;
-        }
-        let q = discover(&default_dirs(), target, host).unwrap();
-        assert_eq!(q.path, path);
     }
 }

@@ -1,33 +1,15 @@
 //! Replays the fuzz corpus (fuzz/corpus/<target>/) through the parsers on stable Rust, so CI
-//! exercises every seed and every input the fuzzer kept, and checks the real binaries among
+//! exercises every seed and every input the fuzzer kept (the `resolve` corpus, which needs
+//! the shim's lookup in a real root, replays in shim/tests/resolve_corpus.rs), and checks the real binaries among
 //! the seeds (Debian busybox-static for five architectures, qemu, /bin/true) parse to the
 //! architecture and linkage a user would expect.
 
-#[path = "../../fuzz/checks/resolve.rs"]
-mod resolve_check;
-
 use crossarch_route::arch::Arch;
 use crossarch_route::{elf, qemu, shebang};
-use std::path::{Path, PathBuf};
 
-fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fuzz/corpus")
-        .join(target);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            (name, std::fs::read(&p).unwrap())
-        })
-        .collect()
-}
+#[path = "../../fuzz/checks/corpus.rs"]
+mod corpus;
+use corpus::files as corpus;
 
 #[test]
 fn elf_corpus_never_panics() {
@@ -50,58 +32,6 @@ fn shebang_corpus_never_panics() {
     for (_, data) in corpus("shebang") {
         let _ = shebang::parse(&data);
         let _ = elf::parse(&data);
-    }
-}
-
-/// Each seed builds its tree in a scratch directory and runs the `resolve` fuzz target's
-/// property checks on it.
-#[test]
-fn resolve_corpus_keeps_its_properties() {
-    let files = corpus("resolve");
-    assert!(files.len() >= 8, "the seed corpus is missing");
-    let scratch = resolve_check::Scratch::new();
-    let mut outcomes = std::collections::HashMap::new();
-    for (name, data) in &files {
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            resolve_check::check(&scratch, data)
-        }))
-        .unwrap_or_else(|_| panic!("resolve seed {name} breaks a property"));
-        outcomes.insert(name.as_str(), outcome);
-    }
-    // The seeds reach what they are named for.
-    let expected = [
-        ("static-sh", "found /bin/sh via 0 scripts, loader None"),
-        (
-            "dynamic-loader",
-            "found /bin/sh via 0 scripts, loader Some(\"/lib/ld.so\")",
-        ),
-        (
-            "dynamic-far-interp",
-            "found /bin/sh via 0 scripts, loader Some(\"/lib/ld.so\")",
-        ),
-        (
-            "missing-loader",
-            "its dynamic loader /lib64/ld.so does not exist",
-        ),
-        ("script-chain", "found /bin/sh via 2 scripts"),
-        ("script-crlf", "DOS line endings"),
-        ("escape-links", "sh is not in the container's PATH"),
-        (
-            "escape-links-relative-to-host",
-            "is not in the container's PATH",
-        ),
-        ("loops", "symbolic link loop"),
-        ("not-regular-not-exec", "is not executable (mode 0644)"),
-        ("relative-cwd", "found /bin/x via 0 scripts"),
-        ("trailing-slash-link", "is not in the container's PATH"),
-        ("empty-path", "PATH is empty"),
-        ("setuid-object", "is not an executable"),
-    ];
-    for (name, want) in expected {
-        let got = outcomes
-            .get(name)
-            .unwrap_or_else(|| panic!("resolve seed {name} is missing"));
-        assert!(got.contains(want), "{name}: {got}");
     }
 }
 

@@ -109,7 +109,7 @@ pub fn main(args: &[String]) -> i32 {
             "disabled (init.enabled = false): foreign containers may freeze on SIGTERM",
         );
     } else {
-        match qemu::inspect(&init_path) {
+        match crate::host::inspect(&init_path) {
             qemu::Inspection::Static(_) => {
                 r.line(Level::Ok, "init", init_path.display().to_string())
             }

@@ -22,7 +22,7 @@ use std::{
 
 use crossarch_route::{
     arch::{self, Arch, Host},
-    qemu::{self, NotFound, Qemu},
+    qemu::{NotFound, Qemu},
 };
 
 use crate::{config::Config, plan::NodeView, view::ContainerView};
@@ -52,7 +52,7 @@ impl Node {
             .map(|u| u.release().to_string_lossy().into_owned())
             .unwrap_or_default();
         Node {
-            host: Host::detect(),
+            host: crate::host::detect(),
             no_private_binfmt: private_binfmt_unsupported(
                 &kernel,
                 nix::unistd::geteuid().is_root(),
@@ -110,7 +110,7 @@ impl Node {
                 table
                     .found
                     .entry(arch)
-                    .or_insert_with(|| qemu::discover(dirs, arch, host))
+                    .or_insert_with(|| crate::host::discover_qemu(dirs, arch, host))
                     .clone()
             })
             .collect()
@@ -283,7 +283,9 @@ mod tests {
         elf.extend(64u16.to_le_bytes()); // e_ehsize
         elf.extend(56u16.to_le_bytes()); // e_phentsize
         elf.extend([0u8; 8]); // e_phnum, e_shentsize, e_shnum, e_shstrndx
-        let path = dir.path().join(&qemu::file_names(Arch::Aarch64)[0]);
+        let path = dir
+            .path()
+            .join(&crossarch_route::qemu::file_names(Arch::Aarch64)[0]);
         std::fs::write(&path, &elf).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
         set_mtime(1_000_000);

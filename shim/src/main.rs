@@ -4,6 +4,7 @@
 mod binfmt;
 mod doctor;
 mod facts;
+mod host;
 mod init;
 mod logger;
 mod ns;
@@ -21,7 +22,7 @@ mod task;
 mod view;
 
 // Shared with the library target, so `crate::config` and friends keep naming them.
-use crossarch_shim::{caps, config, error};
+use crossarch_shim::{caps, config, error, inspect};
 
 use containerd_shim::Config;
 

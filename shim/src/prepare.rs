@@ -7,7 +7,7 @@
 //! Both read the container's files, which may hang: the caller runs them off the ttrpc
 //! thread, bounded in time.
 
-use crossarch_route::{plan::Route, resolve};
+use crossarch_route::plan::Route;
 use serde_json::Value;
 
 use crate::{
@@ -62,7 +62,7 @@ pub fn create(config: &Config, view: &ContainerView, doc: &mut Document) -> Resu
 
 /// Plans an exec whose process containerd sent as `slot`, in the running container's
 /// `root`, and returns the process serialized for runc.
-pub fn exec(ctx: &ExecContext, root: &resolve::Root, mut slot: Value) -> Result<Vec<u8>> {
+pub fn exec(ctx: &ExecContext, root: &crate::inspect::Root, mut slot: Value) -> Result<Vec<u8>> {
     let what = error::subject(ctx.id, ctx.exec_id);
     caps::drop_unknown_names(&mut slot, ctx.id, ctx.exec_id)
         .lines

@@ -34,7 +34,7 @@ pub fn decide(
     cwd: &str,
     mounts: &[String],
 ) -> Inspection {
-    match resolve::Root::open(root) {
+    match crate::inspect::Root::open(root) {
         Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts, &[]),
         Err(e) => {
             log::warn!("container {container}: cannot inspect its root: {e}; leaving it to runc");
@@ -50,7 +50,7 @@ pub fn decide(
 pub fn decide_in(
     container: &str,
     cfg: &EmulationConfig,
-    root: &resolve::Root,
+    root: &crate::inspect::Root,
     args: &[String],
     env: &[String],
     cwd: &str,
@@ -66,7 +66,7 @@ pub fn decide_in(
         Err(resolve::Error::NotFound { .. }) => return Inspection::Unknown,
         Err(e) => return Inspection::Invalid(e.to_string()),
     };
-    let resolved = match resolve::in_root(root, &candidates, cwd) {
+    let resolved = match crate::inspect::in_root(root, &candidates, cwd) {
         Ok(r) => r,
         Err(e @ resolve::Error::NotFound { .. }) if !under_any(&candidates, mounts) => {
             return Inspection::Missing(e.to_string());

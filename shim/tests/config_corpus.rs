@@ -3,29 +3,22 @@
 
 #[path = "../../fuzz/checks/config.rs"]
 mod check;
+#[path = "../../fuzz/checks/corpus.rs"]
+mod corpus;
 
 use crossarch_shim::config::{Config, EmulationMode};
-use std::path::{Path, PathBuf};
 
 #[test]
 fn config_corpus_keeps_its_properties() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/config");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
+    let files = corpus::files("config");
     assert!(files.len() >= 8, "the seed corpus is missing");
-    for f in &files {
-        let data = std::fs::read(f).unwrap();
-        let shown = f.display().to_string();
-        std::panic::catch_unwind(|| check::check(&data))
-            .unwrap_or_else(|_| panic!("{shown} breaks a property"));
+    for (name, data) in &files {
+        std::panic::catch_unwind(|| check::check(data))
+            .unwrap_or_else(|_| panic!("config seed {name} breaks a property"));
     }
     // The file seeds reach what they are named for.
     let text = |name: &str| {
-        let data = std::fs::read(dir.join(name)).unwrap();
+        let (_, data) = files.iter().find(|(n, _)| n == name).unwrap();
         String::from_utf8(data[1..].to_vec()).unwrap()
     };
     let parse = |name: &str| Config::parse(&text(name), name);

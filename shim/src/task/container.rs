@@ -222,11 +222,11 @@ impl Container {
     /// The running container's root, `/proc/<init pid>/root`, for looking at what an exec
     /// will run. It is opened, then the init's pidfd is checked: if the init is still there,
     /// the pid was not reused, and the root is the container's and not some host process's.
-    pub fn live_root(&self, exec_id: &str) -> Result<crossarch_route::resolve::Root> {
+    pub fn live_root(&self, exec_id: &str) -> Result<crate::inspect::Root> {
         let gone = || {
             Error::FailedPrecondition(format!("{}: container is not running", self.what(exec_id)))
         };
-        let root = crossarch_route::resolve::Root::open(format!("/proc/{}/root", self.init.pid()))
+        let root = crate::inspect::Root::open(format!("/proc/{}/root", self.init.pid()))
             .map_err(|_| gone())?;
         if !self.init_alive() {
             return Err(gone());

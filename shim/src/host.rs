@@ -1,0 +1,121 @@
+//! Reads of the host's own files that the decisions depend on: what the kernel runs natively,
+//! and the qemu binaries in the configured directories. What they mean is decided in the
+//! route crate ([`arch::ia32_enabled`], [`qemu::from_prefix`], [`qemu::choose`]); `facts`
+//! decides when to read them again.
+
+use std::{
+    io::Read,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
+
+use crossarch_route::{
+    arch::{self, Arch, Host, HostFacts},
+    elf,
+    qemu::{self, Candidate, Inspection, NotFound, Qemu},
+};
+
+/// The running host, or `None` on an architecture crossarch does not know.
+pub fn detect() -> Option<Host> {
+    let arch = Arch::host()?;
+    Some(Host {
+        arch,
+        facts: facts(arch),
+    })
+}
+
+/// Probes the running kernel. Errs on the side of "not native": wrongly routing a binary
+/// through qemu only costs speed, wrongly running it natively fails with ENOEXEC.
+///
+/// - x86_64: `/proc/sys/abi/vsyscall32` exists only when the kernel was built with
+///   `CONFIG_IA32_EMULATION`; since 6.7 it can still be switched off with `ia32_emulation=0`
+///   on the command line, or off by default (`CONFIG_IA32_EMULATION_DEFAULT_DISABLED`, read
+///   from `/boot/config-<release>` when that file exists; `/proc/config.gz` is not
+///   decompressed).
+/// - aarch64: `/sys/devices/system/cpu/aarch32_el0` lists the CPUs with AArch32 EL0; when it
+///   is absent we cannot tell (many arm64 server CPUs have none), so arm goes to qemu.
+/// - Other hosts: no compat32.
+fn facts(host: Arch) -> HostFacts {
+    let read = |p: &str| std::fs::read_to_string(p).ok();
+    let compat32 = match host {
+        Arch::X86_64 => {
+            let release = read("/proc/sys/kernel/osrelease").unwrap_or_default();
+            let config = read(&format!("/boot/config-{}", release.trim()));
+            arch::ia32_enabled(
+                Path::new("/proc/sys/abi/vsyscall32").exists(),
+                &read("/proc/cmdline").unwrap_or_default(),
+                config.as_deref(),
+            )
+        }
+        Arch::Aarch64 => {
+            read("/sys/devices/system/cpu/aarch32_el0").is_some_and(|cpus| !cpus.trim().is_empty())
+        }
+        _ => false,
+    };
+    HostFacts { compat32 }
+}
+
+/// What is at `path` on the host (following symlinks, as exec would).
+pub fn inspect(path: &Path) -> Inspection {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Inspection::Missing,
+        Err(e) => return Inspection::Unusable(format!("cannot be read ({e})")),
+    };
+    if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+        return Inspection::NotExecutableFile;
+    }
+    let mut prefix = Vec::with_capacity(elf::PREFIX_LEN);
+    let read = std::fs::File::open(path)
+        .and_then(|f| f.take(elf::PREFIX_LEN as u64).read_to_end(&mut prefix));
+    if let Err(e) = read {
+        return Inspection::Unusable(format!("cannot be read ({e})"));
+    }
+    qemu::from_prefix(&prefix)
+}
+
+/// Finds qemu for `arch` in `dirs` on this host.
+pub fn discover_qemu(dirs: &[PathBuf], arch: Arch, host: Arch) -> Result<Qemu, NotFound> {
+    let inspected: Vec<Candidate> = qemu::candidates(dirs, arch)
+        .into_iter()
+        .map(|path| Candidate {
+            inspection: inspect(&path),
+            path,
+        })
+        .collect();
+    qemu::choose(arch, host, dirs, &inspected)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inspects_real_host_files() {
+        // This test binary is dynamic on glibc hosts, static on musl; either way it is an ELF.
+        let me = inspect(&std::env::current_exe().unwrap());
+        assert!(
+            matches!(me, Inspection::Dynamic { .. } | Inspection::Static(Ok(_))),
+            "{me:?}"
+        );
+        assert_eq!(inspect(Path::new("/nonexistent/qemu")), Inspection::Missing);
+        assert_eq!(inspect(Path::new("/")), Inspection::NotExecutableFile);
+    }
+
+    #[test]
+    fn installed_qemu_user_static_is_found_when_present() {
+        let host = Arch::host().unwrap();
+        let target = if host == Arch::Aarch64 {
+            Arch::X86_64
+        } else {
+            Arch::Aarch64
+        };
+        let path = Path::new("/usr/bin").join(format!("qemu-{}-static", target.qemu_name()));
+        if !path.exists() {
+            eprintln!("skipping: {} is not installed", path.display());
+            return;
+        }
+        let q = discover_qemu(&qemu::default_dirs(), target, host).unwrap();
+        assert_eq!(q.path, path);
+    }
+}

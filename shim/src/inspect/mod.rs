@@ -1,0 +1,168 @@
+//! Looks inside a container's root: the I/O half of resolving args\[0\], whose rules are the
+//! route crate's [`resolve::walk`].
+//!
+//! Every path is opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` relative to
+//! the root held open, so that `/`, `..` and absolute symlinks in the image stop at the
+//! container's root and never reach the host's files. A candidate is first opened with
+//! O_PATH and checked, so that a FIFO or a device node in the image is never opened; only a
+//! regular file is reopened for reading, through `/proc/self/fd`, the very inode that was
+//! checked. The image is untrusted, and its files may sit on a hung volume: callers run
+//! [`in_root`] off the ttrpc thread, with a time bound.
+
+use std::{
+    fs::File,
+    io,
+    os::{
+        fd::{AsFd, AsRawFd, OwnedFd},
+        unix::{
+            ffi::OsStrExt,
+            fs::{FileExt, OpenOptionsExt},
+        },
+    },
+    path::{Path, PathBuf},
+};
+
+use crossarch_route::resolve::{self, Error, Lookup, MissKind, Resolved};
+use nix::{
+    errno::Errno,
+    fcntl::{openat2, OFlag, OpenHow, ResolveFlag},
+};
+
+/// The root directory of a container, held open so every lookup is relative to it.
+#[derive(Debug)]
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl Root {
+    /// Opens a root: the bundle's rootfs at Create, `/proc/<init pid>/root` at Exec (which
+    /// also sees the container's volume mounts).
+    pub fn open(path: impl AsRef<Path>) -> Result<Root, Error> {
+        let path = path.as_ref();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|source| Error::Root {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(Root {
+            fd: file.into(),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The host path the root was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// openat2 with `RESOLVE_IN_ROOT`: `/` and `..` stop at the root, absolute symlinks are
+    /// resolved against it, and magic links (`/proc/self/root`, ...) are refused.
+    fn open_in_root(&self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
+        if path.as_os_str().as_bytes().contains(&0) {
+            return Ok(Err(MissKind::NotFound));
+        }
+        // O_PATH: opening a FIFO would block, and opening a device node from an image could
+        // have side effects on the host device it names. openat2 rejects any flag O_PATH
+        // ignores, O_NOCTTY included.
+        let how = || {
+            OpenHow::new()
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+        };
+        // EAGAIN means a rename or mount raced with the lookup; the kernel asks us to retry.
+        for _ in 0..16 {
+            match openat2(self.fd.as_fd(), path, how()) {
+                Ok(fd) => return Ok(Ok(fd)),
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
+                Err(e @ (Errno::ENOSYS | Errno::E2BIG)) => return Err(Error::NoOpenat2(e.into())),
+                Err(e) => return Ok(Err(miss_from(&e.into()))),
+            }
+        }
+        Ok(Err(MissKind::Os(libc::EAGAIN)))
+    }
+}
+
+/// Resolves args\[0\] inside `root`: the first of `candidates` (from
+/// [`resolve::search_plan`]) that is an executable regular file, then its `#!` interpreters,
+/// then its ELF loader.
+pub fn in_root(root: &Root, candidates: &[PathBuf], cwd: &str) -> Result<Resolved, Error> {
+    resolve::walk(&mut &*root, candidates, cwd)
+}
+
+impl Lookup for &Root {
+    type Found = OwnedFd;
+    type File = File;
+
+    fn executable(&mut self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
+        let fd = match self.open_in_root(path)? {
+            Ok(fd) => fd,
+            Err(miss) => return Ok(Err(miss)),
+        };
+        let st = match fstat(&fd) {
+            Ok(st) => st,
+            Err(e) => return Ok(Err(miss_from(&e))),
+        };
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Ok(Err(MissKind::NotRegularFile));
+        }
+        // Go's LookPath, which runc uses, accepts any of the three execute bits.
+        if st.st_mode & 0o111 == 0 {
+            return Ok(Err(MissKind::NotExecutable { mode: st.st_mode }));
+        }
+        Ok(Ok(fd))
+    }
+
+    fn open(&mut self, fd: OwnedFd) -> Result<File, MissKind> {
+        // Reopening through /proc/self/fd reads the very inode that was checked, so the file
+        // cannot be swapped for a device node in between.
+        let path = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        // A write lease another process holds (F_SETLEASE) makes a plain open wait up to
+        // lease-break-time, 45 s by default; with O_NONBLOCK, break_lease() (fs/locks.c)
+        // fails with EWOULDBLOCK at once, still telling the holder to let go. Reads of a
+        // regular file ignore the flag.
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOCTTY | libc::O_NONBLOCK)
+            .open(path)
+        {
+            Ok(file) => Ok(file),
+            Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Err(MissKind::Leased),
+            Err(e) => Err(miss_from(&e)),
+        }
+    }
+
+    fn regular_file(&mut self, path: &Path) -> Result<Result<(), MissKind>, Error> {
+        Ok(self.open_in_root(path)?.and_then(|fd| match fstat(&fd) {
+            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Ok(()),
+            _ => Err(MissKind::NotRegularFile),
+        }))
+    }
+
+    fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    fn len(&mut self, file: &File) -> u64 {
+        file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+fn fstat(fd: &OwnedFd) -> io::Result<libc::stat> {
+    nix::sys::stat::fstat(fd).map_err(io::Error::from)
+}
+
+fn miss_from(e: &io::Error) -> MissKind {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => MissKind::NotFound,
+        Some(libc::ELOOP) => MissKind::SymlinkLoop,
+        Some(errno) => MissKind::Os(errno),
+        None => MissKind::Os(libc::EIO),
+    }
+}
+
+#[cfg(test)]
+mod tests;
