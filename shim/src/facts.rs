@@ -25,7 +25,11 @@ use crossarch_route::{
     qemu::{NotFound, Qemu},
 };
 
-use crate::{config::Config, plan::NodeView, view::ContainerView};
+use crate::{
+    config::{Config, EmulationMode},
+    plan::NodeView,
+    view::ContainerView,
+};
 
 /// The facts that cannot change while the shim runs.
 #[derive(Debug)]
@@ -38,6 +42,33 @@ pub struct Node {
     pub user_namespace: Option<u64>,
     /// The directory of the shim's binary.
     pub shim_dir: Option<PathBuf>,
+}
+
+/// Probes the node on a thread of its own while the shim starts, so that the first Create,
+/// which containerd sends as soon as it has connected, finds the facts ready instead of
+/// probing them itself: the qemu table alone is some 120 stat(2) calls. The qemu
+/// directories are the node's crossarch config's; a Create whose runtime options name others
+/// probes those itself.
+pub fn prefetch() {
+    let probe = || {
+        let node = node();
+        let Ok(config) = Config::load(&Config::default_file()) else {
+            return;
+        };
+        let emulation = &config.emulation;
+        // Only a private binfmt_misc registers every foreign architecture.
+        if matches!(emulation.mode, EmulationMode::Auto | EmulationMode::Userns)
+            && node.userns_unsupported().is_none()
+        {
+            node.registrations(&emulation.qemu_dirs, emulation.allowed.as_deref());
+        }
+    };
+    if let Err(e) = std::thread::Builder::new()
+        .name("facts".into())
+        .spawn(probe)
+    {
+        log::debug!("cannot probe the node ahead of the first Create: {e}");
+    }
 }
 
 /// The node, probed on first use.

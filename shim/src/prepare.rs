@@ -29,6 +29,7 @@ fn emit(log: &[(log::Level, String)]) {
 /// Plans container `view`'s Create, applies the plan to its spec `doc` and stores both.
 pub fn create(config: &Config, view: &ContainerView, doc: &mut Document) -> Result<Plan> {
     let id = view.id.as_str();
+    let started = std::time::Instant::now();
     let (args, env, cwd) = view.command();
     let inspection = route::decide(
         id,
@@ -43,7 +44,9 @@ pub fn create(config: &Config, view: &ContainerView, doc: &mut Document) -> Resu
         matches!(&inspection, Inspection::Decided(d) if matches!(d.route, Route::Wrap { .. }));
     let node = facts::node().for_container(config, view, foreign);
     let plan = plan::create(&node, config, view, inspection)?;
+    let planned = started.elapsed();
     emit(&plan.log);
+    let logged = started.elapsed();
     spec::apply(doc, id, &plan)?;
     doc.store(id, &view.bundle)?;
     if let Some(record) = &plan.record {
@@ -57,6 +60,13 @@ pub fn create(config: &Config, view: &ContainerView, doc: &mut Document) -> Resu
             Err(e) => log::warn!("container {id}: cannot encode its decision record: {e}"),
         }
     }
+    log::debug!(
+        "container {id}: inspected and planned in {} µs (then logged in {} µs, applied and \
+         stored in {} µs)",
+        planned.as_micros(),
+        (logged - planned).as_micros(),
+        (started.elapsed() - logged).as_micros()
+    );
     Ok(plan)
 }
 

@@ -119,6 +119,7 @@ impl TaskService {
             created: std::sync::atomic::AtomicBool::new(false),
         });
         exit_if_orphaned(Arc::downgrade(&shared));
+        crate::facts::prefetch();
         TaskService { shared }
     }
 }
