@@ -82,5 +82,5 @@ pub fn exec(ctx: &ExecContext, root: &resolve::Root, mut slot: Value) -> Result<
     let (process, log) = plan::exec(ctx, process, inspection)?;
     emit(&log);
     spec::set_process(&what, &mut slot, &process)?;
-    serde_json::to_vec(&slot).map_err(|e| Error::Internal(format!("{what}: {e}")))
+    serde_json::to_vec(&slot).map_err(|e| Error::internal(what).with_source(e))
 }
