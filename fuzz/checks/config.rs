@@ -26,7 +26,7 @@ use crossarch_protos::{
 };
 use crossarch_shim::{
     config::{self, Config, EmulationMode},
-    error::Error,
+    error::{Error, Kind},
 };
 use std::fmt::Write as _;
 use std::path::Path;
@@ -44,9 +44,12 @@ const TYPE_URLS: &[&str] = &[
 /// An error message may quote the input (a key, a capability name, a type URL), escaped:
 /// `{:?}` turns one byte into at most 10 characters (`\u{10ffff}` for 4 bytes is less).
 fn bounded(e: &Error, input_len: usize) {
-    let Error::InvalidArgument(msg) = e else {
-        panic!("not an InvalidArgument: {e:?}");
-    };
+    assert_eq!(
+        e.kind(),
+        Kind::InvalidArgument,
+        "not an InvalidArgument: {e:?}"
+    );
+    let msg = e.to_string();
     assert!(!msg.is_empty());
     assert!(
         msg.len() <= 1024 + 10 * input_len,
@@ -314,7 +317,7 @@ pub fn check(data: &[u8]) {
             same(
                 &r.as_ref()
                     .map(|r| r.config.clone())
-                    .map_err(|_| Error::Internal(String::new())),
+                    .map_err(|_| Error::internal("")),
                 &direct,
             );
             match r {

@@ -276,7 +276,7 @@ pub fn apply_to_process(
     if privileged {
         match policy.privileged {
             PrivilegedMode::Deny => {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "{who}: privileged containers are refused on this node (privileged = \
                      \"deny\" in the [capabilities] table of the crossarch config); run it \
                      without --privileged, or have the node admin set privileged = \"clip\" or \
@@ -414,7 +414,7 @@ pub fn drop_unknown_names(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
+    use crate::{config::Config, error::Kind};
     use serde_json::json;
 
     /// containerd 1.6's default set, what `ctr run` and CRI give a container.
@@ -520,7 +520,7 @@ mod tests {
     fn an_unknown_name_in_the_config_is_a_clear_error() {
         let e =
             config("[capabilities]\nallowed = [\"CAP_CHOWN\", \"CAP_SYS_ADMN\"]\n").unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert_eq!(e.kind(), Kind::InvalidArgument);
         let msg = e.to_string();
         assert!(
             msg.starts_with("crossarch config /etc/crossarch/config.toml is invalid")
@@ -811,7 +811,7 @@ mod tests {
         };
         let mut p = privileged_spec().process().clone().unwrap();
         let e = apply_to_process(&policy, &mut p, true, "admin", "").unwrap_err();
-        assert!(matches!(e, Error::FailedPrecondition(_)));
+        assert_eq!(e.kind(), Kind::FailedPrecondition);
         let msg = e.to_string();
         assert!(
             msg.starts_with("container admin: privileged containers are refused")

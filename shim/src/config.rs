@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use containerd_shim::protos::{
-    protobuf::{well_known_types::any::Any, Message},
+    protobuf::{self, well_known_types::any::Any, Message},
     shim::oci::Options as RuncOptions,
 };
 use crossarch_protos::{
@@ -125,7 +125,7 @@ impl Default for RuncConfig {
 impl Config {
     pub fn parse(toml_text: &str, origin: &str) -> Result<Config> {
         toml::from_str(toml_text).map_err(|e| {
-            Error::InvalidArgument(format!(
+            Error::invalid_argument(format!(
                 "crossarch config {origin} is invalid: {}; fix it or remove it to use the defaults",
                 e.message()
             ))
@@ -136,10 +136,11 @@ impl Config {
         match std::fs::read_to_string(path) {
             Ok(text) => Config::parse(&text, &path.display().to_string()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(e) => Err(Error::InvalidArgument(format!(
-                "crossarch config {} cannot be read: {e}",
+            Err(e) => Err(Error::invalid_argument(format!(
+                "crossarch config {} cannot be read",
                 path.display()
-            ))),
+            ))
+            .with_source(e)),
         }
     }
 
@@ -163,6 +164,10 @@ fn strip_type_prefix(url: &str) -> &str {
     url.rsplit_once('/').map_or(url, |(_, name)| name)
 }
 
+fn undecodable(name: &str, e: protobuf::Error) -> Error {
+    Error::invalid_argument(format!("runtime options {name} cannot be decoded")).with_source(e)
+}
+
 /// Decodes the `options` of a CreateTaskRequest. `base` is the config used when the options do
 /// not carry one (the config file or defaults).
 pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> Result<Resolved> {
@@ -174,9 +179,8 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
     };
     let name = strip_type_prefix(&any.type_url);
     if name == RUNTIME_OPTIONS_TYPE_URL {
-        let opts = RuntimeOptions::parse_from_bytes(&any.value).map_err(|e| {
-            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
-        })?;
+        let opts =
+            RuntimeOptions::parse_from_bytes(&any.value).map_err(|e| undecodable(name, e))?;
         let config = if !opts.config_body.is_empty() {
             Config::parse(&opts.config_body, "from the runtime handler's options")?
         } else if !opts.config_path.is_empty() {
@@ -190,9 +194,7 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
         });
     }
     if RUNC_OPTIONS_TYPE_URLS.contains(&name) {
-        let opts = RuncOptions::parse_from_bytes(&any.value).map_err(|e| {
-            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
-        })?;
+        let opts = RuncOptions::parse_from_bytes(&any.value).map_err(|e| undecodable(name, e))?;
         let mut config = base()?;
         if !opts.binary_name.is_empty() {
             config.runc.binary = opts.binary_name.clone();
@@ -207,9 +209,7 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
         });
     }
     if name == CREATE_OPTIONS_TYPE_URL {
-        let opts = CreateOptions::parse_from_bytes(&any.value).map_err(|e| {
-            Error::InvalidArgument(format!("runtime options {name} cannot be decoded: {e}"))
-        })?;
+        let opts = CreateOptions::parse_from_bytes(&any.value).map_err(|e| undecodable(name, e))?;
         let runc = RuncOptions {
             no_pivot_root: opts.no_pivot_root,
             no_new_keyring: opts.no_new_keyring,
@@ -225,7 +225,7 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
             runc_options: Some(runc),
         });
     }
-    Err(Error::InvalidArgument(format!(
+    Err(Error::invalid_argument(format!(
         "unsupported runtime options type {:?}: crossarch accepts {RUNTIME_OPTIONS_TYPE_URL} \
          (CRI), containerd.runc.v1.Options or containerd.linux.runc.CreateOptions; fix the \
          runtime handler's options",
@@ -236,6 +236,7 @@ pub fn resolve(options: Option<&Any>, base: impl FnOnce() -> Result<Config>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     fn any(type_url: &str, msg: &dyn containerd_shim::protos::protobuf::MessageDyn) -> Any {
         Any {
@@ -323,7 +324,7 @@ mod tests {
             ..Default::default()
         };
         let e = resolve(Some(&a), || Ok(Config::default())).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert_eq!(e.kind(), Kind::InvalidArgument);
         assert!(e.to_string().contains("example.com/Other"), "{e}");
     }
 

@@ -204,7 +204,7 @@ pub fn choose_mode(
         )),
         (EmulationMode::Userns | EmulationMode::Auto, None) => Ok(Mode::Userns),
         (EmulationMode::Auto, Some(why)) => Ok(Mode::Wrap(why)),
-        (EmulationMode::Userns, Some(why)) => Err(Error::FailedPrecondition(format!(
+        (EmulationMode::Userns, Some(why)) => Err(Error::failed_precondition(format!(
             "container {id}: emulation.mode is \"userns\" but {why}; use \"auto\" or \"wrap\""
         ))),
         // Refused earlier by the routing policy; never reached with a Wrap route.
@@ -258,7 +258,7 @@ pub fn create(
         Inspection::Decided(d) => (Some(*d), None),
         Inspection::Missing(why) => (None, Some(why)),
         Inspection::Invalid(why) => {
-            return Err(Error::InvalidArgument(format!("container {id}: {why}")))
+            return Err(Error::invalid_argument(format!("container {id}: {why}")))
         }
         Inspection::Unknown => (None, None),
     };
@@ -266,7 +266,9 @@ pub fn create(
         plan.info(d.to_string());
         match &d.route {
             Route::Native => {}
-            Route::Refused { reason } => return Err(Error::FailedPrecondition(reason.to_string())),
+            Route::Refused { reason } => {
+                return Err(Error::failed_precondition(reason.to_string()))
+            }
             Route::Wrap {
                 arch,
                 qemu_host_path,
@@ -313,12 +315,12 @@ pub fn create(
             // runc would refuse a missing binary at Create; in front of it the init would
             // start and exit 127 instead, so refuse it the same way.
             if let Some(why) = missing {
-                return Err(Error::Internal(format!(
+                return Err(Error::internal(format!(
                     "container {id}: exec: {why}: no such file or directory; check the image's \
                      entrypoint, the command and PATH"
                 )));
             }
-            let host_init = node.init.clone().map_err(Error::FailedPrecondition)?;
+            let host_init = node.init.clone().map_err(Error::failed_precondition)?;
             plan.host_file(view, host_init, init::in_container_path(), "init");
             plan.process
                 .set_args(Some(init::prefix(&args, config.init.pgroup)));
@@ -461,14 +463,14 @@ pub fn exec(
         .collect();
     process.set_terminal(Some(ctx.terminal));
     let d = match inspection {
-        Inspection::Invalid(why) => return Err(Error::InvalidArgument(format!("{what}: {why}"))),
+        Inspection::Invalid(why) => return Err(Error::invalid_argument(format!("{what}: {why}"))),
         Inspection::Decided(d) => d,
         Inspection::Missing(_) | Inspection::Unknown => return Ok((process, log)),
     };
     log.push((log::Level::Info, d.to_string()));
     match &d.route {
         Route::Native => {}
-        Route::Refused { reason } => return Err(Error::FailedPrecondition(reason.to_string())),
+        Route::Refused { reason } => return Err(Error::failed_precondition(reason.to_string())),
         // The container's binfmt_misc runs it; the process is left as it is.
         Route::Wrap { arch, .. } if ctx.registered.iter().any(|(a, _)| a == arch) => {}
         Route::Wrap {
@@ -480,7 +482,7 @@ pub fn exec(
             // What Create mounted decides, not a look into the container's /dev, which the
             // container may have filled with symlinks to host paths.
             if ctx.wrapped != Some(*arch) {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "{what}: {} is {arch} and needs {} inside the container, which is only mounted \
                      when the container itself starts as that architecture; run it in a container \
                      of that architecture",

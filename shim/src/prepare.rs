@@ -92,5 +92,5 @@ pub fn exec(ctx: &ExecContext, root: &crate::inspect::Root, mut slot: Value) -> 
     let (process, log) = plan::exec(ctx, process, inspection)?;
     emit(&log);
     spec::set_process(&what, &mut slot, &process)?;
-    serde_json::to_vec(&slot).map_err(|e| Error::Internal(format!("{what}: {e}")))
+    serde_json::to_vec(&slot).map_err(|e| Error::internal(what).with_source(e))
 }

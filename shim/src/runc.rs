@@ -105,10 +105,9 @@ impl Runc {
         cmd.stdout(stdio.stdout.map_or_else(Stdio::piped, Stdio::from));
         cmd.stderr(stdio.stderr.map_or_else(Stdio::piped, Stdio::from));
         let (mut child, exit) = reaper::spawn(&mut cmd).map_err(|e| {
-            Error::FailedPrecondition(format!(
-                "{what}: cannot run {}: {e}; install runc or set runc.binary in the crossarch config",
-                self.binary.display()
-            ))
+            Error::failed_precondition(format!("{what}: cannot run {}", self.binary.display()))
+                .with_source(e)
+                .append("; install runc or set runc.binary in the crossarch config")
         })?;
         if let (Some(data), Some(mut w)) = (input, child.stdin.take()) {
             // Small JSON documents only: fits in the pipe buffer, so this cannot block long.
@@ -185,7 +184,9 @@ impl Runc {
             .await?;
         serde_json::from_slice::<Option<Vec<i32>>>(&out)
             .map(Option::unwrap_or_default)
-            .map_err(|e| Error::Internal(format!("container {id}: runc ps: bad output: {e}")))
+            .map_err(|e| {
+                Error::internal(format!("container {id}: runc ps: bad output")).with_source(e)
+            })
     }
 }
 
@@ -214,18 +215,18 @@ fn classify(what: &str, msg: &str) -> Error {
     };
     let lower = msg.to_ascii_lowercase();
     if lower.contains("container does not exist") || lower.contains("container not found") {
-        Error::NotFound(text)
+        Error::not_found(text)
     } else if lower.contains("already exists") {
-        Error::AlreadyExists(text)
+        Error::already_exists(text)
     } else if lower.contains("not running")
         || lower.contains("not paused")
         || lower.contains("cannot ")
         || lower.contains("is paused")
         || lower.contains("stopped")
     {
-        Error::FailedPrecondition(text)
+        Error::failed_precondition(text)
     } else {
-        Error::Internal(text)
+        Error::internal(text)
     }
 }
 
@@ -266,6 +267,7 @@ pub fn root_for(base: &Path, namespace: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     #[test]
     fn releases_that_join_the_user_namespace_first_are_named() {
@@ -280,24 +282,24 @@ mod tests {
 
     #[test]
     fn classifies_runc_messages() {
-        assert!(matches!(
-            classify("container a: runc kill", "container does not exist"),
-            Error::NotFound(_)
-        ));
-        assert!(matches!(
-            classify("x", "container with id exists: a already exists"),
-            Error::AlreadyExists(_)
-        ));
-        assert!(matches!(
-            classify("x", "container not running"),
-            Error::FailedPrecondition(_)
-        ));
+        assert_eq!(
+            classify("container a: runc kill", "container does not exist").kind(),
+            Kind::NotFound
+        );
+        assert_eq!(
+            classify("x", "container with id exists: a already exists").kind(),
+            Kind::AlreadyExists
+        );
+        assert_eq!(
+            classify("x", "container not running").kind(),
+            Kind::FailedPrecondition
+        );
         // As with runc-v2, a missing executable is not a missing container.
         let e = classify(
             "container a: runc create",
             "exec: \"nope\": executable file not found in $PATH",
         );
-        assert!(matches!(e, Error::Internal(_)));
+        assert_eq!(e.kind(), Kind::Internal);
         assert!(e
             .to_string()
             .starts_with("container a: runc create failed: exec"));
@@ -343,7 +345,7 @@ mod tests {
             )
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::FailedPrecondition(_)), "{err:?}");
+        assert_eq!(err.kind(), Kind::FailedPrecondition, "{err:?}");
         assert_eq!(
             err.to_string(),
             "container a: runc pause failed: container not running"

@@ -10,7 +10,7 @@ use oci_spec::runtime::Process;
 use serde_json::Value;
 
 use crate::{
-    error::{Error, Result},
+    error::{self, Error, Result},
     plan::Plan,
 };
 
@@ -18,7 +18,7 @@ use crate::{
 pub fn apply(doc: &mut Document, id: &str, plan: &Plan) -> Result<()> {
     let value = &mut doc.value;
     let process = value.get_mut("process").ok_or_else(|| {
-        Error::InvalidArgument(format!("container {id}: the OCI spec has no process"))
+        Error::invalid_argument(format!("container {id}: the OCI spec has no process"))
     })?;
     set_process(&format!("container {id}"), process, &plan.process)?;
     if plan.unprivilege {
@@ -56,7 +56,7 @@ pub fn apply(doc: &mut Document, id: &str, plan: &Plan) -> Result<()> {
 /// Writes `process` over the process given as JSON, keeping the fields the typed model does
 /// not know.
 pub fn set_process(what: &str, slot: &mut Value, process: &Process) -> Result<()> {
-    let new = serde_json::to_value(process).map_err(|e| Error::Internal(format!("{what}: {e}")))?;
+    let new = serde_json::to_value(process).map_err(|e| Error::internal(what).with_source(e))?;
     if let (Value::Object(old), Value::Object(new)) = (&mut *slot, new) {
         for (k, v) in new {
             old.insert(k, v);
@@ -67,8 +67,9 @@ pub fn set_process(what: &str, slot: &mut Value, process: &Process) -> Result<()
 
 /// The process given as JSON, typed.
 pub fn read_process(what: &str, slot: &Value) -> Result<Process> {
-    serde_json::from_value(slot.clone())
-        .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))
+    serde_json::from_value(slot.clone()).map_err(|e| {
+        Error::invalid_argument(format!("{what}: invalid process spec")).with_source(e)
+    })
 }
 
 /// config.json as JSON, with what was read so it is rewritten only when changed.
@@ -81,16 +82,19 @@ impl Document {
     pub fn load(id: &str, bundle: &Path) -> Result<Document> {
         let path = bundle.join("config.json");
         let bytes = std::fs::read(&path).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "container {id}: cannot read the OCI spec {}: {e}; the bundle is incomplete",
+            Error::invalid_argument(format!(
+                "container {id}: cannot read the OCI spec {}",
                 path.display()
             ))
+            .with_source(e)
+            .append("; the bundle is incomplete")
         })?;
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "container {id}: the OCI spec {} is not valid JSON: {e}",
+            Error::invalid_argument(format!(
+                "container {id}: the OCI spec {} is not valid JSON",
                 path.display()
             ))
+            .with_source(e)
         })?;
         Ok(Document::from_value(value))
     }
@@ -105,9 +109,10 @@ impl Document {
     /// The typed spec, for the decisions that read it.
     pub fn spec(&self, id: &str) -> Result<oci_spec::runtime::Spec> {
         serde_json::from_value(self.value.clone()).map_err(|e| {
-            Error::InvalidArgument(format!(
-                "container {id}: the OCI spec config.json is invalid: {e}"
+            Error::invalid_argument(format!(
+                "container {id}: the OCI spec config.json is invalid"
             ))
+            .with_source(e)
         })
     }
 
@@ -117,12 +122,12 @@ impl Document {
         }
         let path = bundle.join("config.json");
         let bytes = serde_json::to_vec(&self.value)
-            .map_err(|e| Error::Internal(format!("container {id}: {e}")))?;
+            .map_err(|e| Error::internal(format!("container {id}")).with_source(e))?;
         std::fs::write(&path, bytes).map_err(|e| {
-            Error::Internal(format!(
-                "container {id}: cannot write {}: {e}",
-                path.display()
-            ))
+            error::io(
+                format!("container {id}: cannot write {}", path.display()),
+                e,
+            )
         })
     }
 }
@@ -231,6 +236,7 @@ fn unprivilege(value: &mut Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     #[test]
     fn unknown_fields_survive_an_edit() {
@@ -314,7 +320,7 @@ mod tests {
     fn bad_process_is_invalid_argument() {
         let slot = serde_json::json!({"args": 5});
         let e = read_process("exec e1 of container a", &slot).unwrap_err();
-        assert!(matches!(e, Error::InvalidArgument(_)));
+        assert_eq!(e.kind(), Kind::InvalidArgument);
         assert!(e
             .to_string()
             .starts_with("exec e1 of container a: invalid process spec"));

@@ -123,7 +123,7 @@ impl ContainerView {
             .for_each(|l| log::warn!("{l}"));
         let spec = doc.spec(id)?;
         let process = spec.process().clone().ok_or_else(|| {
-            Error::InvalidArgument(format!("container {id}: the OCI spec has no process"))
+            Error::invalid_argument(format!("container {id}: the OCI spec has no process"))
         })?;
         let rootfs = match spec.root().as_ref().map(|r| r.path().clone()) {
             Some(p) if p.is_absolute() => p,

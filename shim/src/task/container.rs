@@ -18,7 +18,7 @@ use super::{
     process::{Process, Status},
 };
 use crate::{
-    error::{Error, Result},
+    error::{self, Error, Kind, Result},
     runc::{args, Runc},
 };
 
@@ -70,25 +70,29 @@ pub async fn mount_rootfs_all(id: &str, bundle: &Path, mounts: &[Mount]) -> Resu
     }
     let target = bundle.join("rootfs");
     if let Err(e) = std::fs::create_dir_all(&target) {
-        return Err(Error::Internal(format!(
-            "container {id}: cannot create {}: {e}",
-            target.display()
-        )));
+        return Err(error::io(
+            format!("container {id}: cannot create {}", target.display()),
+            e,
+        ));
     }
     for m in mounts {
         if let Err(e) = mount_rootfs(m, &target).await {
             let _ = umount_recursive(target.to_str(), 0);
-            let msg = format!(
-                "container {id}: cannot mount the rootfs ({} {} on {}): {e}; check the snapshotter",
+            let message = format!(
+                "container {id}: cannot mount the rootfs ({} {} on {})",
                 m.type_,
                 m.source,
                 target.display()
             );
-            return Err(if msg.contains("No such file") || msg.contains("ENOENT") {
-                Error::NotFound(msg)
+            let missing = |t: &str| t.contains("No such file") || t.contains("ENOENT");
+            let kind = if missing(&message) || missing(&e.to_string()) {
+                Kind::NotFound
             } else {
-                Error::Internal(msg)
-            });
+                Kind::Internal
+            };
+            return Err(Error::new(kind, message)
+                .with_source(e)
+                .append("; check the snapshotter"));
         }
     }
     Ok(true)
@@ -106,7 +110,7 @@ fn read_pid(id: &str, path: &Path) -> Result<i32> {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .ok_or_else(|| {
-            Error::Internal(format!(
+            Error::internal(format!(
                 "container {id}: runc wrote no pid to {}",
                 path.display()
             ))
@@ -209,7 +213,7 @@ impl Container {
             .unwrap()
             .get(exec_id)
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("{}: no such process", self.what(exec_id))))
+            .ok_or_else(|| Error::not_found(format!("{}: no such process", self.what(exec_id))))
     }
 
     /// Whether the init has not been reaped, so `/proc/<init pid>` is still the container's.
@@ -224,7 +228,7 @@ impl Container {
     /// the pid was not reused, and the root is the container's and not some host process's.
     pub fn live_root(&self, exec_id: &str) -> Result<crate::inspect::Root> {
         let gone = || {
-            Error::FailedPrecondition(format!("{}: container is not running", self.what(exec_id)))
+            Error::failed_precondition(format!("{}: container is not running", self.what(exec_id)))
         };
         let root = crate::inspect::Root::open(format!("/proc/{}/root", self.init.pid()))
             .map_err(|_| gone())?;
@@ -303,10 +307,10 @@ impl Container {
     pub async fn start_exec(&self, p: &Process) -> Result<i32> {
         let spec_path = self.bundle.join(format!(".exec-{}.json", p.exec_id));
         std::fs::write(&spec_path, &p.spec).map_err(|e| {
-            Error::Internal(format!(
-                "{}: cannot write its process spec: {e}",
-                self.what(&p.exec_id)
-            ))
+            error::io(
+                format!("{}: cannot write its process spec", self.what(&p.exec_id)),
+                e,
+            )
         })?;
         let cmd = vec![
             OsString::from("exec"),
@@ -332,21 +336,23 @@ impl Container {
         let p = self.process(exec_id)?;
         let what = self.what(exec_id);
         if p.status() == Status::Stopped {
-            return Err(Error::NotFound(format!("{what}: process already finished")));
+            return Err(Error::not_found(format!(
+                "{what}: process already finished"
+            )));
         }
         if !exec_id.is_empty() {
             if p.status() == Status::Created {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "{what}: process not started yet"
                 )));
             }
             let sig = nix::sys::signal::Signal::try_from(signal as i32)
-                .map_err(|_| Error::InvalidArgument(format!("{what}: invalid signal {signal}")))?;
+                .map_err(|_| Error::invalid_argument(format!("{what}: invalid signal {signal}")))?;
             return nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid()), sig).map_err(|e| {
                 if e == nix::errno::Errno::ESRCH {
-                    Error::NotFound(format!("{what}: process already finished"))
+                    Error::not_found(format!("{what}: process already finished"))
                 } else {
-                    Error::Internal(format!("{what}: kill: {e}"))
+                    Error::internal(format!("{what}: kill")).with_source(e)
                 }
             });
         }
@@ -362,10 +368,13 @@ impl Container {
             .await
         {
             // runc cannot signal a container whose init just exited; containerd expects NotFound.
-            Err(Error::FailedPrecondition(m))
-                if p.status() == Status::Stopped || m.contains("not running") =>
+            Err(e)
+                if e.kind() == Kind::FailedPrecondition
+                    && (p.status() == Status::Stopped || e.to_string().contains("not running")) =>
             {
-                Err(Error::NotFound(format!("{what}: process already finished")))
+                Err(Error::not_found(format!(
+                    "{what}: process already finished"
+                )))
             }
             r => r.map(drop),
         }
@@ -382,7 +391,7 @@ impl Container {
         };
         let r = self.runc.run(&what, cmd, Default::default(), None).await;
         if let Err(e) = &r {
-            if !matches!(e, Error::NotFound(_)) {
+            if e.kind() != Kind::NotFound {
                 log::warn!("{e}");
             }
         }
@@ -408,8 +417,8 @@ impl Container {
             unmount_rootfs(&self.bundle);
         }
         match r {
-            Err(Error::NotFound(_)) | Ok(_) => Ok(()),
-            Err(e) => Err(e),
+            Err(e) if e.kind() != Kind::NotFound => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -421,7 +430,7 @@ impl Container {
     ) -> Result<Arc<Process>> {
         let mut execs = self.execs.lock().unwrap();
         if execs.contains_key(exec_id) {
-            return Err(Error::AlreadyExists(format!(
+            return Err(Error::already_exists(format!(
                 "{}: already exists",
                 self.what(exec_id)
             )));

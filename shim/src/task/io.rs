@@ -24,7 +24,7 @@ use nix::{fcntl::OFlag, unistd::pipe2};
 use tokio::sync::oneshot;
 
 use crate::{
-    error::{Error, Result},
+    error::{self, Error, Result},
     reaper,
     runc::Stdio3,
 };
@@ -76,7 +76,7 @@ impl Target {
                 }
                 Ok(Target::Binary { path, args })
             }
-            other => Err(Error::InvalidArgument(format!(
+            other => Err(Error::invalid_argument(format!(
                 "unsupported stdio scheme {other:?} in {s:?}: use a fifo path, file:// or binary://"
             ))),
         }
@@ -111,7 +111,7 @@ pub struct ProcessIo {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::Internal(format!("cannot create a pipe: {e}")))
+    pipe2(OFlag::O_CLOEXEC).map_err(|e| error::io("cannot create a pipe", e))
 }
 
 fn set_nonblocking(fd: &impl AsRawFd) -> Result<()> {
@@ -123,10 +123,10 @@ fn set_nonblocking(fd: &impl AsRawFd) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(Error::Internal(format!(
-            "cannot make a pipe non-blocking: {}",
-            io::Error::last_os_error()
-        )))
+        Err(error::io(
+            "cannot make a pipe non-blocking",
+            io::Error::last_os_error(),
+        ))
     }
 }
 
@@ -136,7 +136,7 @@ fn dev_null() -> Result<OwnedFd> {
         .write(true)
         .open("/dev/null")
         .map(OwnedFd::from)
-        .map_err(|e| Error::Internal(format!("cannot open /dev/null: {e}")))
+        .map_err(|e| error::io("cannot open /dev/null", e))
 }
 
 fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
@@ -145,7 +145,7 @@ fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
         .stack_size(64 * 1024)
         .spawn(f)
         .map(drop)
-        .map_err(|e| Error::Internal(format!("cannot start an io thread: {e}")))
+        .map_err(|e| error::io("cannot start an io thread", e))
 }
 
 /// Opens the read side of a stdin fifo without waiting for a writer: a fifo opened
@@ -159,10 +159,9 @@ fn open_stdin_fifo(path: &str) -> Result<File> {
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)
         .map_err(|e| {
-            Error::FailedPrecondition(format!(
-                "cannot open its stdin fifo {path}: {e}; the client must create it before the \
-                 process starts"
-            ))
+            Error::failed_precondition(format!("cannot open its stdin fifo {path}"))
+                .with_source(e)
+                .append("; the client must create it before the process starts")
         })
 }
 
@@ -448,10 +447,10 @@ impl ProcessIo {
         };
         // SAFETY: TIOCSWINSZ reads a winsize from a valid pointer; the fd is owned by `console`.
         if unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &ws) } < 0 {
-            return Err(Error::Internal(format!(
-                "cannot resize terminal: {}",
-                io::Error::last_os_error()
-            )));
+            return Err(error::io(
+                "cannot resize terminal",
+                io::Error::last_os_error(),
+            ));
         }
         Ok(())
     }
@@ -527,7 +526,7 @@ pub async fn prepare(req: &StdioRequest, id: &str, namespace: &str) -> Result<Pr
         let _ = tokio::time::timeout(LOGGER_READY_TIMEOUT, ready)
             .await
             .map_err(|_| {
-                Error::Internal(format!(
+                Error::internal(format!(
                     "container {id}: binary:// logger {} did not report ready on fd 5 within {}s",
                     path.display(),
                     LOGGER_READY_TIMEOUT.as_secs()
@@ -600,10 +599,11 @@ fn start_logger(
         });
     }
     let (_child, exit) = reaper::spawn(&mut cmd).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "container {id}: cannot start the binary:// logger {}: {e}",
+        Error::invalid_argument(format!(
+            "container {id}: cannot start the binary:// logger {}",
             path.display()
         ))
+        .with_source(e)
     })?;
     drop((out_r, err_r, ready_w));
     let logger = path.display().to_string();
@@ -636,9 +636,9 @@ impl ConsoleSocket {
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("crossarch-pty-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir(&dir).map_err(|e| Error::Internal(format!("console socket: {e}")))?;
+        std::fs::create_dir(&dir).map_err(|e| error::io("console socket", e))?;
         let listener = tokio::net::UnixListener::bind(dir.join("pty.sock"))
-            .map_err(|e| Error::Internal(format!("console socket: {e}")))?;
+            .map_err(|e| error::io("console socket", e))?;
         Ok(ConsoleSocket {
             dir,
             listener,
@@ -662,20 +662,16 @@ impl ConsoleSocket {
         };
         let master = tokio::time::timeout(Duration::from_secs(10), accept)
             .await
-            .map_err(|_| Error::Internal("runc did not send the terminal in time".into()))?
-            .map_err(|e| Error::Internal(format!("cannot receive the terminal from runc: {e}")))?;
+            .map_err(|_| Error::internal("runc did not send the terminal in time"))?
+            .map_err(|e| error::io("cannot receive the terminal from runc", e))?;
         let _ = std::fs::remove_dir_all(&self.dir);
         let master = File::from(master);
-        let reader = master
-            .try_clone()
-            .map_err(|e| crate::error::io("terminal", e))?;
+        let reader = master.try_clone().map_err(|e| error::io("terminal", e))?;
         if let Some(fifo) = self.stdin.take() {
             // The master stays blocking: its clones share one open file, which the output
             // copy reads. A write into it blocks only while the terminal's input is full, and
             // ends with EIO once the last process holding the terminal exits.
-            let writer = master
-                .try_clone()
-                .map_err(|e| crate::error::io("terminal", e))?;
+            let writer = master.try_clone().map_err(|e| error::io("terminal", e))?;
             io.copy_stdin(fifo, writer)?;
         }
         io.console = Some(master);
@@ -716,6 +712,7 @@ fn recv_fd(stream: &std::os::unix::net::UnixStream) -> io::Result<OwnedFd> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Kind;
 
     #[test]
     fn parses_containerd_stdio_strings() {
@@ -745,10 +742,10 @@ mod tests {
                 ]
             }
         );
-        assert!(matches!(
-            Target::parse("http://x/y"),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert_eq!(
+            Target::parse("http://x/y").map(drop).unwrap_err().kind(),
+            Kind::InvalidArgument
+        );
     }
 
     /// A fifo in a fresh directory, and the directory (kept alive by the caller).

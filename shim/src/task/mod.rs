@@ -61,8 +61,8 @@ async fn inspect_off_runtime<T: Send + 'static>(
 ) -> Result<T> {
     match tokio::time::timeout(INSPECTION_LIMIT, tokio::task::spawn_blocking(f)).await {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => Err(Error::Internal(format!("{what}: inspection failed: {e}"))),
-        Err(_) => Err(Error::DeadlineExceeded(format!(
+        Ok(Err(e)) => Err(Error::internal(format!("{what}: inspection failed")).with_source(e)),
+        Err(_) => Err(Error::deadline_exceeded(format!(
             "{what}: reading the binary it runs took longer than {INSPECTION_LIMIT:?} (a hung \
              volume, or a file lease held by another process); check the container's volumes \
              and retry"
@@ -159,13 +159,13 @@ impl Shared {
     fn begin_create(&self, id: &str) -> Result<Creating<'_>> {
         let mut m = self.membership.lock().unwrap();
         if m.closing {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "container {id}: this shim is shutting down (the last container of its group \
                  was deleted); retry to start a new one"
             )));
         }
         if !m.creating.insert(id.to_string()) {
-            return Err(Error::AlreadyExists(format!(
+            return Err(Error::already_exists(format!(
                 "container {id}: already being created"
             )));
         }
@@ -189,7 +189,7 @@ impl Shared {
             .unwrap()
             .get(id)
             .cloned()
-            .ok_or_else(|| Error::NotFound(format!("container {id}: not found in this shim")))
+            .ok_or_else(|| Error::not_found(format!("container {id}: not found in this shim")))
     }
 
     /// Queues an event for containerd; it never waits (see `events`).
@@ -263,14 +263,14 @@ impl Shared {
         // An empty bundle would resolve against the shim's working directory: the bundle of
         // the container whose start launched this shim, which must never be re-prepared.
         if id.is_empty() || !std::path::Path::new(&req.bundle).is_absolute() {
-            return Err(Error::InvalidArgument(format!(
+            return Err(Error::invalid_argument(format!(
                 "container {id:?}: Create needs an id and an absolute bundle path (got bundle {:?})",
                 req.bundle
             )));
         }
         let _creating = self.begin_create(&id)?;
         if self.containers.lock().unwrap().contains_key(&id) {
-            return Err(Error::AlreadyExists(format!(
+            return Err(Error::already_exists(format!(
                 "container {id}: already exists"
             )));
         }
@@ -332,7 +332,7 @@ impl Shared {
         let view = crate::view::ContainerView::read(&id, &bundle, &mut doc)?;
         let (privileged, own_pid_namespace) = (view.privileged, view.own_pid_namespace());
         if req.rootfs.is_empty() && !view.rootfs.is_dir() {
-            return Err(Error::NotFound(format!(
+            return Err(Error::not_found(format!(
                 "container {id}: rootfs {} does not exist and no rootfs mounts were given",
                 view.rootfs.display()
             )));
@@ -358,7 +358,7 @@ impl Shared {
         }
         .and_then(|p| {
             undo.staged();
-            crate::staging::stage(&id, &bundle, &p.staged).map_err(Error::Internal)?;
+            crate::staging::stage(&id, &bundle, &p.staged).map_err(Error::internal)?;
             Ok(p)
         });
         log::debug!(
@@ -422,9 +422,10 @@ impl Shared {
         // The init waits for Start, so its pid cannot be reused before this: from here on
         // the pidfd tells whether /proc/<pid> is still the container's.
         let pidfd = crate::sys::pidfd_open(pid).map_err(|e| {
-            Error::Internal(format!(
-                "container {id}: cannot open a pidfd for its init: {e}"
-            ))
+            crate::error::io(
+                format!("container {id}: cannot open a pidfd for its init"),
+                e,
+            )
         })?;
         if !c.registered.is_empty() {
             let mnt = crate::private_binfmt::register(
@@ -433,7 +434,7 @@ impl Shared {
                 &c.registered,
             )
             .await
-            .map_err(Error::FailedPrecondition)?;
+            .map_err(Error::failed_precondition)?;
             *c.binfmt.lock().unwrap() = Some(mnt);
         }
         let _ = c.init_pidfd.set(pidfd);
@@ -445,7 +446,7 @@ impl Shared {
         let p = c.process(&req.exec_id)?;
         let _lifecycle = c.lifecycle.lock().await;
         if p.status() != Status::Created {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "{}: already started",
                 c.what(&req.exec_id)
             )));
@@ -472,7 +473,7 @@ impl Shared {
             p.pid()
         } else {
             if c.init.status() == Status::Stopped {
-                return Err(Error::FailedPrecondition(format!(
+                return Err(Error::failed_precondition(format!(
                     "{}: container is not running",
                     c.what(&req.exec_id)
                 )));
@@ -506,7 +507,7 @@ impl Shared {
         let p = c.process(&req.exec_id)?;
         let what = c.what(&req.exec_id);
         if matches!(p.status(), Status::Running | Status::Paused) {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "{what}: still running; kill it first"
             )));
         }
@@ -547,7 +548,7 @@ impl Shared {
         let c = self.container(&req.id)?;
         let what = c.what(&req.exec_id);
         if c.init.status() == Status::Stopped {
-            return Err(Error::FailedPrecondition(format!(
+            return Err(Error::failed_precondition(format!(
                 "{what}: container is not running"
             )));
         }
@@ -556,8 +557,9 @@ impl Shared {
             .as_ref()
             .map(|a| a.value.clone())
             .unwrap_or_default();
-        let slot: serde_json::Value = serde_json::from_slice(&raw)
-            .map_err(|e| Error::InvalidArgument(format!("{what}: invalid process spec: {e}")))?;
+        let slot: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| {
+            Error::invalid_argument(format!("{what}: invalid process spec")).with_source(e)
+        })?;
         let root = c.live_root(&req.exec_id)?;
         let spec = {
             let (id, exec_id, config) = (c.id.clone(), req.exec_id.clone(), c.config.clone());
@@ -677,7 +679,8 @@ impl Shared {
             .map(|a| a.value.clone())
             .unwrap_or_default();
         serde_json::from_slice::<oci_spec::runtime::LinuxResources>(&json).map_err(|e| {
-            Error::InvalidArgument(format!("container {}: invalid resources: {e}", req.id))
+            Error::invalid_argument(format!("container {}: invalid resources", req.id))
+                .with_source(e)
         })?;
         c.runc
             .run(
@@ -767,7 +770,7 @@ impl Task for TaskService {
         _: &TtrpcContext,
         req: api::CheckpointTaskRequest,
     ) -> ttrpc::Result<Empty> {
-        task(Err(Error::Unimplemented(format!(
+        task(Err(Error::unimplemented(format!(
             "container {}: checkpoint is not supported by crossarch; use io.containerd.runc.v2 for CRIU checkpoints",
             req.id
         ))))
@@ -844,7 +847,7 @@ impl Task for TaskService {
             let stats = stats::collect(&c.id, c.init.pid())?;
             // Read through /proc/<pid>: only the container's if its init still holds the pid.
             if !c.init_alive() {
-                return Err(Error::NotFound(format!(
+                return Err(Error::not_found(format!(
                     "container {}: not running, so it has no metrics",
                     c.id
                 )));

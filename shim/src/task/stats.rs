@@ -201,9 +201,11 @@ fn collect_v2(dir: &std::path::Path) -> v2::Metrics {
 /// Reads the metrics of the cgroup that holds `pid`, packed as containerd expects.
 pub fn collect(id: &str, pid: i32) -> Result<Any> {
     let cgroups = Cgroups::of(pid).map_err(|e| {
-        Error::NotFound(format!(
-            "container {id}: cannot read the cgroup of pid {pid}: {e}; has it exited?"
+        Error::not_found(format!(
+            "container {id}: cannot read the cgroup of pid {pid}"
         ))
+        .with_source(e)
+        .append("; has it exited?")
     })?;
     let dirs = &cgroups.v1;
     let (type_url, value) = if dirs.contains_key("memory") || dirs.contains_key("cpuacct") {
@@ -212,17 +214,17 @@ pub fn collect(id: &str, pid: i32) -> Result<Any> {
             collect_v1(dirs).write_to_bytes(),
         )
     } else {
-        let dir = cgroups
-            .unified
-            .as_ref()
-            .ok_or_else(|| Error::NotFound(format!("container {id}: pid {pid} is in no cgroup")))?;
+        let dir = cgroups.unified.as_ref().ok_or_else(|| {
+            Error::not_found(format!("container {id}: pid {pid} is in no cgroup"))
+        })?;
         (
             "io.containerd.cgroups.v2.Metrics",
             collect_v2(dir).write_to_bytes(),
         )
     };
-    let value =
-        value.map_err(|e| Error::Internal(format!("container {id}: cannot encode stats: {e}")))?;
+    let value = value.map_err(|e| {
+        Error::internal(format!("container {id}: cannot encode stats")).with_source(e)
+    })?;
     Ok(Any {
         type_url: type_url.into(),
         value,
