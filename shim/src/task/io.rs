@@ -11,17 +11,19 @@ use std::{
     fs::{File, OpenOptions},
     io::{self, Read, Write},
     os::{
-        fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd},
+        fd::{AsRawFd, FromRawFd, OwnedFd},
         unix::{fs::OpenOptionsExt, process::CommandExt},
     },
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
 use nix::{fcntl::OFlag, unistd::pipe2};
-use tokio::sync::oneshot;
+use tokio::{
+    io::{unix::AsyncFd, Interest},
+    sync::{oneshot, watch},
+};
 
 use crate::{
     error::{self, Error, Result},
@@ -94,20 +96,29 @@ pub struct StdioRequest {
 
 /// The shim's side of a process's stdio, kept until Delete.
 ///
-/// Every copy thread waits in `poll` on its source and on the read end of `stop`, never in an
-/// `open` or a `read` that nothing could end: a client may close its end of a fifo before
+/// Every copy is a task on the shim's runtime that waits on its fds and on `stop`, never in
+/// an `open` or a `read` that nothing could end: a client may close its end of a fifo before
 /// the shim opens it, and then no peer ever comes. Dropping `stop` (Delete, or the process
-/// failing to start) ends every thread, and with them all the fds they hold.
+/// failing to start) ends every copy, and with them all the fds they hold. The copies take
+/// no thread of their own, so an idle shim is one thread whatever it serves.
 #[derive(Default)]
 pub struct ProcessIo {
     /// Dropping it asks the stdin copy to deliver what the fifo holds, then close the
     /// process's stdin (CloseIO).
-    close_stdin: Option<OwnedFd>,
-    /// Dropping it ends every copy thread at once; its read end is shared by them.
-    stop: Option<OwnedFd>,
-    stop_watch: Option<Arc<OwnedFd>>,
+    close_stdin: Option<oneshot::Sender<()>>,
+    /// Dropping it ends every copy at once.
+    stop: Option<watch::Sender<()>>,
     console: Option<File>,
     done: Vec<oneshot::Receiver<()>>,
+}
+
+/// What a copy watches to end: the sender is [`ProcessIo::stop`].
+type Stop = watch::Receiver<()>;
+
+/// Resolves once the copy must stop.
+async fn stopped(stop: &mut Stop) {
+    // Nothing is ever sent: `changed` fails, at once and forever, when the sender is dropped.
+    while stop.changed().await.is_ok() {}
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -139,15 +150,6 @@ fn dev_null() -> Result<OwnedFd> {
         .map_err(|e| error::io("cannot open /dev/null", e))
 }
 
-fn thread(name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(64 * 1024)
-        .spawn(f)
-        .map(drop)
-        .map_err(|e| error::io("cannot start an io thread", e))
-}
-
 /// Opens the read side of a stdin fifo without waiting for a writer: a fifo opened
 /// O_NONBLOCK for reading is open at once. Opened before the process starts, so whatever
 /// the client writes lands in it, and a client that closes its end early cannot leave the
@@ -166,8 +168,8 @@ fn open_stdin_fifo(path: &str) -> Result<File> {
 }
 
 /// Opens the write side of a fifo if someone has its read side open; ENXIO if nobody has.
-/// Non-blocking, so a copy thread never waits in `open` for a reader that may never come;
-/// the copy waits in `poll` for room instead.
+/// Non-blocking, so a copy never waits in `open` for a reader that may never come; it waits
+/// for room on the runtime instead.
 fn open_fifo_writer(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .write(true)
@@ -181,7 +183,7 @@ fn nobody_reads(e: &io::Error) -> bool {
 
 /// Where one output stream is written, opened before the process starts.
 enum Sink {
-    Ready(File),
+    Ready(Fd),
     /// A fifo nobody read when the process started: the copy opens it (without waiting) once
     /// it has output, and discards the output until someone reads.
     Later(PathBuf),
@@ -197,12 +199,12 @@ async fn open_sink(to: Target) -> Sink {
     match to {
         Target::Fifo(p) => {
             // The client's read side is open, or about to be: try again briefly, never
-            // blocking in `open` (a thread stuck there could not be ended).
+            // blocking in `open` (a copy stuck there could not be ended).
             let deadline = Instant::now() + FIFO_OPEN_TIMEOUT;
             let mut pause = Duration::from_millis(1);
             loop {
                 match open_fifo_writer(&p) {
-                    Ok(f) => return Sink::Ready(f),
+                    Ok(f) => return Sink::ready(f),
                     Err(e) if nobody_reads(&e) && Instant::now() < deadline => {
                         tokio::time::sleep(pause).await;
                         pause = (pause * 2).min(Duration::from_millis(100));
@@ -222,7 +224,7 @@ async fn open_sink(to: Target) -> Sink {
             }
         }
         Target::File(p) => match OpenOptions::new().append(true).create(true).open(&p) {
-            Ok(f) => Sink::Ready(f),
+            Ok(f) => Sink::ready(f),
             Err(e) => {
                 log::warn!("cannot open {}: {e}; discarding output", p.display());
                 Sink::Void
@@ -232,49 +234,79 @@ async fn open_sink(to: Target) -> Sink {
     }
 }
 
-/// What woke a copy thread.
-#[derive(Debug, PartialEq, Eq)]
-enum Woke {
-    /// Its fd is ready (or hung up, or in error: the next read or write says which).
-    Ready,
-    /// CloseIO.
-    CloseStdin,
-    /// The process's IO is being released: stop now.
-    Stop,
+impl Sink {
+    fn ready(file: File) -> Sink {
+        match Fd::new(file) {
+            Ok(fd) => Sink::Ready(fd),
+            Err(e) => {
+                log::warn!("cannot wait on an output destination ({e}); discarding output");
+                Sink::Void
+            }
+        }
+    }
 }
 
-/// Waits until `fd` is ready for `events`, CloseIO (if `close` is given), or the stop pipe
-/// closes, whichever comes first; the stop wins over the others.
-fn wait_for(fd: BorrowedFd, events: i16, close: Option<BorrowedFd>, stop: BorrowedFd) -> Woke {
-    let entry = |fd: i32, events| libc::pollfd {
-        fd,
-        events,
-        revents: 0,
-    };
+/// One side of a copy: an fd the runtime waits on (a pipe, a fifo, a terminal), made
+/// non-blocking, or a regular file, which is always ready and written as it is.
+enum Fd {
+    Polled(AsyncFd<File>),
+    Plain(File),
+}
+
+impl Fd {
+    fn new(file: File) -> io::Result<Fd> {
+        if file.metadata()?.is_file() {
+            return Ok(Fd::Plain(file));
+        }
+        set_nonblocking(&file).map_err(io::Error::other)?;
+        // SAFETY: a `File` owns its fd and keeps it open, the same file, until it is dropped
+        // with the `AsyncFd`.
+        Ok(Fd::Polled(unsafe { AsyncFd::register(file) }?))
+    }
+
+    /// Reads what is there, waiting for it if need be; `Ok(0)` is EOF.
+    async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Fd::Plain(f) => retry(|| (&*f).read(buf)),
+            Fd::Polled(fd) => loop {
+                let mut ready = fd.readable().await?;
+                match ready.try_io(|f| retry(|| f.get_ref().read(buf))) {
+                    Ok(r) => return r,
+                    Err(_would_block) => continue,
+                }
+            },
+        }
+    }
+
+    /// Writes some of `data`, waiting for room if need be.
+    async fn write(&self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Fd::Plain(f) => retry(|| (&*f).write(data)),
+            Fd::Polled(fd) => loop {
+                let mut ready = fd.writable().await?;
+                match ready.try_io(|f| retry(|| f.get_ref().write(data))) {
+                    Ok(r) => return r,
+                    Err(_would_block) => continue,
+                }
+            },
+        }
+    }
+
+    /// Reads what is there now, without waiting: `WouldBlock` when nothing is.
+    fn read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Fd::Plain(f) => retry(|| (&*f).read(buf)),
+            Fd::Polled(fd) => retry(|| fd.get_ref().read(buf)),
+        }
+    }
+}
+
+/// `op` again while it fails with EINTR.
+fn retry(mut op: impl FnMut() -> io::Result<usize>) -> io::Result<usize> {
     loop {
-        // poll skips an entry whose fd is negative.
-        let mut fds = [
-            entry(stop.as_raw_fd(), libc::POLLIN),
-            entry(fd.as_raw_fd(), events),
-            entry(close.map_or(-1, |c| c.as_raw_fd()), libc::POLLIN),
-        ];
-        // SAFETY: three pollfd entries, every fd open (or -1) for the call.
-        if unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) } < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            log::warn!("poll failed in an io copy ({e}); the copy stops");
-            return Woke::Stop;
-        }
-        if fds[0].revents != 0 {
-            return Woke::Stop;
-        }
-        if fds[1].revents != 0 {
-            return Woke::Ready;
-        }
-        if fds[2].revents != 0 {
-            return Woke::CloseStdin;
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => return r,
         }
     }
 }
@@ -286,19 +318,18 @@ enum Delivered {
     Stopped,
 }
 
-/// Writes all of `data` into `to`. A non-blocking `to` that is full is waited for in `poll`,
-/// so the stop pipe still ends the copy while a reader that does not read holds it up.
-fn deliver(to: &mut File, mut data: &[u8], stop: BorrowedFd) -> Delivered {
+/// Writes all of `data` into `to`. A `to` that is full is waited for, so `stop` still ends
+/// the copy while a reader that does not read holds it up.
+async fn deliver(to: &Fd, mut data: &[u8], stop: &mut Stop) -> Delivered {
     while !data.is_empty() {
-        match to.write(data) {
+        let written = tokio::select! {
+            biased;
+            () = stopped(stop) => return Delivered::Stopped,
+            r = to.write(data) => r,
+        };
+        match written {
             Ok(0) => return Delivered::Failed(io::ErrorKind::WriteZero.into()),
             Ok(n) => data = &data[n..],
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if wait_for(to.as_fd(), libc::POLLOUT, None, stop) == Woke::Stop {
-                    return Delivered::Stopped;
-                }
-            }
             Err(e) => return Delivered::Failed(e),
         }
     }
@@ -306,32 +337,25 @@ fn deliver(to: &mut File, mut data: &[u8], stop: BorrowedFd) -> Delivered {
 }
 
 /// Copies a process's output from `from` into `sink` until EOF (EIO is a pty whose other
-/// side closed) or until the stop pipe closes.
-fn copy_output(mut from: File, mut sink: Sink, stop: &OwnedFd) {
+/// side closed) or until `stop`.
+async fn copy_output(from: Fd, mut sink: Sink, mut stop: Stop) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
-        if wait_for(from.as_fd(), libc::POLLIN, None, stop.as_fd()) == Woke::Stop {
-            return;
-        }
-        let n = match from.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                ) =>
-            {
-                continue
-            }
-            Err(e) => {
-                log::debug!("output source closed: {e}");
-                return;
-            }
+        let n = tokio::select! {
+            biased;
+            () = stopped(&mut stop) => return,
+            r = from.read(&mut buf) => match r {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) => {
+                    log::debug!("output source closed: {e}");
+                    return;
+                }
+            },
         };
         if let Sink::Later(p) = &sink {
             match open_fifo_writer(p) {
-                Ok(f) => sink = Sink::Ready(f),
+                Ok(f) => sink = Sink::ready(f),
                 Err(e) if nobody_reads(&e) => continue,
                 Err(e) => {
                     log::warn!("cannot open {}: {e}; discarding output", p.display());
@@ -339,8 +363,8 @@ fn copy_output(mut from: File, mut sink: Sink, stop: &OwnedFd) {
                 }
             }
         }
-        if let Sink::Ready(to) = &mut sink {
-            match deliver(to, &buf[..n], stop.as_fd()) {
+        if let Sink::Ready(to) = &sink {
+            match deliver(to, &buf[..n], &mut stop).await {
                 Delivered::All => {}
                 Delivered::Stopped => return,
                 Delivered::Failed(e) => {
@@ -355,47 +379,34 @@ fn copy_output(mut from: File, mut sink: Sink, stop: &OwnedFd) {
 }
 
 /// Copies the stdin fifo into the process until the fifo ends, or until CloseIO: then what
-/// the fifo still holds is delivered before the process's stdin is closed. Ends at once when
-/// the stop pipe closes.
-fn copy_stdin(mut fifo: File, mut to: File, close: OwnedFd, stop: &OwnedFd) {
+/// the fifo still holds is delivered before the process's stdin is closed. Ends at once on
+/// `stop`.
+async fn copy_stdin(fifo: Fd, to: Fd, mut close: oneshot::Receiver<()>, mut stop: Stop) {
     let mut buf = vec![0u8; 32 * 1024];
+    let mut closing = false;
     loop {
-        match wait_for(
-            fifo.as_fd(),
-            libc::POLLIN,
-            Some(close.as_fd()),
-            stop.as_fd(),
-        ) {
-            Woke::Stop => return,
-            Woke::Ready => match fifo.read(&mut buf) {
-                // Every writer closed its end: the process reads EOF.
-                Ok(0) => return,
-                Ok(n) => match deliver(&mut to, &buf[..n], stop.as_fd()) {
-                    Delivered::All => {}
-                    Delivered::Stopped | Delivered::Failed(_) => return,
-                },
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock
-                    ) => {}
-                Err(_) => return,
-            },
-            Woke::CloseStdin => {
-                // CloseIO: whatever the client wrote before it is in the fifo now (its reader
-                // was open before the process started), and the fifo does not block.
-                loop {
-                    match fifo.read(&mut buf) {
-                        Ok(0) => return,
-                        Ok(n) => match deliver(&mut to, &buf[..n], stop.as_fd()) {
-                            Delivered::All => {}
-                            Delivered::Stopped | Delivered::Failed(_) => return,
-                        },
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(_) => return,
-                    }
+        let read = if closing {
+            // CloseIO: whatever the client wrote before it is in the fifo now (its reader was
+            // open before the process started); what is not there now never comes.
+            fifo.read_now(&mut buf)
+        } else {
+            tokio::select! {
+                biased;
+                () = stopped(&mut stop) => return,
+                _ = &mut close => {
+                    closing = true;
+                    continue;
                 }
+                r = fifo.read(&mut buf) => r,
             }
+        };
+        match read {
+            // Every writer closed its end: the process reads EOF.
+            Ok(0) | Err(_) => return,
+            Ok(n) => match deliver(&to, &buf[..n], &mut stop).await {
+                Delivered::All => {}
+                Delivered::Stopped | Delivered::Failed(_) => return,
+            },
         }
     }
 }
@@ -413,25 +424,19 @@ impl ProcessIo {
         self.close_stdin.take();
     }
 
-    /// Releases everything the process's IO holds: its copy threads end, and with them the
-    /// fifos and pipes they hold. For Delete, once the output was given its chance to drain.
+    /// Releases everything the process's IO holds: its copies end, and with them the fifos
+    /// and pipes they hold. For Delete, once the output was given its chance to drain.
     pub fn release(&mut self) {
         self.stop.take();
-        self.stop_watch.take();
         self.close_stdin.take();
         self.console.take();
     }
 
-    /// The read end of the stop pipe, for a new copy thread.
-    fn stop_watch(&mut self) -> Result<Arc<OwnedFd>> {
-        if let Some(w) = &self.stop_watch {
-            return Ok(w.clone());
-        }
-        let (r, w) = pipe()?;
-        let r = Arc::new(r);
-        self.stop = Some(w);
-        self.stop_watch = Some(r.clone());
-        Ok(r)
+    /// What a new copy watches to end.
+    fn stop_watch(&mut self) -> Stop {
+        self.stop
+            .get_or_insert_with(|| watch::channel(()).0)
+            .subscribe()
     }
 
     pub fn resize(&self, width: u32, height: u32) -> Result<()> {
@@ -456,23 +461,28 @@ impl ProcessIo {
     }
 
     async fn copy_out(&mut self, name: &str, from: OwnedFd, to: Target) -> Result<()> {
+        let from =
+            Fd::new(File::from(from)).map_err(|e| error::io(format!("cannot copy {name}"), e))?;
         let sink = open_sink(to).await;
-        let stop = self.stop_watch()?;
+        let stop = self.stop_watch();
         let (tx, rx) = oneshot::channel();
         self.done.push(rx);
-        let from = File::from(from);
-        thread(name, move || {
-            copy_output(from, sink, &stop);
+        tokio::spawn(async move {
+            copy_output(from, sink, stop).await;
             let _ = tx.send(());
-        })
+        });
+        Ok(())
     }
 
     /// Starts copying `fifo` (see [`open_stdin_fifo`]) into the process's stdin `to`.
     fn copy_stdin(&mut self, fifo: File, to: File) -> Result<()> {
-        let stop = self.stop_watch()?;
-        let (close_r, close_w) = pipe()?;
-        self.close_stdin = Some(close_w);
-        thread("stdin", move || copy_stdin(fifo, to, close_r, &stop))
+        let fifo = Fd::new(fifo).map_err(|e| error::io("cannot copy stdin", e))?;
+        let to = Fd::new(to).map_err(|e| error::io("cannot copy stdin", e))?;
+        let stop = self.stop_watch();
+        let (close_tx, close_rx) = oneshot::channel();
+        self.close_stdin = Some(close_tx);
+        tokio::spawn(copy_stdin(fifo, to, close_rx, stop));
+        Ok(())
     }
 }
 
@@ -613,12 +623,13 @@ fn start_logger(
         }
     });
     // The logger signals readiness by writing a byte to fd 5 or closing it.
+    let ready = Fd::new(File::from(ready_r))
+        .map_err(|e| error::io(format!("container {id}: binary:// logger"), e))?;
     let (tx, rx) = oneshot::channel();
-    thread("logger-ready", move || {
-        let mut b = [0u8; 1];
-        let _ = File::from(ready_r).read(&mut b);
+    tokio::spawn(async move {
+        let _ = ready.read(&mut [0u8; 1]).await;
         let _ = tx.send(());
-    })?;
+    });
     Ok(rx)
 }
 
@@ -654,11 +665,13 @@ impl ConsoleSocket {
     pub async fn receive(mut self, req: &StdioRequest, io: &mut ProcessIo) -> Result<()> {
         let accept = async {
             let (stream, _) = self.listener.accept().await?;
-            let stream = stream.into_std()?;
-            stream.set_nonblocking(false)?;
-            tokio::task::spawn_blocking(move || recv_fd(&stream))
-                .await
-                .map_err(io::Error::other)?
+            loop {
+                stream.readable().await?;
+                match stream.try_io(Interest::READABLE, || recv_fd(stream.as_raw_fd())) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => break r,
+                }
+            }
         };
         let master = tokio::time::timeout(Duration::from_secs(10), accept)
             .await
@@ -668,9 +681,9 @@ impl ConsoleSocket {
         let master = File::from(master);
         let reader = master.try_clone().map_err(|e| error::io("terminal", e))?;
         if let Some(fifo) = self.stdin.take() {
-            // The master stays blocking: its clones share one open file, which the output
-            // copy reads. A write into it blocks only while the terminal's input is full, and
-            // ends with EIO once the last process holding the terminal exits.
+            // Its clones share one open file, made non-blocking for the output copy too. A
+            // write into it waits only while the terminal's input is full, and fails with EIO
+            // once the last process holding the terminal exits.
             let writer = master.try_clone().map_err(|e| error::io("terminal", e))?;
             io.copy_stdin(fifo, writer)?;
         }
@@ -686,13 +699,13 @@ impl Drop for ConsoleSocket {
     }
 }
 
-fn recv_fd(stream: &std::os::unix::net::UnixStream) -> io::Result<OwnedFd> {
+fn recv_fd(stream: std::os::fd::RawFd) -> io::Result<OwnedFd> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut buf = [0u8; 4096];
     let mut iov = [io::IoSliceMut::new(&mut buf)];
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
     let msg = recvmsg::<()>(
-        stream.as_raw_fd(),
+        stream,
         &mut iov,
         Some(&mut space),
         MsgFlags::MSG_CMSG_CLOEXEC,
@@ -766,19 +779,20 @@ mod tests {
     }
 
     /// Everything the process reads from its stdin until EOF; panics if no EOF comes in 5 s.
-    fn read_until_eof(mut from: File) -> Vec<u8> {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+    async fn read_until_eof(mut from: File) -> Vec<u8> {
+        let read = tokio::task::spawn_blocking(move || {
             let mut all = Vec::new();
             let _ = from.read_to_end(&mut all);
-            let _ = tx.send(all);
+            all
         });
-        rx.recv_timeout(Duration::from_secs(5))
+        tokio::time::timeout(Duration::from_secs(5), read)
+            .await
             .expect("the process's stdin was never closed")
+            .unwrap()
     }
 
-    #[test]
-    fn a_stdin_copy_whose_client_left_before_it_opened_ends_on_release() {
+    #[tokio::test]
+    async fn a_stdin_copy_whose_client_left_before_it_opened_ends_on_release() {
         let (_dir, path) = fifo();
         // The client opened its end and closed it before the shim looked: no writer comes.
         drop(
@@ -791,34 +805,37 @@ mod tests {
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
         io.release();
-        assert_eq!(read_until_eof(stdin), b"");
+        assert_eq!(read_until_eof(stdin).await, b"");
     }
 
-    #[test]
-    fn close_io_delivers_what_the_fifo_holds_while_the_client_keeps_it_open() {
+    #[tokio::test]
+    async fn close_io_delivers_what_the_fifo_holds_while_the_client_keeps_it_open() {
         let (_dir, path) = fifo();
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
         let mut client = OpenOptions::new().write(true).open(&path).unwrap();
         client.write_all(b"written just before CloseIO\n").unwrap();
         io.close_stdin();
-        assert_eq!(read_until_eof(stdin), b"written just before CloseIO\n");
+        assert_eq!(
+            read_until_eof(stdin).await,
+            b"written just before CloseIO\n"
+        );
         drop(client);
     }
 
-    #[test]
-    fn the_clients_eof_is_the_processs() {
+    #[tokio::test]
+    async fn the_clients_eof_is_the_processs() {
         let (_dir, path) = fifo();
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
         let mut client = OpenOptions::new().write(true).open(&path).unwrap();
         client.write_all(b"x").unwrap();
         drop(client);
-        assert_eq!(read_until_eof(stdin), b"x");
+        assert_eq!(read_until_eof(stdin).await, b"x");
     }
 
-    #[test]
-    fn a_stdin_copy_blocked_on_a_process_that_does_not_read_ends_on_release() {
+    #[tokio::test]
+    async fn a_stdin_copy_blocked_on_a_process_that_does_not_read_ends_on_release() {
         let (_dir, path) = fifo();
         let mut io = ProcessIo::default();
         let stdin = stdin_copy(&mut io, &path);
@@ -836,10 +853,11 @@ mod tests {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => panic!("{e}"),
             }
-            std::thread::sleep(Duration::from_millis(1));
+            // The copy runs meanwhile, until the process's pipe is full.
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
         io.release();
-        let got = read_until_eof(stdin);
+        let got = read_until_eof(stdin).await;
         assert!(got.len() < written, "{} of {written} bytes", got.len());
     }
 
