@@ -23,6 +23,8 @@
 #   BENCH_SHIM_LOG_LEVEL  CROSSARCH_LOG_LEVEL for crossarch's shims (default debug: it costs a
 #                    few fifo writes per container, and containerd and the Go shim stay at info)
 #   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/dist, from scripts/build.sh)
+#   CROSSARCH_FIXTURES  prebuilt fixtures to use as they are (default: <repo>/fixtures/out, which
+#                    scripts/fixtures.sh brings up to date first)
 #
 # Adding a figure: write `group_<name> RUNTIME...`, declare its rows with `figure`, store
 # samples with `sample` (or a value with `result`), and add <name> to BENCH_GROUPS' default.
@@ -46,6 +48,7 @@ CROSSARCH=io.containerd.crossarch.v2
 IMAGE=crossarch.test/busybox:amd64
 FOREIGN_IMAGE=crossarch.test/busybox:arm64
 export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
+FIXTURES=${CROSSARCH_FIXTURES:-$CROSSARCH_REPO/fixtures/out}
 
 need_root "bench.sh"
 need_cmd ctr containerd runc python3 xargs
@@ -692,7 +695,8 @@ group_inspect() {
 # ---------------------------------------------------------------------------------------------
 # Main
 
-"$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null
+if [ -z "${CROSSARCH_FIXTURES:-}" ]; then "$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null; fi
+[ -r "$FIXTURES/images/busybox-amd64.tar" ] || die "no fixture images in $FIXTURES; run scripts/fixtures.sh"
 
 WORK=$(mktemp -d /tmp/crossarch-bench.XXXXXX)
 mkdir -p "$WORK/samples"
@@ -715,8 +719,8 @@ printf '[init]\nenabled = false\n' >"$WORK/noinit.toml"
 export CROSSARCH_LOG_LEVEL=$SHIM_LOG_LEVEL
 testenv_start "$WORK/env"
 unset CROSSARCH_LOG_LEVEL
-ctrx image import "$CROSSARCH_REPO/fixtures/out/images/busybox-amd64.tar" >/dev/null
-ctrx image import --all-platforms "$CROSSARCH_REPO/fixtures/out/images/busybox-arm64.tar" >/dev/null
+ctrx image import "$FIXTURES/images/busybox-amd64.tar" >/dev/null
+ctrx image import --all-platforms "$FIXTURES/images/busybox-arm64.tar" >/dev/null
 
 # Warm-up: unpack the image once, and find out which runtimes work at all.
 usable=()
