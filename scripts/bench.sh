@@ -1,12 +1,21 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: crossarch against containerd's Go runc shim, same image, same private
-# containerd, one run. Prints a markdown table (figure | runc-v2 | crossarch | ratio) on stdout;
-# progress goes to stderr. It is a report: nothing here asserts a timing.
+# Side-by-side benchmark: crossarch against containerd's Go runc shim and the Rust runc shim of
+# containerd's rust-extensions, same image, same private containerd, one run. Prints a markdown
+# table (figure | runc-v2 | runc-rs | crossarch | ratio) on stdout; progress goes to stderr. It
+# is a report: nothing here asserts a timing.
+#
+# runc-rs is the crate `containerd-runc-shim` (binary containerd-shim-runc-v2-rs), built once
+# per version with `cargo install --locked` from crates.io into BENCH_CACHE and run as the
+# runtime io.containerd.runcrs.v2 (a copy named containerd-shim-runcrs-v2 on the daemon's PATH).
+# When it cannot be built or does not start a container, its column says why.
 #
 # Usage: sudo scripts/bench.sh
 # Env:
-#   BENCH_RUNTIMES   runtimes, first is the baseline of the ratio
-#                    (default "io.containerd.runc.v2 io.containerd.crossarch.v2")
+#   BENCH_RUNTIMES   runtimes; the ratio is the last one's value over the first one's
+#                    (default "io.containerd.runc.v2 io.containerd.runcrs.v2 io.containerd.crossarch.v2")
+#   BENCH_RUNC_RS_VERSION  the containerd-runc-shim crate version for io.containerd.runcrs.v2
+#                    (default 0.1.1: 0.1.x speaks Task API v2, which containerd 1.6 needs)
+#   BENCH_CACHE      where that build is kept between runs (default <repo>/target/bench-cache)
 #   BENCH_RUNS       samples for the latency figures (default 30)
 #   BENCH_GROUPS     which measurement groups to run, in order
 #                    (default "run exec idle parallel sigterm foreign init inspect")
@@ -36,7 +45,7 @@ export LC_ALL=C
 # shellcheck source=testenv.sh
 . "$CROSSARCH_REPO/scripts/testenv.sh"
 
-read -r -a RUNTIMES <<<"${BENCH_RUNTIMES:-io.containerd.runc.v2 io.containerd.crossarch.v2}"
+read -r -a RUNTIMES <<<"${BENCH_RUNTIMES:-io.containerd.runc.v2 io.containerd.runcrs.v2 io.containerd.crossarch.v2}"
 N=${BENCH_RUNS:-30}
 IDLE=${BENCH_IDLE:-10}
 SIGTERM_RUNS=${BENCH_SIGTERM_RUNS:-5}
@@ -45,6 +54,9 @@ INIT_HOST_RUNS=${BENCH_INIT_HOST_RUNS:-200}
 SHIM_LOG_LEVEL=${BENCH_SHIM_LOG_LEVEL:-debug}
 read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign init inspect}"
 CROSSARCH=io.containerd.crossarch.v2
+RUNC_RS=io.containerd.runcrs.v2
+RUNC_RS_VERSION=${BENCH_RUNC_RS_VERSION:-0.1.1}
+CACHE=${BENCH_CACHE:-$CROSSARCH_REPO/target/bench-cache}
 IMAGE=crossarch.test/busybox:amd64
 FOREIGN_IMAGE=crossarch.test/busybox:arm64
 export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
@@ -111,6 +123,9 @@ shim_binary() {
   local r=${1#io.containerd.}
   echo "containerd-shim-${r%.*}-${r##*.}"
 }
+
+# The file the daemon runs for RUNTIME (testenv.sh puts CROSSARCH_SHIM_DIR first on its PATH).
+shim_path() { PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$(shim_binary "$1")"; }
 
 fmt() { # fmt NUMBER UNIT
   case "$2" in
@@ -693,6 +708,42 @@ group_inspect() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The Rust runc shim
+
+# Builds containerd-runc-shim RUNC_RS_VERSION from crates.io into the cache once, and puts it on
+# PATH (which the daemon inherits) as containerd-shim-runcrs-v2. On failure WHY[$RUNC_RS] says
+# why and its column is skipped. Versions: 0.1.x is built on containerd-shim 0.3, whose `start`
+# answers with a bare address (Task API v2); 0.2.0 is built on containerd-shim 0.12, which
+# announces Task API v3, and containerd 1.6 and 1.7 refuse that shim at start.
+prepare_runc_rs() {
+  local dir="$CACHE/containerd-runc-shim-$RUNC_RS_VERSION" bin
+  bin="$dir/bin/containerd-shim-runc-v2-rs"
+  if [ ! -x "$bin" ]; then
+    if ! command -v cargo >/dev/null 2>&1; then
+      WHY[$RUNC_RS]="n/a (no cargo to build containerd-runc-shim)"
+      warn "$RUNC_RS: no cargo on PATH to build containerd-runc-shim $RUNC_RS_VERSION (install rustup); its column will be empty"
+      return 0
+    fi
+    mkdir -p "$dir"
+    log "bench: building containerd-runc-shim $RUNC_RS_VERSION from crates.io into $dir (once; about 2 minutes on 2 CPUs) ..."
+    # The build directory is shared by versions, so trying another one rebuilds little.
+    if ! cargo install --locked --root "$dir" --target-dir "$CACHE/cargo-target" \
+      containerd-runc-shim --version "=$RUNC_RS_VERSION" >"$dir/install.log" 2>&1; then
+      WHY[$RUNC_RS]="n/a (containerd-runc-shim $RUNC_RS_VERSION did not build, see $dir/install.log)"
+      warn "$RUNC_RS: \`cargo install containerd-runc-shim --version $RUNC_RS_VERSION\` failed; its column will be empty. Last lines of $dir/install.log:"
+      tail -n 5 "$dir/install.log" >&2
+      return 0
+    fi
+  fi
+  # A copy, not a symlink: the shim re-executes itself through /proc/self/exe, which names a
+  # symlink's target, and shim_pids finds a runtime's shims by that name.
+  mkdir -p "$dir/path"
+  cmp -s "$bin" "$dir/path/$(shim_binary "$RUNC_RS")" || cp "$bin" "$dir/path/$(shim_binary "$RUNC_RS")"
+  PATH="$dir/path:$PATH"
+  RUNC_RS_FROM="containerd-runc-shim $RUNC_RS_VERSION from crates.io"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Main
 
 if [ -z "${CROSSARCH_FIXTURES:-}" ]; then "$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null; fi
@@ -710,6 +761,12 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+declare -A WHY=() # runtime -> why its column is empty
+RUNC_RS_FROM=
+for rt in "${RUNTIMES[@]}"; do
+  if [ "$rt" = "$RUNC_RS" ]; then prepare_runc_rs; fi
+done
+
 # Per-container crossarch configs, passed with `ctr run --runtime-config-path`.
 printf '[emulation]\nmode = "wrap"\n' >"$WORK/wrap.toml"
 printf '[init]\nenabled = true\n' >"$WORK/init.toml"
@@ -724,20 +781,27 @@ ctrx image import --all-platforms "$FIXTURES/images/busybox-arm64.tar" >/dev/nul
 
 # Warm-up: unpack the image once, and find out which runtimes work at all.
 usable=()
-declare -A WHY=()
 for rt in "${RUNTIMES[@]}"; do
+  [ -z "${WHY[$rt]:-}" ] || continue
   shim=$(shim_binary "$rt")
-  if ! PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$shim" >/dev/null 2>&1; then
+  if ! shim_path "$rt" >/dev/null 2>&1; then
     WHY[$rt]="n/a (no $shim)"
     warn "$rt: $shim not found in $CROSSARCH_SHIM_DIR or PATH; its column will be empty"
     continue
   fi
   new_id "$rt" warmup
   id=$ID
-  if out=$(ctrx run --rm --runtime "$rt" "$IMAGE" "$id" /bin/true </dev/null 2>&1); then
+  if out=$(ctrx run --rm --runtime "$rt" "$IMAGE" "$id" /bin/true </dev/null 2>&1 | tr -d '\0'); then
     usable+=("$rt")
   else
-    WHY[$rt]="n/a (warm-up failed)"
+    # A shim speaking a newer bootstrap protocol answers `start` with JSON naming its Task API
+    # version, which containerd 1.6 and 1.7 take for an address.
+    v=$(grep -o '"version":[0-9]*' <<<"$out" | head -n1 | cut -d: -f2)
+    if [ -n "$v" ]; then
+      WHY[$rt]="n/a (its shim speaks Task API v$v; containerd $(containerd --version | awk '{print $3}') needs v2)"
+    else
+      WHY[$rt]="n/a (warm-up failed)"
+    fi
     warn "$rt: warm-up container failed: $out"
     remove_container "$id"
   fi
@@ -763,7 +827,8 @@ echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_s
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); image $IMAGE (arm64: $FOREIGN_IMAGE); times are wall clock including the ctr client"
 echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
 for rt in "${RUNTIMES[@]}"; do
-  shim=$(PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$(shim_binary "$rt")" || echo "(missing) $(shim_binary "$rt")")
+  shim=$(shim_path "$rt" || echo "(missing) $(shim_binary "$rt")")
+  if [ "$rt" = "$RUNC_RS" ] && [ -n "$RUNC_RS_FROM" ]; then shim+=" ($RUNC_RS_FROM)"; fi
   echo "- $(short_name "$rt"): $rt -> $shim"
 done
 echo
