@@ -135,6 +135,27 @@ _testenv_shim_pids() {
   done
 }
 
+# Paths of the unix sockets the processes PIDS listen on.
+_testenv_listening_sockets() {
+  python3 - "$@" <<'EOF'
+import os, sys
+inodes = set()
+for pid in sys.argv[1:]:
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        pass
+# Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON (listening).
+for line in list(open("/proc/net/unix"))[1:]:
+    f = line.split()
+    if len(f) >= 8 and f[6] in inodes and int(f[3], 16) & 0x10000 and f[7].startswith("/"):
+        print(f[7])
+EOF
+}
+
 # Mounted cgroup hierarchies: v1 controllers, the v1 "unified" cgroup2 of a hybrid setup, or
 # the one cgroup2 root of a pure v2 host.
 _testenv_cgroup_roots() {
@@ -203,8 +224,16 @@ testenv_stop() {
       mapfile -t -O "${#owned[@]}" owned < <(tr '\0' '\n' <"/proc/$spid/cmdline" 2>/dev/null |
         awk '/^-namespace$/ { getline ns } /^-id$/ { getline id } END { if (ns != "" && id != "") print ns "/" id }')
     done
+    # A killed shim cannot remove the socket it listens on (/run/containerd/s/...); note its
+    # path from its fds and /proc/net/unix first.
+    local -a listening
+    mapfile -t listening < <(_testenv_listening_sockets "${shims[@]}")
     warn "testenv_stop: killing leftover shims of $sock: ${shims[*]}"
     kill -KILL "${shims[@]}" 2>/dev/null || true
+    local s
+    for s in "${listening[@]}"; do
+      if [ -S "$s" ]; then rm -f "$s"; fi
+    done
   fi
 
   # Whatever is still mounted under DIR (rootfs of a shim that died, snapshots), deepest first.
