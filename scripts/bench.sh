@@ -749,17 +749,8 @@ prepare_runc_rs() {
 if [ -z "${CROSSARCH_FIXTURES:-}" ]; then "$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null; fi
 [ -r "$FIXTURES/images/busybox-amd64.tar" ] || die "no fixture images in $FIXTURES; run scripts/fixtures.sh"
 
-WORK=$(mktemp -d /tmp/crossarch-bench.XXXXXX)
+testenv_scratch bench
 mkdir -p "$WORK/samples"
-cleanup() {
-  local rc=$?
-  testenv_stop "$WORK/env" || true
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 declare -A WHY=() # runtime -> why its column is empty
 RUNC_RS_FROM=

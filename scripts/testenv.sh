@@ -9,6 +9,8 @@
 #   testenv_stop DIR            kill and remove every task and container of that daemon, stop
 #                               it, unmount what is left under DIR, remove the cgroups its
 #                               containers left behind and delete DIR
+#   testenv_scratch NAME [FN]   WORK=/tmp/crossarch-NAME.XXXXXX, with FN, testenv_stop WORK/env
+#                               and its removal trapped on exit
 #
 # The daemon finds shims through PATH, with $CROSSARCH_SHIM_DIR (default <repo>/target/dist, from scripts/build.sh)
 # first. Each DIR gets its own default namespace (TESTENV_NS, "crossarch-<hash of DIR>") so
@@ -122,6 +124,27 @@ EOF
   done
   tail -n 20 "$dir/containerd.log" >&2 || true
   die "containerd for $dir did not answer within 10 s (log: $dir/containerd.log)"
+}
+
+# testenv_scratch NAME [FUNCTION]: a scratch directory WORK=/tmp/crossarch-NAME.XXXXXX for a
+# script's test environment (start it in WORK/env). Whenever the script exits, Ctrl-C and
+# SIGTERM included, FUNCTION runs first (for what the script started outside the daemon), then
+# testenv_stop WORK/env, and WORK is removed.
+testenv_scratch() {
+  # shellcheck disable=SC2034 # WORK is the sourcing script's.
+  WORK=$(mktemp -d "/tmp/crossarch-$1.XXXXXX")
+  _TESTENV_SCRATCH_HOOK=${2:-}
+  trap _testenv_scratch_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+_testenv_scratch_cleanup() {
+  local rc=$?
+  if [ -n "$_TESTENV_SCRATCH_HOOK" ]; then "$_TESTENV_SCRATCH_HOOK" || true; fi
+  testenv_stop "$WORK/env" || true
+  rm -rf "$WORK"
+  exit "$rc"
 }
 
 # Processes whose command line carries `-address SOCK`: the shims this daemon started.
