@@ -1,28 +1,48 @@
 #!/usr/bin/env bash
-# Side-by-side benchmark: crossarch against containerd's Go runc shim, same image, same private
-# containerd, one run. Prints a markdown table (figure | runc-v2 | crossarch | ratio) on stdout;
-# progress goes to stderr. It is a report: nothing here asserts a timing.
+# Side-by-side benchmark: crossarch against containerd's Go runc shim and the Rust runc shim of
+# containerd's rust-extensions, same image, same private containerd, one run. Prints a markdown
+# table (figure | runc-v2 | runc-rs | crossarch | ratio) on stdout; progress goes to stderr. It
+# is a report: nothing here asserts a timing.
+#
+# runc-rs is the crate `containerd-runc-shim` (binary containerd-shim-runc-v2-rs), built once
+# per version with `cargo install --locked` from crates.io into BENCH_CACHE and run as the
+# runtime io.containerd.runcrs.v2 (a copy named containerd-shim-runcrs-v2 on the daemon's PATH).
+# When it cannot be built or does not start a container, its column says why.
 #
 # Usage: sudo scripts/bench.sh
 # Env:
-#   BENCH_RUNTIMES   runtimes, first is the baseline of the ratio
-#                    (default "io.containerd.runc.v2 io.containerd.crossarch.v2")
+#   BENCH_RUNTIMES   runtimes; the ratio is the last one's value over the first one's
+#                    (default "io.containerd.runc.v2 io.containerd.runcrs.v2 io.containerd.crossarch.v2")
+#   BENCH_RUNC_RS_VERSION  the containerd-runc-shim crate version for io.containerd.runcrs.v2
+#                    (default 0.1.1: 0.1.x speaks Task API v2, which containerd 1.6 needs)
+#   BENCH_CACHE      where that build is kept between runs (default <repo>/target/bench-cache)
 #   BENCH_RUNS       samples for the latency figures (default 30)
 #   BENCH_GROUPS     which measurement groups to run, in order
-#                    (default "run exec idle parallel sigterm foreign init inspect")
+#                    (default "run exec idle parallel sigterm foreign init inspect shimcost pod
+#                    foreignexec size")
 #                    foreign: arm64 start latency in userns mode (default config, mode "auto")
 #                      and in wrap mode, interleaved with native crossarch and native baseline;
 #                    init: start cost of the injected init (enabled vs `[init] enabled = false`)
 #                      and the init's memory;
 #                    inspect: the shim's "inspected and prepared in N µs" debug lines, read
 #                      from containerd's log (needs BENCH_SHIM_LOG_LEVEL=debug)
+#                    shimcost: `ctr run --rm` against bare `runc run` of the same bundle;
+#                    pod: RSS and start latency of one shim serving a pod group (BENCH_POD_SIZES);
+#                    foreignexec: per-exec cost of a loop of `/bin/true` in an arm64 container,
+#                      against the same loop of qemu-aarch64-static on the host;
+#                    size: bytes of each shim binary (and of crossarch's init)
 #   BENCH_IDLE       idle containers for the memory figures (default 10)
 #   BENCH_SIGTERM_RUNS  samples for the SIGTERM figures (default 5)
 #   BENCH_PARALLEL_REPEAT  repetitions of the 20-containers figure (default 3)
 #   BENCH_INIT_HOST_RUNS  samples of the init's fork+exec cost on the host (default 200)
+#   BENCH_POD_SIZES  pod group sizes at which the pod group's shim is measured (default "1 10 50")
+#   BENCH_FOREIGN_EXECS  `/bin/true` execs in one foreignexec loop (default 200)
+#   BENCH_FOREIGN_EXEC_REPEAT  foreignexec loops per runtime and on the host (default 3)
 #   BENCH_SHIM_LOG_LEVEL  CROSSARCH_LOG_LEVEL for crossarch's shims (default debug: it costs a
 #                    few fifo writes per container, and containerd and the Go shim stay at info)
 #   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/dist, from scripts/build.sh)
+#   CROSSARCH_FIXTURES  prebuilt fixtures to use as they are (default: <repo>/fixtures/out, which
+#                    scripts/fixtures.sh brings up to date first)
 #
 # Adding a figure: write `group_<name> RUNTIME...`, declare its rows with `figure`, store
 # samples with `sample` (or a value with `result`), and add <name> to BENCH_GROUPS' default.
@@ -34,23 +54,40 @@ export LC_ALL=C
 # shellcheck source=testenv.sh
 . "$CROSSARCH_REPO/scripts/testenv.sh"
 
-read -r -a RUNTIMES <<<"${BENCH_RUNTIMES:-io.containerd.runc.v2 io.containerd.crossarch.v2}"
+read -r -a RUNTIMES <<<"${BENCH_RUNTIMES:-io.containerd.runc.v2 io.containerd.runcrs.v2 io.containerd.crossarch.v2}"
 N=${BENCH_RUNS:-30}
 IDLE=${BENCH_IDLE:-10}
 SIGTERM_RUNS=${BENCH_SIGTERM_RUNS:-5}
 PARALLEL_REPEAT=${BENCH_PARALLEL_REPEAT:-3}
 INIT_HOST_RUNS=${BENCH_INIT_HOST_RUNS:-200}
 SHIM_LOG_LEVEL=${BENCH_SHIM_LOG_LEVEL:-debug}
-read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign init inspect}"
+read -r -a POD_SIZES <<<"${BENCH_POD_SIZES:-1 10 50}"
+FOREIGN_EXECS=${BENCH_FOREIGN_EXECS:-200}
+FOREIGN_EXEC_REPEAT=${BENCH_FOREIGN_EXEC_REPEAT:-3}
+read -r -a GROUPS_TO_RUN <<<"${BENCH_GROUPS:-run exec idle parallel sigterm foreign init inspect shimcost pod foreignexec size}"
 CROSSARCH=io.containerd.crossarch.v2
+RUNC_RS=io.containerd.runcrs.v2
+RUNC_RS_VERSION=${BENCH_RUNC_RS_VERSION:-0.1.1}
+CACHE=${BENCH_CACHE:-$CROSSARCH_REPO/target/bench-cache}
 IMAGE=crossarch.test/busybox:amd64
 FOREIGN_IMAGE=crossarch.test/busybox:arm64
 export CROSSARCH_SHIM_DIR=${CROSSARCH_SHIM_DIR:-$CROSSARCH_REPO/target/dist}
+FIXTURES=${CROSSARCH_FIXTURES:-$CROSSARCH_REPO/fixtures/out}
 
 need_root "bench.sh"
 need_cmd ctr containerd runc python3 xargs
 [ "${#RUNTIMES[@]}" -ge 1 ] || die "BENCH_RUNTIMES is empty"
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer, not '$N'"
+[ "${#POD_SIZES[@]}" -ge 1 ] || die "BENCH_POD_SIZES is empty"
+prev=0
+for s in "${POD_SIZES[@]}"; do
+  if ! [[ "$s" =~ ^[1-9][0-9]*$ ]] || [ "$s" -le "$prev" ]; then
+    die "BENCH_POD_SIZES must be increasing positive integers, not '${POD_SIZES[*]}'"
+  fi
+  prev=$s
+done
+[[ "$FOREIGN_EXECS" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FOREIGN_EXECS must be a positive integer, not '$FOREIGN_EXECS'"
+[[ "$FOREIGN_EXEC_REPEAT" =~ ^[1-9][0-9]*$ ]] || die "BENCH_FOREIGN_EXEC_REPEAT must be a positive integer, not '$FOREIGN_EXEC_REPEAT'"
 
 # ---------------------------------------------------------------------------------------------
 # Result table
@@ -109,6 +146,9 @@ shim_binary() {
   echo "containerd-shim-${r%.*}-${r##*.}"
 }
 
+# The file the daemon runs for RUNTIME (testenv.sh puts CROSSARCH_SHIM_DIR first on its PATH).
+shim_path() { PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$(shim_binary "$1")"; }
+
 fmt() { # fmt NUMBER UNIT
   case "$2" in
     ms) awk -v v="$1" 'BEGIN { printf(v >= 100 ? "%.0f ms" : "%.1f ms", v) }' ;;
@@ -116,6 +156,7 @@ fmt() { # fmt NUMBER UNIT
     MB) awk -v v="$1" 'BEGIN { printf("%.1f MB", v) }' ;;
     kB) awk -v v="$1" 'BEGIN { printf("%.0f kB", v) }' ;;
     us) awk -v v="$1" 'BEGIN { printf("%.0f µs", v) }' ;;
+    B) awk -v v="$1" 'BEGIN { printf("%.0f B (%.1f MB)", v, v / 1048576) }' ;;
     *) awk -v v="$1" 'BEGIN { printf("%g", v) }' ;;
   esac
 }
@@ -689,22 +730,285 @@ group_inspect() {
   done
 }
 
+# The bundle of a running container of this daemon: containerd's config.json and the rootfs
+# its shim mounted.
+bundle_of() { echo "$TESTENV_DIR/state/io.containerd.runtime.v2.task/$TESTENV_NS/$1"; }
+
+# Runtime-independent floors (bare runc, qemu on the host) are measured once: their value is
+# in the first column, the others say "same".
+note_same() { # note_same KEY
+  local rt
+  for rt in "${RUNTIMES[@]:1}"; do note "$1" "$rt" same; done
+}
+
+# What a shim, containerd and the ctr client add to runc: `ctr run --rm` of each runtime against
+# `runc run` (which deletes the container when it exits) of the same bundle with no containerd
+# at all, interleaved in one loop. The
+# bundle is that of a container of the first runtime (containerd's config.json, the image's
+# rootfs mounted by its shim), its process made /bin/true; runc keeps its state under WORK.
+group_shimcost() {
+  local base=${RUNTIMES[0]} src i rt t0 bundle out bare_ok=1
+  figure shimcost_runc ms "bare \`runc run\` of the same bundle (containerd's config.json and image rootfs, /bin/true), no containerd, median of $N"
+  figure shimcost_ctr ms "\`ctr run --rm IMAGE id /bin/true\`, in the same loop, median of $N"
+  figure shimcost ms "what the shim, containerd and ctr add to runc: the \`ctr run --rm\` median − the bare \`runc run\` median"
+  note_same shimcost_runc
+  new_id "$1" scsrc
+  src=$ID
+  if ! ctrx run -d --runtime "$1" "$IMAGE" "$src" sleep 3600 </dev/null >/dev/null 2>&1; then
+    note shimcost_runc "$base" "failed (no source bundle)"
+    bare_ok=0
+  else
+    bundle=$(bundle_of "$src")
+    mkdir -p "$WORK/bare-bundle" "$WORK/bare-runc"
+    # cgroupsPath under the daemon's namespace, where testenv_stop looks for leftovers.
+    python3 - "$bundle/config.json" "$bundle/rootfs" "/$TESTENV_NS/b-bare-runc" \
+      >"$WORK/bare-bundle/config.json" <<'PY' || bare_ok=0
+import json, sys
+spec = json.load(open(sys.argv[1]))
+spec["root"]["path"] = sys.argv[2]
+spec["process"]["args"] = ["/bin/true"]
+spec["process"]["terminal"] = False
+spec.setdefault("linux", {})["cgroupsPath"] = sys.argv[3]
+json.dump(spec, sys.stdout)
+PY
+    [ "$bare_ok" -eq 1 ] || note shimcost_runc "$base" "failed (cannot read $bundle/config.json)"
+  fi
+  for i in $(seq 1 "$N"); do
+    if [ "$bare_ok" -eq 1 ]; then
+      new_id runc bare
+      t0=$(us_now)
+      if out=$(runc --root "$WORK/bare-runc" run --bundle "$WORK/bare-bundle" "$ID" </dev/null 2>&1); then
+        sample shimcost_runc "$base" "$(ms_since "$t0")"
+      else
+        note shimcost_runc "$base" failed
+        warn "bare runc run of $ID failed: $out"
+        runc --root "$WORK/bare-runc" delete -f "$ID" >/dev/null 2>&1 || true
+        bare_ok=0
+      fi
+    fi
+    for rt in "$@"; do
+      run_once shimcost_ctr "$rt" scost "$IMAGE" || note shimcost_ctr "$rt" failed
+    done
+  done
+  [ -z "${src:-}" ] || remove_container "$src"
+  derive shimcost_runc shimcost_runc 50
+  derive shimcost_ctr shimcost_ctr 50
+  local floor=${VALUE["shimcost_runc|$base"]:-}
+  for rt in "$@"; do
+    if [ -n "$floor" ] && [ -n "${VALUE["shimcost_ctr|$rt"]:-}" ] && [ -z "${CELL["shimcost_ctr|$rt"]:-}" ]; then
+      result shimcost "$rt" "$(awk -v a="${VALUE["shimcost_ctr|$rt"]}" -v b="$floor" 'BEGIN { print a - b }')"
+    fi
+  done
+}
+
+# A runtime's shims' RSS in kB, and how many there are: "KB COUNT".
+shims_rss() { # shims_rss RUNTIME
+  local pids pid kb=0
+  mapfile -t pids < <(shim_pids "$(shim_binary "$1")")
+  for pid in "${pids[@]}"; do
+    kb=$((kb + $(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")))
+  done
+  echo "$kb ${#pids[@]}"
+}
+
+# One shim serving a pod group: containers started one after the other with the group
+# annotation that the Go shim, the Rust runc shim and crossarch all honour, the shim's RSS read
+# at each size of POD_SIZES, and the `ctr run -d` latency of the members that made that size.
+group_pod() {
+  local rt s prev k id grp t0 kb count first_kb first_s max=${POD_SIZES[-1]} ids
+  prev=0
+  for s in "${POD_SIZES[@]}"; do
+    if [ "$prev" -eq 0 ]; then
+      figure "pod_rss_$s" MB "pod group (\`--annotation io.containerd.runc.v2.group=…\`, idle \`sleep\` members) of $s: RSS of its one shim"
+    else
+      figure "pod_rss_$s" MB "pod group of $s: RSS of its one shim"
+    fi
+    if [ "$prev" -eq 0 ] && [ "$s" -eq 1 ]; then
+      figure "pod_start_$s" ms "pod group: \`ctr run -d\` of the first member (the shim's own start included)"
+    elif [ "$prev" -eq 0 ]; then
+      figure "pod_start_$s" ms "pod group: \`ctr run -d\` of members 1–$s, median (the first starts the shim)"
+    else
+      figure "pod_start_$s" ms "pod group: \`ctr run -d\` of members $((prev + 1))–$s into the running shim, median"
+    fi
+    prev=$s
+  done
+  figure pod_rss_growth kB "pod group: RSS growth per member, ${POD_SIZES[0]} to $max members"
+  figure pod_shims "" "pod group of $max: shim processes serving it"
+  for rt in "$@"; do
+    new_id "$rt" pod
+    grp=$ID
+    ids=()
+    prev=0 first_kb='' first_s=''
+    for s in "${POD_SIZES[@]}"; do
+      for k in $(seq $((prev + 1)) "$s"); do
+        new_id "$rt" pod
+        id=$ID
+        t0=$(us_now)
+        if ! ctrx run -d --runtime "$rt" --annotation "io.containerd.runc.v2.group=$grp" "$IMAGE" "$id" sleep 3600 \
+          </dev/null >/dev/null 2>&1; then
+          note "pod_start_$s" "$rt" "failed at member $k"
+          remove_container "$id"
+          break 2
+        fi
+        sample "pod_start_$s" "$rt" "$(ms_since "$t0")"
+        ids+=("$id")
+      done
+      # Let the shim settle (lazy threads, Go's GC) before reading its memory.
+      sleep 1
+      read -r kb count < <(shims_rss "$rt")
+      if [ "$count" -eq 1 ]; then
+        result "pod_rss_$s" "$rt" "$(awk -v v="$kb" 'BEGIN { print v / 1024 }')"
+        if [ -z "$first_kb" ]; then first_kb=$kb first_s=$s; fi
+      else
+        note "pod_rss_$s" "$rt" "$count shims, not one"
+      fi
+      result pod_shims "$rt" "$count"
+      prev=$s
+    done
+    if [ -n "$first_kb" ] && [ -n "${VALUE["pod_rss_$max|$rt"]:-}" ] && [ "$max" -gt "$first_s" ]; then
+      result pod_rss_growth "$rt" "$(awk -v a="$first_kb" -v b="$kb" -v n=$((max - first_s)) 'BEGIN { print (b - a) / n }')"
+    fi
+    [ "$prev" -eq "$max" ] || note pod_shims "$rt" "n/a (stopped at $prev)"
+    for id in "${ids[@]}"; do remove_container "$id"; done
+  done
+  for s in "${POD_SIZES[@]}"; do derive "pod_start_$s" "pod_start_$s" 50; done
+}
+
+# The cost of one emulated exec: a loop of FOREIGN_EXECS `/bin/true` in the `sh` of an arm64
+# container, timed inside from /proc/uptime (10 ms ticks), against the same loop of
+# qemu-aarch64-static running that rootfs's `true` on the host, where no container, shim or
+# binfmt_misc is involved. Runtimes other than crossarch run arm64 only through the host's
+# binfmt_misc; without it their cell says so.
+group_foreignexec() {
+  local base=${RUNTIMES[0]} rt r id qemu rootfs='' t0 out a b ok
+  declare -A target=()
+  figure fexec_container ms "arm64 container: one \`/bin/true\` of a $FOREIGN_EXECS× loop in its \`sh\` (one \`ctr task exec\`, timed inside), median of $FOREIGN_EXEC_REPEAT loops"
+  figure fexec_host ms "host: one \`qemu-aarch64-static -L ROOTFS ROOTFS/bin/true\` (same rootfs) of a $FOREIGN_EXECS× loop in bash, median of $FOREIGN_EXEC_REPEAT loops"
+  ratio_ref fexec_container fexec_host "$base" "of host qemu"
+  note_same fexec_host
+  if ! qemu=$(command -v qemu-aarch64-static); then
+    note fexec_host "$base" "no qemu-aarch64-static"
+    qemu=
+  fi
+  for rt in "$@"; do
+    new_id "$rt" fexec
+    id=$ID
+    if ctrx run -d --runtime "$rt" --platform linux/arm64 "$FOREIGN_IMAGE" "$id" sleep 3600 </dev/null >/dev/null 2>&1 &&
+      ctrx task exec --exec-id probe "$id" /bin/true </dev/null >/dev/null 2>&1; then
+      target[$rt]=$id
+      [ -n "$rootfs" ] || rootfs=$(bundle_of "$id")/rootfs
+    else
+      if [ "$rt" = "$CROSSARCH" ]; then note fexec_container "$rt" failed; else note fexec_container "$rt" "cannot run arm64 (no host binfmt_misc)"; fi
+      remove_container "$id"
+    fi
+  done
+  [ -n "$rootfs" ] && [ -x "$rootfs/bin/true" ] || rootfs=$FIXTURES/rootfs/arm64
+  # shellcheck disable=SC2016 # expanded by the container's sh
+  local loop='read a _ </proc/uptime; i=0; while [ $i -lt '"$FOREIGN_EXECS"' ]; do /bin/true || exit 1; i=$((i + 1)); done; read b _ </proc/uptime; echo "$a $b"'
+  for r in $(seq 1 "$FOREIGN_EXEC_REPEAT"); do
+    if [ -n "$qemu" ]; then
+      t0=$(us_now)
+      ok=1
+      for _ in $(seq 1 "$FOREIGN_EXECS"); do "$qemu" -L "$rootfs" "$rootfs/bin/true" || { ok=0 && break; }; done
+      if [ "$ok" -eq 1 ]; then
+        sample fexec_host "$base" "$(awk -v ms="$(ms_since "$t0")" -v n="$FOREIGN_EXECS" 'BEGIN { print ms / n }')"
+      else
+        note fexec_host "$base" "failed ($qemu -L $rootfs $rootfs/bin/true)"
+        qemu=
+      fi
+    fi
+    for rt in "$@"; do
+      [ -n "${target[$rt]:-}" ] || continue
+      if out=$(ctrx task exec --exec-id "loop$r" "${target[$rt]}" sh -c "$loop" </dev/null 2>/dev/null) &&
+        read -r a b <<<"$out" && [ -n "$b" ]; then
+        sample fexec_container "$rt" "$(awk -v a="$a" -v b="$b" -v n="$FOREIGN_EXECS" 'BEGIN { print (b - a) * 1000 / n }')"
+      else
+        note fexec_container "$rt" failed
+      fi
+    done
+  done
+  for rt in "${!target[@]}"; do remove_container "${target[$rt]}"; done
+  derive fexec_host fexec_host 50
+  derive fexec_container fexec_container 50
+}
+
+# Bytes on disk of each runtime's shim, the file the daemon runs, and of crossarch's init.
+group_size() {
+  local rt f
+  figure size_shim B "shim binary on disk (the file the daemon runs)"
+  figure size_init B "crossarch's injected init beside it"
+  note_others size_init "no init"
+  for rt in "$@"; do
+    if ! f=$(shim_path "$rt"); then
+      note size_shim "$rt" "no $(shim_binary "$rt")"
+      continue
+    fi
+    result size_shim "$rt" "$(stat -L -c %s "$f")"
+    [ "$rt" = "$CROSSARCH" ] || continue
+    # The shim runs the init it finds beside itself.
+    f="$(dirname "$f")/crossarch-init"
+    if [ -f "$f" ]; then result size_init "$rt" "$(stat -L -c %s "$f")"; else note size_init "$rt" "no $f"; fi
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# The Rust runc shim
+
+# Builds containerd-runc-shim RUNC_RS_VERSION from crates.io into the cache once, and puts it on
+# PATH (which the daemon inherits) as containerd-shim-runcrs-v2. On failure WHY[$RUNC_RS] says
+# why and its column is skipped. Versions: 0.1.x is built on containerd-shim 0.3, whose `start`
+# answers with a bare address (Task API v2); 0.2.0 is built on containerd-shim 0.12, which
+# announces Task API v3, and containerd 1.6 and 1.7 refuse that shim at start.
+prepare_runc_rs() {
+  local dir="$CACHE/containerd-runc-shim-$RUNC_RS_VERSION" bin
+  bin="$dir/bin/containerd-shim-runc-v2-rs"
+  if [ ! -x "$bin" ]; then
+    if ! command -v cargo >/dev/null 2>&1; then
+      WHY[$RUNC_RS]="n/a (no cargo to build containerd-runc-shim)"
+      warn "$RUNC_RS: no cargo on PATH to build containerd-runc-shim $RUNC_RS_VERSION (install rustup); its column will be empty"
+      return 0
+    fi
+    mkdir -p "$dir"
+    log "bench: building containerd-runc-shim $RUNC_RS_VERSION from crates.io into $dir (once; about 2 minutes on 2 CPUs) ..."
+    # The build directory is shared by versions, so trying another one rebuilds little.
+    if ! cargo install --locked --root "$dir" --target-dir "$CACHE/cargo-target" \
+      containerd-runc-shim --version "=$RUNC_RS_VERSION" >"$dir/install.log" 2>&1; then
+      WHY[$RUNC_RS]="n/a (containerd-runc-shim $RUNC_RS_VERSION did not build, see $dir/install.log)"
+      warn "$RUNC_RS: \`cargo install containerd-runc-shim --version $RUNC_RS_VERSION\` failed; its column will be empty. Last lines of $dir/install.log:"
+      tail -n 5 "$dir/install.log" >&2
+      return 0
+    fi
+  fi
+  # A copy, not a symlink: the shim re-executes itself through /proc/self/exe, which names a
+  # symlink's target, and shim_pids finds a runtime's shims by that name.
+  mkdir -p "$dir/path"
+  cmp -s "$bin" "$dir/path/$(shim_binary "$RUNC_RS")" || cp "$bin" "$dir/path/$(shim_binary "$RUNC_RS")"
+  PATH="$dir/path:$PATH"
+  RUNC_RS_FROM="containerd-runc-shim $RUNC_RS_VERSION from crates.io"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Main
 
-"$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null
+if [ -z "${CROSSARCH_FIXTURES:-}" ]; then "$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null; fi
+[ -r "$FIXTURES/images/busybox-amd64.tar" ] || die "no fixture images in $FIXTURES; run scripts/fixtures.sh"
 
-WORK=$(mktemp -d /tmp/crossarch-bench.XXXXXX)
-mkdir -p "$WORK/samples"
-cleanup() {
-  local rc=$?
-  testenv_stop "$WORK/env" || true
-  rm -rf "$WORK"
-  exit "$rc"
+# The shimcost group's bare runc containers, before testenv_stop removes their cgroups.
+remove_bare_runc() {
+  local id
+  [ -d "$WORK/bare-runc" ] || return 0
+  for id in $(runc --root "$WORK/bare-runc" list -q 2>/dev/null); do
+    runc --root "$WORK/bare-runc" delete -f "$id" >/dev/null 2>&1 || warn "cannot delete bare runc container $id"
+  done
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+testenv_scratch bench remove_bare_runc
+mkdir -p "$WORK/samples"
+
+declare -A WHY=() # runtime -> why its column is empty
+RUNC_RS_FROM=
+for rt in "${RUNTIMES[@]}"; do
+  if [ "$rt" = "$RUNC_RS" ]; then prepare_runc_rs; fi
+done
 
 # Per-container crossarch configs, passed with `ctr run --runtime-config-path`.
 printf '[emulation]\nmode = "wrap"\n' >"$WORK/wrap.toml"
@@ -715,25 +1019,32 @@ printf '[init]\nenabled = false\n' >"$WORK/noinit.toml"
 export CROSSARCH_LOG_LEVEL=$SHIM_LOG_LEVEL
 testenv_start "$WORK/env"
 unset CROSSARCH_LOG_LEVEL
-ctrx image import "$CROSSARCH_REPO/fixtures/out/images/busybox-amd64.tar" >/dev/null
-ctrx image import --all-platforms "$CROSSARCH_REPO/fixtures/out/images/busybox-arm64.tar" >/dev/null
+ctrx image import "$FIXTURES/images/busybox-amd64.tar" >/dev/null
+ctrx image import --all-platforms "$FIXTURES/images/busybox-arm64.tar" >/dev/null
 
 # Warm-up: unpack the image once, and find out which runtimes work at all.
 usable=()
-declare -A WHY=()
 for rt in "${RUNTIMES[@]}"; do
+  [ -z "${WHY[$rt]:-}" ] || continue
   shim=$(shim_binary "$rt")
-  if ! PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$shim" >/dev/null 2>&1; then
+  if ! shim_path "$rt" >/dev/null 2>&1; then
     WHY[$rt]="n/a (no $shim)"
     warn "$rt: $shim not found in $CROSSARCH_SHIM_DIR or PATH; its column will be empty"
     continue
   fi
   new_id "$rt" warmup
   id=$ID
-  if out=$(ctrx run --rm --runtime "$rt" "$IMAGE" "$id" /bin/true </dev/null 2>&1); then
+  if out=$(ctrx run --rm --runtime "$rt" "$IMAGE" "$id" /bin/true </dev/null 2>&1 | tr -d '\0'); then
     usable+=("$rt")
   else
-    WHY[$rt]="n/a (warm-up failed)"
+    # A shim speaking a newer bootstrap protocol answers `start` with JSON naming its Task API
+    # version, which containerd 1.6 and 1.7 take for an address.
+    v=$(grep -o '"version":[0-9]*' <<<"$out" | head -n1 | cut -d: -f2)
+    if [ -n "$v" ]; then
+      WHY[$rt]="n/a (its shim speaks Task API v$v; containerd $(containerd --version | awk '{print $3}') needs v2)"
+    else
+      WHY[$rt]="n/a (warm-up failed)"
+    fi
     warn "$rt: warm-up container failed: $out"
     remove_container "$id"
   fi
@@ -759,7 +1070,8 @@ echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_s
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); image $IMAGE (arm64: $FOREIGN_IMAGE); times are wall clock including the ctr client"
 echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
 for rt in "${RUNTIMES[@]}"; do
-  shim=$(PATH="$CROSSARCH_SHIM_DIR:$PATH" command -v "$(shim_binary "$rt")" || echo "(missing) $(shim_binary "$rt")")
+  shim=$(shim_path "$rt" || echo "(missing) $(shim_binary "$rt")")
+  if [ "$rt" = "$RUNC_RS" ] && [ -n "$RUNC_RS_FROM" ]; then shim+=" ($RUNC_RS_FROM)"; fi
   echo "- $(short_name "$rt"): $rt -> $shim"
 done
 echo

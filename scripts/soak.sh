@@ -154,16 +154,7 @@ binfmt_state() {
 
 "$CROSSARCH_REPO/scripts/fixtures.sh" >/dev/null
 
-WORK=$(mktemp -d /tmp/crossarch-soak.XXXXXX)
-cleanup() {
-  local rc=$?
-  testenv_stop "$WORK/env" || true
-  rm -rf "$WORK"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+testenv_scratch soak
 
 mount_table >"$WORK/mounts.before"
 binfmt_state >"$WORK/binfmt.before"

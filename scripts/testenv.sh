@@ -9,6 +9,8 @@
 #   testenv_stop DIR            kill and remove every task and container of that daemon, stop
 #                               it, unmount what is left under DIR, remove the cgroups its
 #                               containers left behind and delete DIR
+#   testenv_scratch NAME [FN]   WORK=/tmp/crossarch-NAME.XXXXXX, with FN, testenv_stop WORK/env
+#                               and its removal trapped on exit
 #
 # The daemon finds shims through PATH, with $CROSSARCH_SHIM_DIR (default <repo>/target/dist, from scripts/build.sh)
 # first. Each DIR gets its own default namespace (TESTENV_NS, "crossarch-<hash of DIR>") so
@@ -124,6 +126,27 @@ EOF
   die "containerd for $dir did not answer within 10 s (log: $dir/containerd.log)"
 }
 
+# testenv_scratch NAME [FUNCTION]: a scratch directory WORK=/tmp/crossarch-NAME.XXXXXX for a
+# script's test environment (start it in WORK/env). Whenever the script exits, Ctrl-C and
+# SIGTERM included, FUNCTION runs first (for what the script started outside the daemon), then
+# testenv_stop WORK/env, and WORK is removed.
+testenv_scratch() {
+  # shellcheck disable=SC2034 # WORK is the sourcing script's.
+  WORK=$(mktemp -d "/tmp/crossarch-$1.XXXXXX")
+  _TESTENV_SCRATCH_HOOK=${2:-}
+  trap _testenv_scratch_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+_testenv_scratch_cleanup() {
+  local rc=$?
+  if [ -n "$_TESTENV_SCRATCH_HOOK" ]; then "$_TESTENV_SCRATCH_HOOK" || true; fi
+  testenv_stop "$WORK/env" || true
+  rm -rf "$WORK"
+  exit "$rc"
+}
+
 # Processes whose command line carries `-address SOCK`: the shims this daemon started.
 _testenv_shim_pids() {
   local sock=$1 p
@@ -133,6 +156,27 @@ _testenv_shim_pids() {
       tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qx -- '-address' && echo "${p#/proc/}"
     fi
   done
+}
+
+# Paths of the unix sockets the processes PIDS listen on.
+_testenv_listening_sockets() {
+  python3 - "$@" <<'EOF'
+import os, sys
+inodes = set()
+for pid in sys.argv[1:]:
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        pass
+# Num RefCount Protocol Flags Type St Inode Path; flag 0x10000 is __SO_ACCEPTCON (listening).
+for line in list(open("/proc/net/unix"))[1:]:
+    f = line.split()
+    if len(f) >= 8 and f[6] in inodes and int(f[3], 16) & 0x10000 and f[7].startswith("/"):
+        print(f[7])
+EOF
 }
 
 # Mounted cgroup hierarchies: v1 controllers, the v1 "unified" cgroup2 of a hybrid setup, or
@@ -203,8 +247,16 @@ testenv_stop() {
       mapfile -t -O "${#owned[@]}" owned < <(tr '\0' '\n' <"/proc/$spid/cmdline" 2>/dev/null |
         awk '/^-namespace$/ { getline ns } /^-id$/ { getline id } END { if (ns != "" && id != "") print ns "/" id }')
     done
+    # A killed shim cannot remove the socket it listens on (/run/containerd/s/...); note its
+    # path from its fds and /proc/net/unix first.
+    local -a listening
+    mapfile -t listening < <(_testenv_listening_sockets "${shims[@]}")
     warn "testenv_stop: killing leftover shims of $sock: ${shims[*]}"
     kill -KILL "${shims[@]}" 2>/dev/null || true
+    local s
+    for s in "${listening[@]}"; do
+      if [ -S "$s" ]; then rm -f "$s"; fi
+    done
   fi
 
   # Whatever is still mounted under DIR (rootfs of a shim that died, snapshots), deepest first.

@@ -64,11 +64,13 @@ arch_qemu() {
 
 CROSSARCH_ARCHES=(amd64 arm64 armhf s390x riscv64 ppc64el)
 
-# A runtime's short name, for tables and file names: runc-v2, crossarch, or the name with
+# A runtime's short name, for tables and file names: runc-v2, runc-rs (the Rust runc shim of
+# containerd's rust-extensions, as scripts/bench.sh names it), crossarch, or the name with
 # dashes for dots.
 short_name() {
   case "$1" in
     io.containerd.runc.v2) echo runc-v2 ;;
+    io.containerd.runcrs.v2) echo runc-rs ;;
     io.containerd.crossarch.v2) echo crossarch ;;
     *) echo "${1//./-}" ;;
   esac
