@@ -24,8 +24,10 @@
 #                      and in wrap mode, interleaved with native crossarch and native baseline;
 #                    init: start cost of the injected init (enabled vs `[init] enabled = false`)
 #                      and the init's memory;
-#                    inspect: the shim's "inspected and prepared in N µs" debug lines, read
-#                      from containerd's log (needs BENCH_SHIM_LOG_LEVEL=debug)
+#                    inspect: the shim's "inspected and planned in N µs" (inspection and the
+#                      plan) and "inspected and prepared in N µs" (and the spec applied and
+#                      written) debug lines, read from containerd's log (needs
+#                      BENCH_SHIM_LOG_LEVEL=debug)
 #                    shimcost: `ctr run --rm` against bare `runc run` of the same bundle;
 #                    pod: RSS and start latency of one shim serving a pod group (BENCH_POD_SIZES);
 #                    foreignexec: per-exec cost of a loop of `/bin/true` in an arm64 container,
@@ -700,33 +702,42 @@ PY
 # `container ID: inspected and prepared in N µs`, read back from containerd's log and sorted by
 # the purpose in the container id. Without that line (older shim, log level above debug): n/a.
 group_inspect() {
-  local xa k purposes purpose f n
+  local xa k purposes purpose f n line what
   xa=$(crossarch_of "$@")
-  figure inspect_native us "inspection + spec preparation at Create (shim's debug line), native \`/bin/true\`, median"
-  figure inspect_userns us "inspection + spec preparation at Create, arm64 \`/bin/true\`, userns mode, median"
-  figure inspect_wrap us "inspection + spec preparation at Create, arm64 \`/bin/true\`, wrap mode, median"
-  for k in inspect_native inspect_userns inspect_wrap; do note_others "$k" "—"; done
+  figure plan_native us "inspection + plan at Create (shim's debug line), native \`/bin/true\`, median"
+  figure plan_userns us "inspection + plan at Create, arm64 \`/bin/true\`, userns mode, median"
+  figure plan_wrap us "inspection + plan at Create, arm64 \`/bin/true\`, wrap mode, median"
+  figure prepared_native us "inspection + spec preparation at Create (plan applied, spec and record written), native, median"
+  figure prepared_userns us "inspection + spec preparation at Create, arm64 userns mode, median"
+  figure prepared_wrap us "inspection + spec preparation at Create, arm64 wrap mode, median"
+  for k in plan_native plan_userns plan_wrap prepared_native prepared_userns prepared_wrap; do
+    note_others "$k" "—"
+  done
   [ -n "$xa" ] || return 0
-  sed -n "s/.*msg=\"container b-$(short_name "$xa")-\([a-z]*\)-[0-9]*: inspected and prepared in \([0-9]*\) µs\".*/\1 \2/p" \
-    "$TESTENV_DIR/containerd.log" >"$WORK/inspect.txt" 2>/dev/null || true
-  for k in native userns wrap; do
-    case $k in
-      native) purposes="run fnative initon" ;;
-      userns) purposes=fuserns ;;
-      wrap) purposes=fwrap ;;
-    esac
-    f="$WORK/samples/inspect_$k"
-    : >"$f"
-    for purpose in $purposes; do
-      awk -v p="$purpose" '$1 == p { print $2 }' "$WORK/inspect.txt" >>"$f"
+  for line in planned prepared; do
+    sed -n "s/.*msg=\"container b-$(short_name "$xa")-\([a-z]*\)-[0-9]*: inspected and $line in \([0-9]*\) µs.*/\1 \2/p" \
+      "$TESTENV_DIR/containerd.log" >"$WORK/inspect.txt" 2>/dev/null || true
+    for k in native userns wrap; do
+      case $k in
+        native) purposes="run fnative initon" ;;
+        userns) purposes=fuserns ;;
+        wrap) purposes=fwrap ;;
+      esac
+      what=prepared_$k
+      [ "$line" = planned ] && what=plan_$k
+      f="$WORK/samples/$what"
+      : >"$f"
+      for purpose in $purposes; do
+        awk -v p="$purpose" '$1 == p { print $2 }' "$WORK/inspect.txt" >>"$f"
+      done
+      n=$(wc -l <"$f")
+      if [ "$n" -gt 0 ]; then
+        result "$what" "$xa" "$(percentile "$f" 50)"
+        LABEL[$what]+=" of $n"
+      else
+        note "$what" "$xa" "n/a (no \"inspected and $line\" line; shim log level $SHIM_LOG_LEVEL)"
+      fi
     done
-    n=$(wc -l <"$f")
-    if [ "$n" -gt 0 ]; then
-      result "inspect_$k" "$xa" "$(percentile "$f" 50)"
-      LABEL[inspect_$k]+=" of $n"
-    else
-      note "inspect_$k" "$xa" "n/a (no \"inspected and prepared\" line; shim log level $SHIM_LOG_LEVEL)"
-    fi
   done
 }
 
