@@ -62,6 +62,13 @@ impl Events {
         }
     }
 
+    /// Events that the same forwarding task delivers into a channel instead of containerd.
+    #[cfg(test)]
+    pub fn into_channel(namespace: &str) -> (Events, mpsc::UnboundedReceiver<Envelope>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events::forward_to(Channel(tx), namespace), rx)
+    }
+
     /// Queues `event` under `topic`; it is sent after every event queued before it.
     pub fn send(&self, topic: &str, event: Box<dyn MessageDyn>) {
         let mut envelope = Envelope::new();
@@ -120,6 +127,20 @@ impl Sink for Containerd {
             self.client = None;
         }
         sent
+    }
+}
+
+/// A test's channel.
+#[cfg(test)]
+struct Channel(mpsc::UnboundedSender<Envelope>);
+
+#[cfg(test)]
+impl Sink for Channel {
+    async fn deliver(&mut self, req: &ForwardRequest) -> Result<(), String> {
+        let envelope = req.envelope.clone().unwrap_or_default();
+        self.0
+            .send(envelope)
+            .map_err(|_| "the test stopped listening".to_string())
     }
 }
 
