@@ -38,17 +38,35 @@ pub struct Events {
 impl Events {
     /// Starts the forwarding task to containerd's ttrpc `address`.
     pub fn start(address: &str, namespace: &str) -> Events {
-        let (queue, rx) = mpsc::unbounded_channel();
         let address = if address.contains("://") {
             address.to_string()
         } else {
             format!("unix://{address}")
         };
-        tokio::spawn(forward(address, rx));
+        Events::forward_to(
+            Containerd {
+                address,
+                client: None,
+            },
+            namespace,
+        )
+    }
+
+    /// Starts the forwarding task to `sink`.
+    fn forward_to(sink: impl Sink + Send + 'static, namespace: &str) -> Events {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(forward(sink, rx));
         Events {
             namespace: namespace.to_string(),
             queue,
         }
+    }
+
+    /// Events that the same forwarding task delivers into a channel instead of containerd.
+    #[cfg(test)]
+    pub fn into_channel(namespace: &str) -> (Events, mpsc::UnboundedReceiver<Envelope>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Events::forward_to(Channel(tx), namespace), rx)
     }
 
     /// Queues `event` under `topic`; it is sent after every event queued before it.
@@ -72,8 +90,61 @@ impl Events {
     }
 }
 
-async fn forward(address: String, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-    let mut client: Option<EventsClient> = None;
+/// Where the forwarding task delivers events.
+trait Sink {
+    /// One try at delivering `req`.
+    fn deliver(
+        &mut self,
+        req: &ForwardRequest,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+/// containerd's events service.
+struct Containerd {
+    address: String,
+    client: Option<EventsClient>,
+}
+
+impl Sink for Containerd {
+    async fn deliver(&mut self, req: &ForwardRequest) -> Result<(), String> {
+        if self.client.is_none() {
+            self.client = Client::connect(&self.address)
+                .await
+                .ok()
+                .map(EventsClient::new);
+        }
+        let sent = match &self.client {
+            Some(c) => {
+                match tokio::time::timeout(TRY_LIMIT, c.forward(Context::default(), req)).await {
+                    Ok(r) => r.map(drop).map_err(|e| e.to_string()),
+                    Err(_) => Err(format!("no answer within {TRY_LIMIT:?}")),
+                }
+            }
+            None => Err(format!("cannot connect to {}", self.address)),
+        };
+        if sent.is_err() {
+            // A restarted containerd listens on a new socket: connect again.
+            self.client = None;
+        }
+        sent
+    }
+}
+
+/// A test's channel.
+#[cfg(test)]
+struct Channel(mpsc::UnboundedSender<Envelope>);
+
+#[cfg(test)]
+impl Sink for Channel {
+    async fn deliver(&mut self, req: &ForwardRequest) -> Result<(), String> {
+        let envelope = req.envelope.clone().unwrap_or_default();
+        self.0
+            .send(envelope)
+            .map_err(|_| "the test stopped listening".to_string())
+    }
+}
+
+async fn forward(mut sink: impl Sink, mut rx: mpsc::UnboundedReceiver<Envelope>) {
     while let Some(envelope) = rx.recv().await {
         let topic = envelope.topic.clone();
         let mut req = ForwardRequest::new();
@@ -83,29 +154,14 @@ async fn forward(address: String, mut rx: mpsc::UnboundedReceiver<Envelope>) {
         let mut tries = 0u32;
         loop {
             tries += 1;
-            if client.is_none() {
-                client = Client::connect(&address).await.ok().map(EventsClient::new);
-            }
-            let sent = match &client {
-                Some(c) => {
-                    match tokio::time::timeout(TRY_LIMIT, c.forward(Context::default(), &req)).await
-                    {
-                        Ok(r) => r.map_err(|e| e.to_string()),
-                        Err(_) => Err(format!("no answer within {TRY_LIMIT:?}")),
-                    }
-                }
-                None => Err(format!("cannot connect to {address}")),
-            };
-            match sent {
-                Ok(_) => {
+            match sink.deliver(&req).await {
+                Ok(()) => {
                     if tries > 1 {
                         log::info!("sent the {topic} event after {tries} tries");
                     }
                     break;
                 }
                 Err(e) => {
-                    // A restarted containerd listens on a new socket: connect again.
-                    client = None;
                     if since.elapsed() > DELIVERY_LIMIT {
                         log::error!(
                             "gave up the {topic} event after {tries} tries in {DELIVERY_LIMIT:?}: {e}; \
@@ -121,5 +177,62 @@ async fn forward(address: String, mut rx: mpsc::UnboundedReceiver<Envelope>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use containerd_shim::protos::events::task::{TaskExit, TaskStart};
+
+    use super::*;
+
+    /// Refuses the first `refusals` tries, then delivers each event's topic with the number
+    /// of tries it took.
+    struct Flaky {
+        refusals: u32,
+        tries: u32,
+        out: mpsc::UnboundedSender<(String, u32)>,
+    }
+
+    impl Sink for Flaky {
+        async fn deliver(&mut self, req: &ForwardRequest) -> Result<(), String> {
+            self.tries += 1;
+            if self.refusals > 0 {
+                self.refusals -= 1;
+                return Err("containerd is restarting".into());
+            }
+            let topic = req.envelope.topic.clone();
+            let _ = self.out.send((topic, std::mem::take(&mut self.tries)));
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_refused_event_is_retried_before_the_next_one() {
+        let (out, mut rx) = mpsc::unbounded_channel();
+        let events = Events::forward_to(
+            Flaky {
+                refusals: 2,
+                tries: 0,
+                out,
+            },
+            "ns",
+        );
+        events.send("/tasks/start", Box::new(TaskStart::default()));
+        events.send("/tasks/exit", Box::new(TaskExit::default()));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(delivered)) => got.push(delivered),
+                _ => panic!("an event was lost; delivered: {got:?}"),
+            }
+        }
+        assert_eq!(
+            got,
+            [
+                ("/tasks/start".to_string(), 3),
+                ("/tasks/exit".to_string(), 1)
+            ]
+        );
     }
 }

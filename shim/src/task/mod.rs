@@ -7,6 +7,8 @@ mod io;
 mod oom;
 mod process;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::{HashMap, HashSet},
