@@ -895,7 +895,9 @@ group_foreignexec() {
   declare -A target=()
   figure fexec_container ms "arm64 container: one \`/bin/true\` of a $FOREIGN_EXECS× loop in its \`sh\` (one \`ctr task exec\`, timed inside), median of $FOREIGN_EXEC_REPEAT loops"
   figure fexec_host ms "host: one \`qemu-aarch64-static -L ROOTFS ROOTFS/bin/true\` (same rootfs) of a $FOREIGN_EXECS× loop in bash, median of $FOREIGN_EXEC_REPEAT loops"
+  figure fexec_native_sh ms "arm64 container, the same loop in a native static \`sh\` mounted into it (no emulated shell forks: each \`/bin/true\` goes through the container's binfmt_misc to qemu), median of $FOREIGN_EXEC_REPEAT loops"
   ratio_ref fexec_container fexec_host "$base" "of host qemu"
+  ratio_ref fexec_native_sh fexec_host "$base" "of host qemu"
   note_same fexec_host
   if ! qemu=$(command -v qemu-aarch64-static); then
     note fexec_host "$base" "no qemu-aarch64-static"
@@ -904,12 +906,16 @@ group_foreignexec() {
   for rt in "$@"; do
     new_id "$rt" fexec
     id=$ID
-    if ctrx run -d --runtime "$rt" --platform linux/arm64 "$FOREIGN_IMAGE" "$id" sleep 3600 </dev/null >/dev/null 2>&1 &&
+    if ctrx run -d --runtime "$rt" --platform linux/arm64 \
+      --mount "type=bind,src=$FIXTURES/rootfs/amd64/bin/busybox,dst=/native/sh,options=rbind:ro" \
+      "$FOREIGN_IMAGE" "$id" sleep 3600 </dev/null >/dev/null 2>&1 &&
       ctrx task exec --exec-id probe "$id" /bin/true </dev/null >/dev/null 2>&1; then
       target[$rt]=$id
       [ -n "$rootfs" ] || rootfs=$(bundle_of "$id")/rootfs
     else
-      if [ "$rt" = "$CROSSARCH" ]; then note fexec_container "$rt" failed; else note fexec_container "$rt" "cannot run arm64 (no host binfmt_misc)"; fi
+      for k in fexec_container fexec_native_sh; do
+        if [ "$rt" = "$CROSSARCH" ]; then note "$k" "$rt" failed; else note "$k" "$rt" "cannot run arm64 (no host binfmt_misc)"; fi
+      done
       remove_container "$id"
     fi
   done
@@ -936,11 +942,18 @@ group_foreignexec() {
       else
         note fexec_container "$rt" failed
       fi
+      if out=$(ctrx task exec --exec-id "native$r" "${target[$rt]}" /native/sh -c "$loop" </dev/null 2>/dev/null) &&
+        read -r a b <<<"$out" && [ -n "$b" ]; then
+        sample fexec_native_sh "$rt" "$(awk -v a="$a" -v b="$b" -v n="$FOREIGN_EXECS" 'BEGIN { print (b - a) * 1000 / n }')"
+      else
+        note fexec_native_sh "$rt" failed
+      fi
     done
   done
   for rt in "${!target[@]}"; do remove_container "${target[$rt]}"; done
   derive fexec_host fexec_host 50
   derive fexec_container fexec_container 50
+  derive fexec_native_sh fexec_native_sh 50
 }
 
 # Bytes on disk of each runtime's shim, the file the daemon runs, and of crossarch's init.
