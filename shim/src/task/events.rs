@@ -11,12 +11,16 @@ use std::time::{Duration, Instant};
 
 use containerd_shim::{
     protos::{
-        protobuf::MessageDyn,
+        events::task::{
+            TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
+            TaskResumed, TaskStart,
+        },
+        protobuf::{well_known_types::any::Any, Message},
         shim::{event::Envelope, events::ForwardRequest},
         shim_async::{Client, EventsClient},
         ttrpc::context::Context,
     },
-    util::{convert_to_any, timestamp},
+    util::timestamp,
 };
 use tokio::sync::mpsc;
 
@@ -28,6 +32,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How long one try may take.
 const TRY_LIMIT: Duration = Duration::from_secs(5);
+
+/// A task event: its topic, and its protobuf type name, which containerd reads as the type
+/// URL of the event's `Any`. Both are written out: asking rust-protobuf for a message's name
+/// builds the descriptors of every proto file it depends on, comments included, some 500 kB
+/// that a shim would then hold for its life.
+pub trait Event: Message {
+    const TOPIC: &'static str;
+    const TYPE: &'static str;
+}
+
+macro_rules! events {
+    ($($event:ident => $topic:literal),* $(,)?) => {
+        $(impl Event for $event {
+            const TOPIC: &'static str = $topic;
+            const TYPE: &'static str = concat!("containerd.events.", stringify!($event));
+        })*
+    };
+}
+
+events! {
+    TaskCreate => "/tasks/create",
+    TaskStart => "/tasks/start",
+    TaskDelete => "/tasks/delete",
+    TaskExit => "/tasks/exit",
+    TaskOOM => "/tasks/oom",
+    TaskExecAdded => "/tasks/exec-added",
+    TaskExecStarted => "/tasks/exec-started",
+    TaskPaused => "/tasks/paused",
+    TaskResumed => "/tasks/resumed",
+}
 
 /// The queue to containerd.
 pub struct Events {
@@ -69,16 +103,21 @@ impl Events {
         (Events::forward_to(Channel(tx), namespace), rx)
     }
 
-    /// Queues `event` under `topic`; it is sent after every event queued before it.
-    pub fn send(&self, topic: &str, event: Box<dyn MessageDyn>) {
+    /// Queues `event`; it is sent after every event queued before it.
+    pub fn send<E: Event>(&self, event: E) {
+        let topic = E::TOPIC;
         let mut envelope = Envelope::new();
         envelope.set_topic(topic.to_string());
         envelope.set_namespace(self.namespace.clone());
         if let Ok(t) = timestamp() {
             envelope.set_timestamp(t);
         }
-        match convert_to_any(event) {
-            Ok(any) => envelope.set_event(any),
+        match event.write_to_bytes() {
+            Ok(value) => envelope.set_event(Any {
+                type_url: E::TYPE.to_string(),
+                value,
+                ..Default::default()
+            }),
             Err(e) => {
                 log::error!("cannot encode the {topic} event: {e}");
                 return;
@@ -218,8 +257,8 @@ mod tests {
             },
             "ns",
         );
-        events.send("/tasks/start", Box::new(TaskStart::default()));
-        events.send("/tasks/exit", Box::new(TaskExit::default()));
+        events.send(TaskStart::default());
+        events.send(TaskExit::default());
         let mut got = Vec::new();
         while got.len() < 2 {
             match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {

@@ -26,7 +26,7 @@ use containerd_shim::{
             TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskIO, TaskPaused,
             TaskResumed, TaskStart,
         },
-        protobuf::{well_known_types::any::Any, MessageDyn, MessageField},
+        protobuf::{well_known_types::any::Any, MessageField},
         shim::oci::ProcessDetails,
         ttrpc::{self, r#async::TtrpcContext},
         types::task::ProcessInfo,
@@ -195,8 +195,8 @@ impl Shared {
     }
 
     /// Queues an event for containerd; it never waits (see `events`).
-    async fn publish(&self, topic: &str, event: Box<dyn MessageDyn>) {
-        self.events.send(topic, event);
+    async fn publish<E: events::Event>(&self, event: E) {
+        self.events.send(event);
     }
 
     /// Watches `p`'s pid and records its exit, then tells containerd.
@@ -236,21 +236,18 @@ impl Shared {
             p.set_exited(exit.status as u32, exit.at);
             log::debug!("{} exited with status {}", c.what(&p.exec_id), exit.status);
             shared
-                .publish(
-                    "/tasks/exit",
-                    Box::new(TaskExit {
-                        container_id: c.id.clone(),
-                        id: if p.exec_id.is_empty() {
-                            c.id.clone()
-                        } else {
-                            p.exec_id.clone()
-                        },
-                        pid: exit.pid as u32,
-                        exit_status: exit.status as u32,
-                        exited_at: timestamp(exit.at),
-                        ..Default::default()
-                    }),
-                )
+                .publish(TaskExit {
+                    container_id: c.id.clone(),
+                    id: if p.exec_id.is_empty() {
+                        c.id.clone()
+                    } else {
+                        p.exec_id.clone()
+                    },
+                    pid: exit.pid as u32,
+                    exit_status: exit.status as u32,
+                    exited_at: timestamp(exit.at),
+                    ..Default::default()
+                })
                 .await;
         });
     }
@@ -294,24 +291,21 @@ impl Shared {
         self.watch_exit(c.clone(), c.init.clone());
         *c.oom.lock().unwrap() = oom::watch(self.clone(), id.clone(), pid);
         log::info!("container {id}: created, init pid {pid}");
-        self.publish(
-            "/tasks/create",
-            Box::new(TaskCreate {
-                container_id: id,
-                bundle: req.bundle,
-                rootfs: req.rootfs,
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin,
-                    stdout: req.stdout,
-                    stderr: req.stderr,
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                checkpoint: req.checkpoint,
-                pid: pid as u32,
+        self.publish(TaskCreate {
+            container_id: id,
+            bundle: req.bundle,
+            rootfs: req.rootfs,
+            io: MessageField::some(TaskIO {
+                stdin: req.stdin,
+                stdout: req.stdout,
+                stderr: req.stderr,
+                terminal: req.terminal,
                 ..Default::default()
             }),
-        )
+            checkpoint: req.checkpoint,
+            pid: pid as u32,
+            ..Default::default()
+        })
         .await;
         Ok(api::CreateTaskResponse {
             pid: pid as u32,
@@ -463,14 +457,11 @@ impl Shared {
                 )
                 .await?;
             p.set_status(Status::Running);
-            self.publish(
-                "/tasks/start",
-                Box::new(TaskStart {
-                    container_id: c.id.clone(),
-                    pid: p.pid() as u32,
-                    ..Default::default()
-                }),
-            )
+            self.publish(TaskStart {
+                container_id: c.id.clone(),
+                pid: p.pid() as u32,
+                ..Default::default()
+            })
             .await;
             p.pid()
         } else {
@@ -486,15 +477,12 @@ impl Shared {
                 .inspect_err(|_| p.set_exited(255, std::time::SystemTime::now()))?;
             p.set_status(Status::Running);
             self.watch_exit(c.clone(), p.clone());
-            self.publish(
-                "/tasks/exec-started",
-                Box::new(TaskExecStarted {
-                    container_id: c.id.clone(),
-                    exec_id: req.exec_id.clone(),
-                    pid: pid as u32,
-                    ..Default::default()
-                }),
-            )
+            self.publish(TaskExecStarted {
+                container_id: c.id.clone(),
+                exec_id: req.exec_id.clone(),
+                pid: pid as u32,
+                ..Default::default()
+            })
             .await;
             pid
         };
@@ -530,17 +518,14 @@ impl Shared {
         };
         if req.exec_id.is_empty() {
             log::info!("container {}: deleted", c.id);
-            self.publish(
-                "/tasks/delete",
-                Box::new(TaskDelete {
-                    container_id: c.id.clone(),
-                    pid: resp.pid,
-                    exit_status: resp.exit_status,
-                    exited_at: resp.exited_at.clone(),
-                    id: c.id.clone(),
-                    ..Default::default()
-                }),
-            )
+            self.publish(TaskDelete {
+                container_id: c.id.clone(),
+                pid: resp.pid,
+                exit_status: resp.exit_status,
+                exited_at: resp.exited_at.clone(),
+                id: c.id.clone(),
+                ..Default::default()
+            })
             .await;
         }
         Ok(resp)
@@ -588,14 +573,11 @@ impl Shared {
             terminal: req.terminal,
         };
         c.new_exec(&req.exec_id, stdio, spec)?;
-        self.publish(
-            "/tasks/exec-added",
-            Box::new(TaskExecAdded {
-                container_id: c.id.clone(),
-                exec_id: req.exec_id,
-                ..Default::default()
-            }),
-        )
+        self.publish(TaskExecAdded {
+            container_id: c.id.clone(),
+            exec_id: req.exec_id,
+            ..Default::default()
+        })
         .await;
         Ok(())
     }
@@ -613,23 +595,17 @@ impl Shared {
             .await?;
         if pause {
             c.init.set_status(Status::Paused);
-            self.publish(
-                "/tasks/paused",
-                Box::new(TaskPaused {
-                    container_id: id.into(),
-                    ..Default::default()
-                }),
-            )
+            self.publish(TaskPaused {
+                container_id: id.into(),
+                ..Default::default()
+            })
             .await;
         } else {
             c.init.set_status(Status::Running);
-            self.publish(
-                "/tasks/resumed",
-                Box::new(TaskResumed {
-                    container_id: id.into(),
-                    ..Default::default()
-                }),
-            )
+            self.publish(TaskResumed {
+                container_id: id.into(),
+                ..Default::default()
+            })
             .await;
         }
         Ok(())

@@ -48,13 +48,10 @@ pub fn watch(shared: Arc<Shared>, id: String, pid: i32) -> Option<tokio::task::J
     let publish = move |shared: Arc<Shared>, id: String| async move {
         log::info!("container {id}: out of memory, a process was killed");
         shared
-            .publish(
-                "/tasks/oom",
-                Box::new(TaskOOM {
-                    container_id: id,
-                    ..Default::default()
-                }),
-            )
+            .publish(TaskOOM {
+                container_id: id,
+                ..Default::default()
+            })
             .await;
     };
     match cg {
