@@ -51,8 +51,11 @@ fn main() {
     if args.first().map(String::as_str) == Some(private_binfmt::COMMAND) {
         std::process::exit(private_binfmt::main(&args[1..]));
     }
+    // The blocking pool serves the reads of a container's files at Create and Exec; its
+    // threads end a second after their last use, so that an idle shim is one thread.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .thread_keep_alive(std::time::Duration::from_secs(1))
         .build()
     {
         Ok(rt) => rt,
