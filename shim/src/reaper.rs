@@ -108,6 +108,16 @@ pub fn watch(pid: i32) -> oneshot::Receiver<Exit> {
     rx
 }
 
+/// Whether an exit of `pid` was reaped and is waiting to be claimed by [`watch`].
+pub fn reaped(pid: i32) -> bool {
+    table()
+        .lock()
+        .unwrap()
+        .unclaimed
+        .iter()
+        .any(|e| e.pid == pid)
+}
+
 /// Spawns `cmd` and registers its pid before the reaper can see it exit.
 pub fn spawn(cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
     let (tx, rx) = oneshot::channel();

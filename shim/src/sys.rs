@@ -132,20 +132,34 @@ pub fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
     fd_or_error(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })
 }
 
-/// Whether the process behind `pidfd` has not been reaped yet (a zombie still holds its pid).
-pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
-    // SAFETY: signal 0 only checks; a null siginfo is allowed.
+/// Sends `signal` to the process behind `pidfd`: never to another process that reuses its
+/// pid. ESRCH once it has been reaped.
+pub fn pidfd_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: a null siginfo is allowed; the other arguments are plain integers.
     let r = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
-            0,
+            signal,
             std::ptr::null::<libc::siginfo_t>(),
             0,
         )
     };
-    // EPERM would mean alive but not ours to signal; the shim is root, so ESRCH is the answer.
-    r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether the process behind `pidfd` has not been reaped yet (a zombie still holds its pid).
+pub fn pidfd_alive(pidfd: BorrowedFd<'_>) -> bool {
+    // Signal 0 only checks. EPERM would mean alive but not ours to signal; the shim is root,
+    // so ESRCH is the answer.
+    match pidfd_signal(pidfd, 0) {
+        Ok(()) => true,
+        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+    }
 }
 
 #[cfg(test)]

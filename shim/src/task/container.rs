@@ -285,6 +285,15 @@ impl Container {
         *p.io.lock().unwrap() = pio;
         let pid = read_pid(&self.id, pid_file)?;
         p.set_pid(pid);
+        if !p.exec_id.is_empty() {
+            // The reaper runs on this thread, so nothing is reaped between these two lines: a
+            // pid with no exit recorded after the open was still this exec's at the open.
+            if let Ok(fd) = crate::sys::pidfd_open(pid) {
+                if !crate::reaper::reaped(pid) {
+                    let _ = p.pidfd.set(fd);
+                }
+            }
+        }
         Ok(pid)
     }
 
@@ -348,13 +357,18 @@ impl Container {
             }
             let sig = nix::sys::signal::Signal::try_from(signal as i32)
                 .map_err(|_| Error::invalid_argument(format!("{what}: invalid signal {signal}")))?;
-            return nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.pid()), sig).map_err(|e| {
-                if e == nix::errno::Errno::ESRCH {
-                    Error::not_found(format!("{what}: process already finished"))
-                } else {
-                    Error::internal(format!("{what}: kill")).with_source(e)
-                }
-            });
+            let finished = || Error::not_found(format!("{what}: process already finished"));
+            // Without a pidfd the exec was gone before it could be opened.
+            let pidfd = p.pidfd.get().ok_or_else(finished)?;
+            return crate::sys::pidfd_signal(std::os::fd::AsFd::as_fd(pidfd), sig as i32).map_err(
+                |e| {
+                    if e.raw_os_error() == Some(libc::ESRCH) {
+                        finished()
+                    } else {
+                        Error::internal(format!("{what}: kill")).with_source(e)
+                    }
+                },
+            );
         }
         let mut cmd = vec![OsString::from("kill")];
         if all {

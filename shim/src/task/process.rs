@@ -37,6 +37,9 @@ pub struct Process {
     state: Mutex<(Status, i32)>,
     exit: watch::Sender<Option<Exited>>,
     pub io: Mutex<ProcessIo>,
+    /// An exec's pidfd, opened as soon as runc told its pid; unset when it was already gone.
+    /// Signals go through it, so a pid the process left behind cannot be signalled.
+    pub pidfd: std::sync::OnceLock<std::os::fd::OwnedFd>,
 }
 
 pub fn timestamp(t: SystemTime) -> MessageField<Timestamp> {
@@ -57,6 +60,7 @@ impl Process {
             state: Mutex::new((Status::Created, 0)),
             exit: watch::channel(None).0,
             io: Mutex::new(ProcessIo::default()),
+            pidfd: std::sync::OnceLock::new(),
         }
     }
 
