@@ -553,6 +553,11 @@ fn run(args: &Args) -> Result<(), String> {
             backup.display()
         );
     }
+    if let (None, Some(dir)) = (&before, path.parent()) {
+        // A node image may have no /etc/containerd yet.
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
     write_atomically(&path, &after, meta.as_ref())?;
     let done = if args.undo {
         "removed the crossarch runtime handler from"

@@ -180,14 +180,17 @@ fn usage_errors_exit_2_and_help_exits_0() {
 #[test]
 fn a_missing_file_is_created_for_the_named_containerd_and_a_version_1_file_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("config.toml");
+    let config = dir.path().join("etc/containerd/config.toml");
     let c = config.to_str().unwrap();
     let made = install_config(&["--config", c, "--containerd-version", "2.0.4"]);
     assert_eq!(made.status.code(), Some(0), "{}", text(&made));
     let t = std::fs::read_to_string(&config).unwrap();
     assert!(t.contains("version = 3"), "{t}");
     assert!(t.contains("[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crossarch]"));
-    assert!(!dir.path().join("config.toml.crossarch-backup").exists());
+    assert!(!dir
+        .path()
+        .join("etc/containerd/config.toml.crossarch-backup")
+        .exists());
 
     std::fs::write(&config, "[plugins.cri]\n").unwrap();
     let refused = install_config(&["--config", c]);
