@@ -6,6 +6,7 @@ mod doctor;
 mod facts;
 mod host;
 mod init;
+mod install_config;
 mod logger;
 mod ns;
 mod plan;
@@ -47,6 +48,9 @@ fn main() {
     }
     if args.first().map(String::as_str) == Some("doctor") {
         std::process::exit(doctor::main(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("install-config") {
+        std::process::exit(install_config::main(&args[1..]));
     }
     if args.first().map(String::as_str) == Some(private_binfmt::COMMAND) {
         std::process::exit(private_binfmt::main(&args[1..]));
