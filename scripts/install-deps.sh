@@ -7,10 +7,10 @@ set -euo pipefail
 # foreign busybox .debs) and scripts/bench.sh. containernetworking-plugins and
 # protobuf-compiler: the Kubernetes (CRI) tests, which give pods a network through CNI and
 # speak CRI's gRPC API. gcc and libc6-dev: the static attack helper of the hostile-container
-# tests (integration/helpers). python3-yaml: scripts/test-deb.sh checks deploy/*.yaml.
+# tests (integration/helpers). python3-yaml and lintian: scripts/test-deb.sh checks deploy/*.yaml and the package.
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
   python3 debian-archive-keyring containernetworking-plugins protobuf-compiler gcc libc6-dev
-  python3-yaml)
+  python3-yaml lintian)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

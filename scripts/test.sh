@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of crossarch on this machine: lints, unit tests, the fuzz corpus replay, and
 # the integration suite against a private containerd with real runc (and qemu-user for foreign
-# architectures). Installs what it needs first. Must run as root.
+# architectures), then the Debian package installed, used and purged (scripts/test-deb.sh).
+# Installs what it needs first. Must run as root.
 #
 #   scripts/test.sh                 everything
 #   CROSSARCH_SKIP_INSTALL=1 ...    do not run install-deps.sh
@@ -23,3 +24,6 @@ scripts/build.sh
 echo "== tests"
 export CROSSARCH_SHIM_DIR="$CARGO_TARGET_DIR/dist"
 cargo test --workspace --no-fail-fast
+
+echo "== package"
+scripts/test-deb.sh
