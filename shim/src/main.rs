@@ -2,6 +2,8 @@
 //! `io.containerd.crossarch.v2`.
 
 mod binfmt;
+mod cli;
+mod containerd_config;
 mod doctor;
 mod facts;
 mod host;
@@ -38,18 +40,22 @@ fn print_version() {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| matches!(a.as_str(), "-v" | "--version" | "-version"))
-    {
-        print_version();
-        return;
-    }
-    if args.first().map(String::as_str) == Some("doctor") {
-        std::process::exit(doctor::main(&args[1..]));
-    }
-    if args.first().map(String::as_str) == Some(private_binfmt::COMMAND) {
-        std::process::exit(private_binfmt::main(&args[1..]));
+    match cli::parse(&args) {
+        cli::Command::Help => {
+            print!("{}", cli::HELP);
+            return;
+        }
+        cli::Command::Version => {
+            print_version();
+            return;
+        }
+        cli::Command::Doctor => std::process::exit(doctor::main(&args[1..])),
+        cli::Command::BinfmtRegister => std::process::exit(private_binfmt::main(&args[1..])),
+        cli::Command::Usage(line) => {
+            eprintln!("{line}");
+            std::process::exit(2);
+        }
+        cli::Command::Shim => {}
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
