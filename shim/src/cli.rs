@@ -124,11 +124,11 @@ Flags containerd passes (Go style: -flag value, -flag=value, or --flag):
   -namespace NS         containerd namespace that owns the shim
   -id ID                id of the container (task) the shim is started for
   -address ADDR         containerd's gRPC socket, for events and the shim's own socket name
-  -publish-binary PATH  containerd binary that publishes events (containerd 1.6, 1.7)
+  -publish-binary PATH  the containerd binary, which publishes the shim's events
   -bundle DIR           the task's bundle directory (delete)
   -socket ADDR          the socket to serve (when the shim re-runs itself to serve)
   -debug                log at debug level
-  -info                 print the runtime info on stdout and exit (containerd 2.x)
+  -info                 print the runtime info (protobuf) on stdout and exit
 
 Environment:
   CROSSARCH_CONFIG      the node's crossarch config file (default /etc/crossarch/config.toml)
