@@ -135,7 +135,7 @@ pub fn main(args: &[String]) -> i32 {
     let args = match parse_args(args) {
         Parsed::Run(a) => a,
         Parsed::Help => {
-            print!("{HELP}");
+            out(HELP);
             return 0;
         }
         Parsed::Usage(line) => {
@@ -154,31 +154,37 @@ pub fn main(args: &[String]) -> i32 {
             facts,
         };
         match serde_json::to_string_pretty(&doc) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => out(&format!("{s}\n")),
             Err(e) => {
                 eprintln!("containerd-shim-crossarch-v2 doctor: cannot write JSON: {e}");
                 return 1;
             }
         }
     } else {
-        println!("crossarch {} doctor", env!("CARGO_PKG_VERSION"));
+        let mut table = format!("crossarch {} doctor\n", env!("CARGO_PKG_VERSION"));
         for c in &checks {
-            println!("{}", c.text());
+            table.push_str(&c.text());
+            table.push('\n');
         }
-        println!(
-            "{}",
-            match worst {
-                Level::Fail => "not ready: fix the FAIL lines above",
-                Level::Warn => "ready, with warnings",
-                Level::Ok => "ready",
-            }
-        );
+        table.push_str(match worst {
+            Level::Fail => "not ready: fix the FAIL lines above\n",
+            Level::Warn => "ready, with warnings\n",
+            Level::Ok => "ready\n",
+        });
+        out(&table);
     }
     if ready {
         0
     } else {
         1
     }
+}
+
+/// Writes to stdout, quietly when its reader has gone (`doctor | head`), where `print!`
+/// would panic.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 /// `doctor --json`. The schema is described in the README ("doctor --json"); add to it,

@@ -42,7 +42,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match cli::parse(&args) {
         cli::Command::Help => {
-            print!("{}", cli::HELP);
+            doctor::out(cli::HELP);
             return;
         }
         cli::Command::Version => {
