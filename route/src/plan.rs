@@ -310,6 +310,7 @@ mod tests {
             arch: a,
             dirs: vec!["/usr/bin".into(), "/usr/local/bin".into()],
             rejected: vec![],
+            package: qemu::DEFAULT_PACKAGE,
         })
     }
 

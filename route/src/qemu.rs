@@ -53,6 +53,8 @@ pub struct NotFound {
     pub dirs: Vec<PathBuf>,
     /// Files that exist but cannot be used, with the reason.
     pub rejected: Vec<(PathBuf, String)>,
+    /// The distribution's package that provides static qemu-user ([`package_for`]).
+    pub package: &'static str,
 }
 
 impl fmt::Display for NotFound {
@@ -67,7 +69,38 @@ impl fmt::Display for NotFound {
         for (path, why) in &self.rejected {
             write!(f, "; {} {why}", path.display())?;
         }
-        f.write_str("; install qemu-user-static")
+        write!(f, "; install {}", self.package)
+    }
+}
+
+/// The package most distributions ship static qemu-user in.
+pub const DEFAULT_PACKAGE: &str = "qemu-user-static";
+
+/// The package that provides static qemu-user on the distribution `/etc/os-release`
+/// describes (its text). Debian 13 (trixie) builds qemu-user itself statically, with
+/// unsuffixed names (`/usr/bin/qemu-aarch64`), and sid has no qemu-user-static; Debian 12 and
+/// Ubuntu 24.04 ship `qemu-<arch>-static` in qemu-user-static. Debian derivatives number
+/// their releases their own way, so only Debian's own version is read.
+pub fn package_for(os_release: &str) -> &'static str {
+    let field = |key: &str| {
+        os_release.lines().find_map(|l| {
+            let v = l.trim().strip_prefix(key)?.strip_prefix('=')?;
+            Some(v.trim().trim_matches(|c| c == '"' || c == '\''))
+        })
+    };
+    if field("ID") != Some("debian") {
+        return DEFAULT_PACKAGE;
+    }
+    match field("VERSION_ID") {
+        Some(v) => match v.split('.').next().and_then(|m| m.parse::<u32>().ok()) {
+            Some(major) if major >= 13 => "qemu-user",
+            _ => DEFAULT_PACKAGE,
+        },
+        // testing and sid carry no VERSION_ID; both are past bookworm.
+        None => match field("VERSION_CODENAME") {
+            Some("bookworm" | "bullseye" | "buster") => DEFAULT_PACKAGE,
+            _ => "qemu-user",
+        },
     }
 }
 
@@ -127,6 +160,7 @@ pub fn choose(
         arch,
         dirs: dirs.to_vec(),
         rejected,
+        package: DEFAULT_PACKAGE,
     })
 }
 
@@ -230,6 +264,25 @@ mod tests {
              dynamically linked (needs /lib64/ld-linux-x86-64.so.2) and cannot run inside a \
              container; install qemu-user-static"
         );
+    }
+
+    #[test]
+    fn the_hint_names_the_distribution_s_package() {
+        let bookworm = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n";
+        let trixie = "ID=debian\nVERSION_ID=\"13\"\nVERSION_CODENAME=trixie\n";
+        let sid = "PRETTY_NAME=\"Debian GNU/Linux forky/sid\"\nID=debian\nVERSION_CODENAME=forky\n";
+        let noble = "ID=ubuntu\nID_LIKE=debian\nVERSION_ID=\"24.04\"\n";
+        let kali = "ID=kali\nID_LIKE=debian\nVERSION_ID=\"2025.1\"\n";
+        assert_eq!(package_for(bookworm), "qemu-user-static");
+        assert_eq!(package_for(trixie), "qemu-user");
+        assert_eq!(package_for(sid), "qemu-user");
+        assert_eq!(package_for(noble), "qemu-user-static");
+        assert_eq!(package_for(kali), "qemu-user-static");
+        assert_eq!(package_for(""), "qemu-user-static");
+
+        let mut err = choose(Arch::S390x, Arch::X86_64, &dirs(), &[]).unwrap_err();
+        err.package = package_for(trixie);
+        assert!(err.to_string().ends_with("; install qemu-user"), "{err}");
     }
 
     #[test]

@@ -1,167 +1,431 @@
 //! `containerd-shim-crossarch-v2 doctor`: whether this node is ready for crossarch, and what
 //! to do where it is not. Exits non-zero when something would make containers fail.
+//!
+//! The probes are the node's facts ([`facts`], read by [`crate::host`]) and a few reads of
+//! the kernel's and containerd's settings here; what each means is decided by the pure
+//! `*_check` functions below, which the unit tests drive.
 
-use std::path::Path;
+use std::{collections::BTreeMap, path::Path, path::PathBuf};
 
-use crossarch_route::qemu;
+use crossarch_route::{arch::Arch, qemu};
+use serde::Serialize;
 
-use crate::{config::Config, facts, init};
+use crate::{
+    config::{Config, EmulationMode},
+    containerd_config, facts, init,
+};
 
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+const HELP: &str = "\
+Usage: containerd-shim-crossarch-v2 doctor [--config PATH] [--containerd-config PATH] [--json]
+
+Checks whether this node is ready for crossarch: its config, runc, containerd and its CRI
+runtime handler, the init, user namespaces, a chroot, AppArmor and SELinux, and which
+architectures have a static qemu. Each problem comes with its fix.
+
+  --config PATH             the crossarch config to check (default: $CROSSARCH_CONFIG, else
+                            /etc/crossarch/config.toml)
+  --containerd-config PATH  containerd's config (default /etc/containerd/config.toml)
+  --json                    one JSON document: version, ready, checks, facts
+  --help, -h                this help
+
+Exit codes: 0 ready (perhaps with warnings), 1 something would make containers fail,
+2 usage error.
+";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 enum Level {
     Ok,
     Warn,
     Fail,
 }
 
-struct Report {
-    worst: Level,
+/// One line of the report: `fix` says what to do when `level` is not ok.
+#[derive(Debug, Serialize)]
+struct Check {
+    name: &'static str,
+    level: Level,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fix: Option<String>,
 }
 
-impl Report {
-    fn line(&mut self, level: Level, what: &str, msg: impl AsRef<str>) {
-        let tag = match level {
+impl Check {
+    fn new(level: Level, name: &'static str, message: impl Into<String>) -> Check {
+        Check {
+            name,
+            level,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    fn fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
+    }
+
+    fn text(&self) -> String {
+        let tag = match self.level {
             Level::Ok => "ok  ",
             Level::Warn => "warn",
             Level::Fail => "FAIL",
         };
-        println!("{tag}  {what:<12} {}", msg.as_ref());
-        self.worst = self.worst.max(level);
+        let fix = self
+            .fix
+            .as_deref()
+            .map(|f| format!("; {f}"))
+            .unwrap_or_default();
+        format!("{tag}  {:<12} {}{fix}", self.name, self.message)
     }
 }
 
-pub fn main(args: &[String]) -> i32 {
-    let path = match args.iter().position(|a| a == "--config") {
-        Some(i) => args
-            .get(i + 1)
-            .map(Into::into)
-            .unwrap_or_else(Config::default_file),
-        None => Config::default_file(),
-    };
-    let mut r = Report { worst: Level::Ok };
-    println!("crossarch {} doctor", env!("CARGO_PKG_VERSION"));
+#[derive(Debug, PartialEq, Eq)]
+struct Args {
+    config: PathBuf,
+    containerd_config: PathBuf,
+    json: bool,
+}
 
-    let config = match Config::load(&path) {
+#[derive(Debug, PartialEq, Eq)]
+enum Parsed {
+    Run(Args),
+    Help,
+    Usage(String),
+}
+
+fn parse_args(args: &[String]) -> Parsed {
+    let mut parsed = Args {
+        config: Config::default_file(),
+        containerd_config: containerd_config::DEFAULT_PATH.into(),
+        json: false,
+    };
+    let usage = |what: String| {
+        Parsed::Usage(format!(
+            "containerd-shim-crossarch-v2 doctor: {what}; see containerd-shim-crossarch-v2 doctor --help"
+        ))
+    };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        match flag {
+            "--help" | "-h" | "help" => return Parsed::Help,
+            "--json" if inline.is_none() => parsed.json = true,
+            "--config" | "--containerd-config" => {
+                let Some(value) = inline.or_else(|| rest.next().cloned()) else {
+                    return usage(format!("{flag} needs a path"));
+                };
+                if flag == "--config" {
+                    parsed.config = value.into();
+                } else {
+                    parsed.containerd_config = value.into();
+                }
+            }
+            _ if arg.starts_with('-') => return usage(format!("unknown flag {arg}")),
+            _ => return usage(format!("unexpected argument {arg:?}")),
+        }
+    }
+    Parsed::Run(parsed)
+}
+
+pub fn main(args: &[String]) -> i32 {
+    let args = match parse_args(args) {
+        Parsed::Run(a) => a,
+        Parsed::Help => {
+            out(HELP);
+            return 0;
+        }
+        Parsed::Usage(line) => {
+            eprintln!("{line}");
+            return 2;
+        }
+    };
+    let (checks, facts) = run(&args);
+    let worst = checks.iter().map(|c| c.level).max().unwrap_or(Level::Ok);
+    let ready = worst != Level::Fail;
+    if args.json {
+        let doc = Document {
+            version: env!("CARGO_PKG_VERSION"),
+            ready,
+            checks,
+            facts,
+        };
+        match serde_json::to_string_pretty(&doc) {
+            Ok(s) => out(&format!("{s}\n")),
+            Err(e) => {
+                eprintln!("containerd-shim-crossarch-v2 doctor: cannot write JSON: {e}");
+                return 1;
+            }
+        }
+    } else {
+        let mut table = format!("crossarch {} doctor\n", env!("CARGO_PKG_VERSION"));
+        for c in &checks {
+            table.push_str(&c.text());
+            table.push('\n');
+        }
+        table.push_str(match worst {
+            Level::Fail => "not ready: fix the FAIL lines above\n",
+            Level::Warn => "ready, with warnings\n",
+            Level::Ok => "ready\n",
+        });
+        out(&table);
+    }
+    if ready {
+        0
+    } else {
+        1
+    }
+}
+
+/// Writes to stdout, quietly when its reader has gone (`doctor | head`), where `print!`
+/// would panic.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `doctor --json`. The schema is described in the README ("doctor --json"); add to it,
+/// do not rename.
+#[derive(Serialize)]
+struct Document {
+    version: &'static str,
+    ready: bool,
+    checks: Vec<Check>,
+    facts: Facts,
+}
+
+/// The node facts the shim decides by, as doctor found them.
+#[derive(Serialize)]
+struct Facts {
+    /// `linux/amd64`, ..., or `None` on an architecture crossarch does not know.
+    host: Option<String>,
+    /// The architectures the kernel runs without qemu.
+    native: Vec<String>,
+    kernel: String,
+    euid: u32,
+    emulation_mode: String,
+    private_binfmt: PrivateBinfmt,
+    user_namespaces: UserNamespaces,
+    /// Whether `/` differs from PID 1's root; `None` when either cannot be read.
+    root_differs_from_pid1: Option<bool>,
+    /// Whether the kernel refuses user namespaces because the shim runs chrooted.
+    chrooted: bool,
+    apparmor_enabled: Option<bool>,
+    selinux_enforcing: Option<bool>,
+    /// For each foreign architecture the policy allows: the static qemu found, or `None`.
+    qemu: BTreeMap<String, Option<PathBuf>>,
+    /// The package the hints name for a missing qemu.
+    qemu_package: &'static str,
+    /// The init injected into containers, or `None` with `init.enabled = false`.
+    init: Option<PathBuf>,
+    containerd_config: ContainerdConfig,
+}
+
+#[derive(Serialize)]
+struct PrivateBinfmt {
+    supported: bool,
+    why_not: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserNamespaces {
+    /// Whether the kernel let this process create one just now.
+    allowed: bool,
+    /// Why not, as the kernel said.
+    error: Option<String>,
+    max_user_namespaces: Option<u64>,
+    apparmor_restrict_unprivileged_userns: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct ContainerdConfig {
+    path: PathBuf,
+    /// `None` when the file is absent or cannot be parsed.
+    handlers: Option<Vec<containerd_config::Handler>>,
+}
+
+/// A file's (device, inode).
+type FileId = (u64, u64);
+
+/// The user-namespace settings and probes, read once, that several checks decide by.
+struct Userns {
+    mode: EmulationMode,
+    max: Option<String>,
+    apparmor_restrict: Option<String>,
+    /// The errno of a failed `unshare(CLONE_NEWUSER)` in a child, or `Ok`.
+    create: Result<(), i32>,
+    /// `/`'s and `/proc/1/root`'s (device, inode).
+    roots: (Option<FileId>, Option<FileId>),
+    /// Whether a mount is at `/` ([`root_is_a_mount`]), `None` without /proc.
+    root_mount: Option<bool>,
+}
+
+fn run(args: &Args) -> (Vec<Check>, Facts) {
+    let mut checks = Vec::new();
+    let path = &args.config;
+    let config = match Config::load(path) {
         Ok(c) => {
             let origin = if path.exists() {
                 path.display().to_string()
             } else {
                 format!("{} absent: defaults", path.display())
             };
-            r.line(Level::Ok, "config", origin);
+            checks.push(Check::new(Level::Ok, "config", origin));
             c
         }
         Err(e) => {
-            r.line(Level::Fail, "config", e.to_string());
+            checks.push(Check::new(Level::Fail, "config", e.to_string()));
             Config::default()
         }
     };
 
-    if !nix::unistd::geteuid().is_root() {
-        r.line(
-            Level::Warn,
-            "user",
-            "not root: run doctor as root, as containerd runs the shim",
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() {
+        checks.push(
+            Check::new(Level::Warn, "user", "not root")
+                .fix("run doctor as root, as containerd runs the shim"),
         );
     }
 
+    let userns_possible = matches!(
+        config.emulation.mode,
+        EmulationMode::Auto | EmulationMode::Userns
+    );
     match crate::runc::version_line(&config.runc.binary) {
         Some(v) => {
-            r.line(Level::Ok, "runc", &v);
-            let userns_possible = matches!(
-                config.emulation.mode,
-                crate::config::EmulationMode::Auto | crate::config::EmulationMode::Userns
-            );
+            checks.push(Check::new(Level::Ok, "runc", &v));
             if userns_possible && crate::runc::joins_user_namespace_first(&v) {
-                r.line(
-                    Level::Warn,
-                    "pod exec",
-                    "runc before 1.3 cannot exec into a foreign container of a Kubernetes pod \
-                     (opencontainers/runc#4390): kubectl exec and exec probes fail there. runc \
-                     1.3 joins namespaces in two stages (opencontainers/runc#4492) and can; \
-                     until then use HTTP or TCP probes, or emulation.mode = \"wrap\"",
+                checks.push(
+                    Check::new(
+                        Level::Warn,
+                        "pod exec",
+                        "runc before 1.3 cannot exec into a foreign container of a Kubernetes \
+                         pod (opencontainers/runc#4390): kubectl exec and exec probes fail \
+                         there. runc 1.3 joins namespaces in two stages \
+                         (opencontainers/runc#4492) and can",
+                    )
+                    .fix("until then use HTTP or TCP probes, or emulation.mode = \"wrap\""),
                 );
             }
         }
-        None => r.line(
-            Level::Fail,
-            "runc",
-            format!(
-                "{} does not run; install runc or set runc.binary",
-                config.runc.binary
-            ),
+        None => checks.push(
+            Check::new(
+                Level::Fail,
+                "runc",
+                format!("{} does not run", config.runc.binary),
+            )
+            .fix("install runc or set runc.binary"),
         ),
     }
     match crate::runc::version_line("containerd") {
-        Some(v) => r.line(Level::Ok, "containerd", v),
-        None => r.line(
+        Some(v) => checks.push(Check::new(Level::Ok, "containerd", v)),
+        None => checks.push(Check::new(
             Level::Warn,
             "containerd",
             "not in PATH; crossarch is a containerd runtime",
-        ),
+        )),
     }
+    let containerd_text = match std::fs::read_to_string(&args.containerd_config) {
+        Ok(text) => Some(Ok(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => Some(Err(e.to_string())),
+    };
+    let cri = containerd_text
+        .map(|t| t.and_then(|t| containerd_config::handlers(&t, crate::logger::RUNTIME)));
+    checks.push(handler_check(&args.containerd_config, cri.as_ref()));
 
     let init_path = init::locate(&config.init);
     if !config.init.enabled {
-        r.line(
+        checks.push(Check::new(
             Level::Warn,
             "init",
             "disabled (init.enabled = false): foreign containers may freeze on SIGTERM",
-        );
+        ));
     } else {
-        match crate::host::inspect(&init_path) {
+        checks.push(match crate::host::inspect(&init_path) {
             qemu::Inspection::Static(_) => {
-                r.line(Level::Ok, "init", init_path.display().to_string())
+                Check::new(Level::Ok, "init", init_path.display().to_string())
             }
-            qemu::Inspection::Missing => r.line(
+            qemu::Inspection::Missing => Check::new(
                 Level::Fail,
                 "init",
-                format!(
-                    "{} is missing; install crossarch-init beside the shim (scripts/install.sh)",
-                    init_path.display()
-                ),
-            ),
-            _ => r.line(
+                format!("{} is missing", init_path.display()),
+            )
+            .fix("install crossarch-init beside the shim (scripts/install.sh)"),
+            _ => Check::new(
                 Level::Fail,
                 "init",
-                format!(
-                    "{} is not a static executable; reinstall crossarch",
-                    init_path.display()
-                ),
-            ),
-        }
+                format!("{} is not a static executable", init_path.display()),
+            )
+            .fix("reinstall crossarch"),
+        });
     }
 
     // The facts Create decides by.
     let node = facts::node();
-    match node.userns_unsupported() {
-        None => r.line(
+    let mode_name = format!("{:?}", config.emulation.mode).to_lowercase();
+    let userns_unsupported = node.userns_unsupported();
+    checks.push(match &userns_unsupported {
+        None => Check::new(
             Level::Ok,
             "emulation",
-            format!(
-                "mode {}: private binfmt_misc per container available",
-                format!("{:?}", config.emulation.mode).to_lowercase()
-            ),
+            format!("mode {mode_name}: private binfmt_misc per container available"),
         ),
-        Some(why) => r.line(
+        Some(why) => Check::new(
             Level::Warn,
             "emulation",
             format!("wrap mode only ({why}): children of emulated programs fail"),
         ),
-    }
+    });
+
+    let userns = Userns {
+        mode: config.emulation.mode,
+        max: crate::host::setting("/proc/sys/user/max_user_namespaces"),
+        apparmor_restrict: crate::host::setting(
+            "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+        ),
+        create: crate::host::try_user_namespace()
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL)),
+        roots: (
+            crate::host::file_id("/"),
+            crate::host::file_id("/proc/1/root"),
+        ),
+        root_mount: std::fs::read_to_string("/proc/self/mountinfo")
+            .ok()
+            .map(|m| root_is_a_mount(&m)),
+    };
+    checks.push(userns_check(&userns));
+    checks.push(chroot_check(&userns));
+    let apparmor = crate::host::setting("/sys/module/apparmor/parameters/enabled");
+    let selinux = crate::host::setting("/sys/fs/selinux/enforce");
+    checks.extend(lsm_checks(apparmor.as_deref(), selinux.as_deref()));
+
     let host = node.host.map(|h| h.arch);
-    let found = node.registrations(
-        &config.emulation.qemu_dirs,
-        config.emulation.allowed.as_deref(),
-    );
+    let dirs = &config.emulation.qemu_dirs;
+    let allowed = config.emulation.allowed.as_deref();
+    let found = node.registrations(dirs, allowed);
+    let package = crate::host::qemu_package();
     if found.is_empty() {
-        r.line(Level::Warn, "qemu", format!(
-            "no static qemu-user in {}: foreign containers will be refused; install qemu-user-static",
-            config.emulation.qemu_dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
-        ));
+        checks.push(
+            Check::new(
+                Level::Warn,
+                "qemu",
+                format!(
+                    "no static qemu-user in {}: foreign containers will be refused",
+                    dirs.iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+            .fix(format!("install {package}")),
+        );
     } else {
         let names: Vec<String> = found.iter().map(|(a, _)| a.to_string()).collect();
-        r.line(Level::Ok, "qemu", names.join(" "));
+        checks.push(Check::new(Level::Ok, "qemu", names.join(" ")));
     }
     if let (Some(host), Some(allowed)) = (host, &config.emulation.allowed) {
         for a in allowed
@@ -169,17 +433,20 @@ pub fn main(args: &[String]) -> i32 {
             .filter(|a| !found.iter().any(|(f, _)| f == *a))
         {
             if host != *a && !node.runs_natively(*a) {
-                r.line(
-                    Level::Warn,
-                    "qemu",
-                    format!("{a} is allowed but has no qemu-{}-static", a.qemu_name()),
+                checks.push(
+                    Check::new(
+                        Level::Warn,
+                        "qemu",
+                        format!("{a} is allowed but has no qemu-{}-static", a.qemu_name()),
+                    )
+                    .fix(format!("install {package}")),
                 );
             }
         }
     }
 
     let host_binfmt = Path::new("/proc/sys/fs/binfmt_misc/register").exists();
-    r.line(
+    checks.push(Check::new(
         Level::Ok,
         "host binfmt",
         if host_binfmt {
@@ -187,7 +454,7 @@ pub fn main(args: &[String]) -> i32 {
         } else {
             "not mounted on the host; crossarch does not need it"
         },
-    );
+    ));
     let cgroups = if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         "v2"
     } else if Path::new("/sys/fs/cgroup/unified/cgroup.procs").exists() {
@@ -195,20 +462,401 @@ pub fn main(args: &[String]) -> i32 {
     } else {
         "v1"
     };
-    r.line(Level::Ok, "cgroups", cgroups);
+    checks.push(Check::new(Level::Ok, "cgroups", cgroups));
 
-    match r.worst {
-        Level::Fail => {
-            println!("not ready: fix the FAIL lines above");
-            1
+    let qemu_table = Arch::all()
+        .filter(|a| allowed.is_none_or(|allowed| allowed.contains(a)))
+        .filter(|a| host.is_some() && !node.runs_natively(*a))
+        .map(|a| (a.to_string(), node.qemu(dirs, a).ok().map(|q| q.path)))
+        .collect();
+    let facts = Facts {
+        host: host.map(|h| h.to_string()),
+        native: Arch::all()
+            .filter(|a| node.runs_natively(*a))
+            .map(|a| a.to_string())
+            .collect(),
+        kernel: nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        euid: euid.as_raw(),
+        emulation_mode: mode_name,
+        private_binfmt: PrivateBinfmt {
+            supported: userns_unsupported.is_none(),
+            why_not: userns_unsupported,
+        },
+        user_namespaces: UserNamespaces {
+            allowed: userns.create.is_ok(),
+            error: userns
+                .create
+                .err()
+                .map(|e| nix::errno::Errno::from_raw(e).desc().to_string()),
+            max_user_namespaces: userns.max.as_deref().and_then(|m| m.parse().ok()),
+            apparmor_restrict_unprivileged_userns: userns
+                .apparmor_restrict
+                .as_deref()
+                .map(|v| v == "1"),
+        },
+        chrooted: chrooted(&userns),
+        root_differs_from_pid1: match userns.roots {
+            (Some(a), Some(b)) => Some(a != b),
+            _ => None,
+        },
+        apparmor_enabled: apparmor.map(|v| v == "Y"),
+        selinux_enforcing: selinux.map(|v| v == "1"),
+        qemu: qemu_table,
+        qemu_package: package,
+        init: config.init.enabled.then_some(init_path),
+        containerd_config: ContainerdConfig {
+            path: args.containerd_config.clone(),
+            handlers: cri.and_then(Result::ok).map(|f| f.handlers),
+        },
+    };
+    (checks, facts)
+}
+
+const INSTALL_CONFIG: &str = "containerd-shim-crossarch-v2 install-config";
+
+/// Whether containerd's config at `path` (`None`: absent; else parsed or why not) has a CRI
+/// runtime handler for crossarch. Only Kubernetes needs one, so its absence is a warning.
+fn handler_check(path: &Path, found: Option<&Result<containerd_config::Found, String>>) -> Check {
+    let without = "Kubernetes (a RuntimeClass) cannot use crossarch; ctr and nerdctl \
+                   --runtime io.containerd.crossarch.v2 work without one";
+    let p = path.display();
+    match found {
+        None => Check::new(
+            Level::Warn,
+            "cri handler",
+            format!("no {p}, so containerd has no crossarch runtime handler: {without}"),
+        )
+        .fix(INSTALL_CONFIG),
+        Some(Err(e)) => Check::new(Level::Warn, "cri handler", format!("cannot read {p} ({e})"))
+            .fix(format!("fix {p}, then {INSTALL_CONFIG}")),
+        Some(Ok(found)) if found.handlers.is_empty() => {
+            let imports = if found.imports.is_empty() {
+                String::new()
+            } else {
+                format!(" (its imports, {}, are not read)", found.imports.join(", "))
+            };
+            Check::new(
+                Level::Warn,
+                "cri handler",
+                format!(
+                    "no runtime in {p}{imports} has runtime_type = \"{}\": {without}",
+                    crate::logger::RUNTIME
+                ),
+            )
+            .fix(INSTALL_CONFIG)
         }
-        Level::Warn => {
-            println!("ready, with warnings");
-            0
+        Some(Ok(found)) => Check::new(
+            Level::Ok,
+            "cri handler",
+            found
+                .handlers
+                .iter()
+                .map(|h| format!("{} (config version {})", h.name, h.layout))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    }
+}
+
+/// The level of a problem that keeps containers from getting a user namespace: a failure
+/// when `mode` needs one and does not fall back by itself (`auto` falls back to wrap mode
+/// only for what `facts` knows: the kernel, the shim's euid, `max_user_namespaces`).
+fn without_userns(mode: EmulationMode, auto_falls_back: bool) -> Level {
+    match mode {
+        EmulationMode::Userns => Level::Fail,
+        EmulationMode::Auto if auto_falls_back => Level::Warn,
+        EmulationMode::Auto => Level::Fail,
+        EmulationMode::Wrap | EmulationMode::Off => Level::Ok,
+    }
+}
+
+fn chrooted(u: &Userns) -> bool {
+    u.create == Err(libc::EPERM)
+        && (matches!(u.roots, (Some(a), Some(b)) if a != b) || u.root_mount == Some(false))
+}
+
+/// Whether runc can give a foreign container its user namespace here.
+fn userns_check(u: &Userns) -> Check {
+    let max: Option<u64> = u.max.as_deref().and_then(|m| m.parse().ok());
+    if !matches!(u.mode, EmulationMode::Auto | EmulationMode::Userns) {
+        return Check::new(
+            Level::Ok,
+            "userns",
+            format!("not needed in mode {:?}", u.mode).to_lowercase(),
+        );
+    }
+    if max == Some(0) {
+        return Check::new(
+            without_userns(u.mode, true),
+            "userns",
+            "user.max_user_namespaces = 0: user namespaces are disabled (Talos sets this), \
+             so no container gets a private binfmt_misc and auto picks wrap mode",
+        )
+        .fix(
+            "set user.max_user_namespaces above 0 (sysctl -w user.max_user_namespaces=15000, \
+             and in /etc/sysctl.d/; on Talos in machine.sysctls), or emulation.mode = \"wrap\"",
+        );
+    }
+    match u.create {
+        Ok(()) => {
+            let mut msg = match max {
+                Some(n) => format!("can be created (user.max_user_namespaces = {n})"),
+                None => "can be created".to_string(),
+            };
+            if u.apparmor_restrict.as_deref() == Some("1") {
+                msg.push_str(
+                    "; kernel.apparmor_restrict_unprivileged_userns = 1 restricts the user \
+                     namespaces that unconfined processes without CAP_SYS_ADMIN create: the \
+                     shim and runc run as root, with it",
+                );
+            }
+            Check::new(Level::Ok, "userns", msg)
         }
-        Level::Ok => {
-            println!("ready");
-            0
+        Err(_) if chrooted(u) => Check::new(
+            without_userns(u.mode, false),
+            "userns",
+            "the kernel refused to create one (EPERM): see chroot",
+        ),
+        Err(errno) if errno == libc::ENOSPC => Check::new(
+            without_userns(u.mode, false),
+            "userns",
+            "the kernel refused to create one (ENOSPC): user.max_user_namespaces is reached",
+        )
+        .fix("raise user.max_user_namespaces"),
+        Err(errno) => Check::new(
+            without_userns(u.mode, false),
+            "userns",
+            format!(
+                "the kernel refused to create one ({}): runc fails foreign containers in \
+                 userns mode",
+                nix::errno::Errno::from_raw(errno).desc()
+            ),
+        )
+        .fix(
+            "look for what denies unshare(CLONE_NEWUSER) to containerd: a seccomp filter, \
+             an AppArmor or SELinux denial in the kernel's audit log; or emulation.mode = \
+             \"wrap\"",
+        ),
+    }
+}
+
+/// Whether the shim runs chrooted: the kernel refuses CLONE_NEWUSER to a process whose root
+/// is not its mount namespace's (`current_chrooted()` in `create_user_ns`). `/` differing
+/// from PID 1's root alone is not that (containerd may run in a mount namespace of its own
+/// after pivot_root), so the kernel's answer decides, and the roots only say why.
+fn chroot_check(u: &Userns) -> Check {
+    let needs = matches!(u.mode, EmulationMode::Auto | EmulationMode::Userns);
+    if u.create.is_ok() {
+        return Check::new(
+            Level::Ok,
+            "chroot",
+            "no (the kernel lets the shim create user namespaces)",
+        );
+    }
+    if chrooted(u) {
+        let evidence = if matches!(u.roots, (Some(a), Some(b)) if a != b) {
+            "/ is not PID 1's root"
+        } else {
+            "/ is no mount point"
+        };
+        let msg = format!(
+            "chrooted ({evidence}): the kernel refuses user namespaces in a chroot \
+             (CLONE_NEWUSER fails with EPERM), so runc fails foreign containers with a bare \
+             \"EOF\""
+        );
+        let check = Check::new(without_userns(u.mode, false), "chroot", msg);
+        return if needs {
+            check.fix(
+                "run containerd under pivot_root (in a mount namespace of its own), not \
+                 chroot; or emulation.mode = \"wrap\"",
+            )
+        } else {
+            let mode = format!("{:?}", u.mode).to_lowercase();
+            Check {
+                message: format!("{}; mode {mode} needs none", check.message),
+                ..check
+            }
+        };
+    }
+    match u.roots {
+        (Some(a), Some(b)) if a == b => Check::new(Level::Ok, "chroot", "no (/ is PID 1's root)"),
+        _ => Check::new(
+            if needs { Level::Warn } else { Level::Ok },
+            "chroot",
+            "cannot tell: user namespaces are refused, and / cannot be compared with PID 1's \
+             root (/proc/1/root is unreadable)",
+        ),
+    }
+}
+
+/// Whether `/proc/self/mountinfo` (its text) lists a mount at `/`. In a chroot into a
+/// directory that is no mount point, none is: the kernel leaves out the mounts whose mount
+/// point is outside the process's root (`show_mountinfo`).
+pub fn root_is_a_mount(mountinfo: &str) -> bool {
+    mountinfo.lines().any(|l| l.split(' ').nth(4) == Some("/"))
+}
+
+/// What AppArmor and SELinux could deny: the binfmt_misc mount and the `register` writes the
+/// shim makes for a foreign container. Only their state is known here, not their policy.
+fn lsm_checks(apparmor_enabled: Option<&str>, selinux_enforce: Option<&str>) -> [Check; 2] {
+    let apparmor = match apparmor_enabled {
+        Some("Y") => Check::new(
+            Level::Ok,
+            "apparmor",
+            "enabled: if a foreign container fails to mount binfmt_misc or to register qemu, \
+             look for apparmor=\"DENIED\" in the kernel log (journalctl -k)",
+        ),
+        _ => Check::new(Level::Ok, "apparmor", "not enabled"),
+    };
+    let selinux = match selinux_enforce {
+        Some("1") => Check::new(
+            Level::Warn,
+            "selinux",
+            "enforcing: if a foreign container fails to mount binfmt_misc or to register \
+             qemu, look for AVC denials (ausearch -m avc -ts recent)",
+        ),
+        Some(_) => Check::new(Level::Ok, "selinux", "permissive"),
+        None => Check::new(Level::Ok, "selinux", "not enabled"),
+    };
+    [apparmor, selinux]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn userns(mode: EmulationMode, max: &str, create: Result<(), i32>) -> Userns {
+        Userns {
+            mode,
+            max: Some(max.into()),
+            apparmor_restrict: None,
+            create,
+            roots: (Some((1, 2)), Some((1, 2))),
+            root_mount: Some(true),
         }
+    }
+
+    #[test]
+    fn doctor_flags() {
+        let args = |v: &[&str]| parse_args(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let Parsed::Run(a) = args(&["--json", "--containerd-config=/x.toml", "--config", "/c"])
+        else {
+            panic!()
+        };
+        assert!(a.json);
+        assert_eq!(a.containerd_config, PathBuf::from("/x.toml"));
+        assert_eq!(a.config, PathBuf::from("/c"));
+        assert_eq!(args(&["-h"]), Parsed::Help);
+        for (bad, what) in [
+            (&["--jsn"][..], "unknown flag --jsn"),
+            (&["--config"][..], "--config needs a path"),
+            (&["now"][..], "unexpected argument \"now\""),
+        ] {
+            let Parsed::Usage(line) = args(bad) else {
+                panic!("{bad:?} accepted")
+            };
+            assert!(line.contains(what) && !line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn a_missing_cri_handler_is_a_warning_with_the_fix() {
+        let path = Path::new("/etc/containerd/config.toml");
+        let absent = handler_check(path, None);
+        assert_eq!(absent.level, Level::Warn);
+        assert_eq!(absent.fix.as_deref(), Some(INSTALL_CONFIG));
+        let none = handler_check(path, Some(&Ok(containerd_config::Found::default())));
+        assert_eq!(none.level, Level::Warn);
+        assert!(none.message.contains("ctr and nerdctl"), "{}", none.message);
+        let found = containerd_config::handlers(
+            "[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.crossarch]\n\
+             runtime_type = \"io.containerd.crossarch.v2\"\n",
+            "io.containerd.crossarch.v2",
+        );
+        let ok = handler_check(path, Some(&found));
+        assert_eq!(ok.level, Level::Ok);
+        assert_eq!(ok.message, "crossarch (config version 3)");
+    }
+
+    #[test]
+    fn user_namespaces_off_warns_in_auto_and_fails_in_userns() {
+        let off = userns(EmulationMode::Auto, "0\n".trim(), Err(libc::ENOSPC));
+        let c = userns_check(&off);
+        assert_eq!(c.level, Level::Warn);
+        assert!(c.message.contains("max_user_namespaces = 0"));
+        assert!(c.fix.unwrap().contains("sysctl"));
+        let strict = userns(EmulationMode::Userns, "0", Err(libc::ENOSPC));
+        assert_eq!(userns_check(&strict).level, Level::Fail);
+        let wrap = userns(EmulationMode::Wrap, "0", Err(libc::ENOSPC));
+        assert_eq!(userns_check(&wrap).level, Level::Ok);
+
+        let mut ubuntu = userns(EmulationMode::Auto, "63229", Ok(()));
+        ubuntu.apparmor_restrict = Some("1".into());
+        let c = userns_check(&ubuntu);
+        assert_eq!(c.level, Level::Ok);
+        assert!(c.message.contains("without CAP_SYS_ADMIN"), "{}", c.message);
+
+        let denied = userns(EmulationMode::Auto, "63229", Err(libc::EACCES));
+        let c = userns_check(&denied);
+        assert_eq!(c.level, Level::Fail, "auto does not fall back for this");
+        assert!(c.message.contains("Permission denied"), "{}", c.message);
+    }
+
+    #[test]
+    fn a_chroot_is_told_from_a_mount_namespace_of_its_own() {
+        let same = userns(EmulationMode::Auto, "100", Ok(()));
+        assert_eq!(chroot_check(&same).level, Level::Ok);
+
+        let mut chroot = userns(EmulationMode::Auto, "100", Err(libc::EPERM));
+        chroot.roots = (Some((1, 2)), Some((3, 4)));
+        let c = chroot_check(&chroot);
+        assert_eq!(c.level, Level::Fail);
+        assert!(c.message.contains("EOF") && c.fix.unwrap().contains("pivot_root"));
+        assert_eq!(userns_check(&chroot).level, Level::Fail);
+        assert!(userns_check(&chroot).message.contains("see chroot"));
+        chroot.mode = EmulationMode::Wrap;
+        assert_eq!(chroot_check(&chroot).level, Level::Ok);
+
+        let mut pivoted = userns(EmulationMode::Auto, "100", Ok(()));
+        pivoted.roots = (Some((1, 2)), Some((3, 4)));
+        assert_eq!(chroot_check(&pivoted).level, Level::Ok);
+
+        // PID 1's root unreadable (no CAP_SYS_PTRACE over it): a chroot into a plain
+        // directory shows no mount at /.
+        let mut hidden = userns(EmulationMode::Auto, "100", Err(libc::EPERM));
+        hidden.roots = (Some((1, 2)), None);
+        assert!(chroot_check(&hidden).message.contains("cannot tell"));
+        hidden.root_mount = Some(false);
+        assert_eq!(chroot_check(&hidden).level, Level::Fail);
+        assert!(chroot_check(&hidden).message.contains("no mount point"));
+
+        let pivot = "36 25 254:0 / / rw,relatime - ext4 /dev/vda rw\n\
+                     37 36 0:5 / /proc rw - proc proc rw\n";
+        let chroot = "37 36 0:5 / /proc rw - proc proc rw\n";
+        assert!(root_is_a_mount(pivot));
+        assert!(!root_is_a_mount(chroot));
+    }
+
+    #[test]
+    fn lsm_states() {
+        let [a, s] = lsm_checks(Some("Y"), Some("1"));
+        assert_eq!((a.level, s.level), (Level::Ok, Level::Warn));
+        assert!(a.message.contains("DENIED") && s.message.contains("avc"));
+        let [a, s] = lsm_checks(None, None);
+        assert_eq!(
+            (a.message.as_str(), s.message.as_str()),
+            ("not enabled", "not enabled")
+        );
+    }
+
+    #[test]
+    fn json_levels_are_lowercase_and_fix_is_optional() {
+        let c = serde_json::to_value(Check::new(Level::Warn, "qemu", "m")).unwrap();
+        assert_eq!(
+            c,
+            serde_json::json!({"name": "qemu", "level": "warn", "message": "m"})
+        );
     }
 }

@@ -74,7 +74,8 @@ pub fn inspect(path: &Path) -> Inspection {
     qemu::from_prefix(&prefix)
 }
 
-/// Finds qemu for `arch` in `dirs` on this host.
+/// Finds qemu for `arch` in `dirs` on this host; when there is none, the error names the
+/// package this distribution ships it in.
 pub fn discover_qemu(dirs: &[PathBuf], arch: Arch, host: Arch) -> Result<Qemu, NotFound> {
     let inspected: Vec<Candidate> = qemu::candidates(dirs, arch)
         .into_iter()
@@ -83,7 +84,56 @@ pub fn discover_qemu(dirs: &[PathBuf], arch: Arch, host: Arch) -> Result<Qemu, N
             path,
         })
         .collect();
-    qemu::choose(arch, host, dirs, &inspected)
+    qemu::choose(arch, host, dirs, &inspected).map_err(|mut e| {
+        e.package = qemu_package();
+        e
+    })
+}
+
+/// The package that provides static qemu-user here, from `/etc/os-release` (read once).
+pub fn qemu_package() -> &'static str {
+    static PACKAGE: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    PACKAGE.get_or_init(|| {
+        // os-release(5): /etc/os-release, else /usr/lib/os-release.
+        let text = std::fs::read_to_string("/etc/os-release")
+            .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+            .unwrap_or_default();
+        qemu::package_for(&text)
+    })
+}
+
+/// A file's (device, inode), following symlinks: what tells two roots apart.
+pub fn file_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// A kernel or LSM setting, trimmed, or `None` when the file does not exist (the feature is
+/// not built in or not enabled).
+pub fn setting(path: &str) -> Option<String> {
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+/// Whether this process may create a user namespace, as runc does for a foreign container
+/// in userns mode: a child of it tries `unshare(CLONE_NEWUSER)` and exits. This is the
+/// kernel's own answer, covering every reason it refuses (a chroot, `max_user_namespaces`,
+/// an LSM, seccomp).
+pub fn try_user_namespace() -> std::io::Result<()> {
+    use std::os::unix::process::CommandExt;
+    // The child never execs: it exits as soon as unshare(2) succeeded, so neither a program
+    // nor /dev/null has to exist (a bare chroot may hold neither).
+    let mut child = std::process::Command::new("/");
+    // SAFETY: unshare(2) and _exit(2) are plain syscalls, safe between fork and exec; the
+    // child is single-threaded, as CLONE_NEWUSER requires.
+    unsafe {
+        child.pre_exec(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+            libc::_exit(0)
+        });
+    }
+    child.status().map(drop)
 }
 
 #[cfg(test)]

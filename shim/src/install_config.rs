@@ -11,7 +11,6 @@ use toml_edit::{DocumentMut, Item, Key, Table, Value};
 
 pub const HANDLER: &str = "crossarch";
 pub const RUNTIME_TYPE: &str = "io.containerd.crossarch.v2";
-const DEFAULT_CONTAINERD_CONFIG: &str = "/etc/containerd/config.toml";
 const BACKUP_SUFFIX: &str = ".crossarch-backup";
 /// Written above the handler's header: `--undo` removes only a handler that carries it, so a
 /// handler the admin wrote by hand is never taken away.
@@ -105,8 +104,8 @@ pub enum Layout {
 impl Layout {
     fn plugin(self) -> &'static str {
         match self {
-            Layout::V2 => "io.containerd.grpc.v1.cri",
-            Layout::V3 => "io.containerd.cri.v1.runtime",
+            Layout::V2 => crate::containerd_config::CRI_PLUGIN_V2,
+            Layout::V3 => crate::containerd_config::CRI_PLUGIN_V3,
         }
     }
 
@@ -383,7 +382,7 @@ struct Args {
 
 fn parse_args(args: &[String]) -> Result<Option<Args>, String> {
     let mut out = Args {
-        config: DEFAULT_CONTAINERD_CONFIG.into(),
+        config: crate::containerd_config::DEFAULT_PATH.into(),
         dry_run: false,
         undo: false,
         restart: false,

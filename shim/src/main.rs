@@ -2,6 +2,8 @@
 //! `io.containerd.crossarch.v2`.
 
 mod binfmt;
+mod cli;
+mod containerd_config;
 mod doctor;
 mod facts;
 mod host;
@@ -39,21 +41,23 @@ fn print_version() {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args
-        .iter()
-        .any(|a| matches!(a.as_str(), "-v" | "--version" | "-version"))
-    {
-        print_version();
-        return;
-    }
-    if args.first().map(String::as_str) == Some("doctor") {
-        std::process::exit(doctor::main(&args[1..]));
-    }
-    if args.first().map(String::as_str) == Some("install-config") {
-        std::process::exit(install_config::main(&args[1..]));
-    }
-    if args.first().map(String::as_str) == Some(private_binfmt::COMMAND) {
-        std::process::exit(private_binfmt::main(&args[1..]));
+    match cli::parse(&args) {
+        cli::Command::Help => {
+            doctor::out(cli::HELP);
+            return;
+        }
+        cli::Command::Version => {
+            print_version();
+            return;
+        }
+        cli::Command::Doctor => std::process::exit(doctor::main(&args[1..])),
+        cli::Command::InstallConfig => std::process::exit(install_config::main(&args[1..])),
+        cli::Command::BinfmtRegister => std::process::exit(private_binfmt::main(&args[1..])),
+        cli::Command::Usage(line) => {
+            eprintln!("{line}");
+            std::process::exit(2);
+        }
+        cli::Command::Shim => {}
     }
     // The blocking pool serves the reads of a container's files at Create and Exec; its
     // threads end a second after their last use, so that an idle shim is one thread.
