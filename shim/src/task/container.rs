@@ -288,10 +288,18 @@ impl Container {
         if !p.exec_id.is_empty() {
             // The reaper runs on this thread, so nothing is reaped between these two lines: a
             // pid with no exit recorded after the open was still this exec's at the open.
-            if let Ok(fd) = crate::sys::pidfd_open(pid) {
-                if !crate::reaper::reaped(pid) {
+            match crate::sys::pidfd_open(pid) {
+                Ok(fd) if !crate::reaper::reaped(pid) => {
                     let _ = p.pidfd.set(fd);
                 }
+                // Gone already: a Kill finds it finished.
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => log::warn!(
+                    "{what}: cannot open a pidfd for pid {pid} ({e}); signals to it will be \
+                     refused as if it had finished. Raise the shim's open-file limit if it is \
+                     reached"
+                ),
             }
         }
         Ok(pid)
