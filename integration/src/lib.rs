@@ -241,6 +241,8 @@ pub struct Containerd {
     rootfs: PathBuf,
     /// containerd's PATH, shims and runc included; `None`: the shim dir, then the test's.
     path: Option<std::ffi::OsString>,
+    /// Whether the daemon runs chrooted ([`Options::chroot`]).
+    chroot: bool,
 }
 
 /// How [`Containerd::start_with_options`] sets the daemon up.
@@ -251,6 +253,10 @@ pub struct Options {
     /// Mount a tmpfs of this many bytes as containerd's state dir, where the bundles live;
     /// the daemon's cleanup unmounts it.
     pub state_tmpfs_bytes: Option<u64>,
+    /// Run containerd chrooted, as some node images do: in a mount namespace of its own, it
+    /// chroots into a recursive bind of `/`, so it sees the same files, and the kernel
+    /// refuses it (and its shims and runc) user namespaces.
+    pub chroot: bool,
 }
 
 /// Starts a private containerd, or returns from the test after saying why it cannot
@@ -358,6 +364,7 @@ disabled_plugins = [{disabled}]
             runtime,
             daemon: None,
             path: options.path,
+            chroot: options.chroot,
         };
         cd.spawn_daemon();
         cd.ctr(&["namespaces", "create", &cd.ns.clone()]).ok();
@@ -381,9 +388,24 @@ disabled_plugins = [{disabled}]
         };
         let child = {
             use std::os::unix::process::CommandExt;
-            Command::new("containerd")
-                .arg("--config")
-                .arg(self.dir.path().join("config.toml"))
+            let mut daemon = if self.chroot {
+                // Each step execs the next: the child's pid stays containerd's. The mount
+                // namespace, and the bind in it, go with the daemon and its shims.
+                let root = self.dir.path().join("chroot");
+                fs::create_dir_all(&root).unwrap();
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+                    .arg(r#"mount --rbind / "$1" && exec chroot "$1" containerd --config "$2""#)
+                    .arg("sh")
+                    .arg(&root)
+                    .arg(self.dir.path().join("config.toml"));
+                c
+            } else {
+                let mut c = Command::new("containerd");
+                c.arg("--config").arg(self.dir.path().join("config.toml"));
+                c
+            };
+            daemon
                 .env("PATH", path)
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())

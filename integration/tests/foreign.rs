@@ -121,6 +121,40 @@ fn wrap_mode_runs_arm64_and_s390x() {
     guard.check();
 }
 
+/// A chrooted containerd (some node images run it so): the kernel refuses its shims and
+/// runc user namespaces, so runc would fail a userns-mode container with a bare "EOF".
+/// Auto mode asks the kernel first, picks wrap mode, and says why.
+#[test]
+fn auto_mode_picks_wrap_where_the_kernel_refuses_user_namespaces() {
+    if !ready(&ARM64) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let Some(cd) = Containerd::start_with_options(crossarch_integration::Options {
+        chroot: true,
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let image = import_busybox(&cd, &ARM64);
+    let out = run_image(
+        &cd,
+        &image,
+        ARM64.platform,
+        "chrooted",
+        &["--rm"],
+        &["uname", "-m"],
+    );
+    out.ok();
+    assert_eq!(out.stdout_text().trim(), ARM64.uname, "{}", out.show());
+    wait_for_log(
+        &cd,
+        "container chrooted: only /bin/uname itself is emulated (wrap mode: the kernel refuses \
+         the shim a user namespace (Operation not permitted): containerd runs chrooted",
+    );
+    guard.check();
+}
+
 #[test]
 fn userns_mode_emulates_children_pipelines_and_nested_shells() {
     if !ready(&ARM64) {

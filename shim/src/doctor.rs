@@ -387,8 +387,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
         apparmor_restrict: crate::host::setting(
             "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
         ),
-        create: crate::host::try_user_namespace()
-            .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL)),
+        create: crate::host::try_user_namespace(),
         roots: (
             crate::host::file_id("/"),
             crate::host::file_id("/proc/1/root"),

@@ -42,6 +42,8 @@ pub struct Node {
     pub user_namespace: Option<u64>,
     /// The directory of the shim's binary.
     pub shim_dir: Option<PathBuf>,
+    /// Why the kernel refused the shim a user namespace, once it was asked.
+    userns_refused: OnceLock<Option<String>>,
 }
 
 /// Probes the node on a thread of its own while the shim starts, so that the first Create,
@@ -94,6 +96,7 @@ impl Node {
             shim_dir: std::env::current_exe()
                 .ok()
                 .and_then(|p| p.parent().map(Path::to_path_buf)),
+            userns_refused: OnceLock::new(),
         }
     }
 
@@ -102,8 +105,30 @@ impl Node {
         if let Some(why) = &self.no_private_binfmt {
             return Some(why.clone());
         }
-        let max = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").ok()?;
-        user_namespaces_disabled(&max)
+        if let Some(why) = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|max| user_namespaces_disabled(&max))
+        {
+            return Some(why);
+        }
+        self.kernel_refuses_userns()
+    }
+
+    /// Why the kernel refuses the shim a user namespace (a chroot, an LSM, a seccomp
+    /// filter), asked once with a child that tries, as runc would. Running out of
+    /// namespaces (ENOSPC) passes, so it is not remembered.
+    fn kernel_refuses_userns(&self) -> Option<String> {
+        if let Some(answer) = self.userns_refused.get() {
+            return answer.clone();
+        }
+        match ask_for_user_namespace() {
+            Ok(()) => self.userns_refused.get_or_init(|| None).clone(),
+            Err(libc::ENOSPC) => Some(user_namespace_refused(libc::ENOSPC)),
+            Err(errno) => self
+                .userns_refused
+                .get_or_init(|| Some(user_namespace_refused(errno)))
+                .clone(),
+        }
     }
 
     /// Whether the host runs binaries of `arch` without an emulator.
@@ -245,6 +270,38 @@ fn private_binfmt_unsupported(release: &str, root: bool) -> Option<String> {
     None
 }
 
+/// [`crate::host::user_namespace_probe`]'s answer, through the reaper where it runs (it
+/// reaps every child of the serving shim).
+fn ask_for_user_namespace() -> Result<(), i32> {
+    if !crate::reaper::running() {
+        return crate::host::try_user_namespace();
+    }
+    let (_child, exit) = crate::reaper::spawn(&mut crate::host::user_namespace_probe())
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
+    // A signal shows as 128 + its number, which no errno of unshare(2) reaches.
+    match exit.blocking_recv() {
+        Ok(exit) if exit.status > 128 => crate::host::user_namespace_answer(None),
+        Ok(exit) => crate::host::user_namespace_answer(Some(exit.status)),
+        Err(_) => Err(libc::EINTR),
+    }
+}
+
+/// Why the kernel's errno refusing `unshare(CLONE_NEWUSER)` rules out userns mode.
+fn user_namespace_refused(errno: i32) -> String {
+    let desc = nix::errno::Errno::from_raw(errno).desc();
+    match errno {
+        libc::EPERM => format!(
+            "the kernel refuses the shim a user namespace ({desc}): containerd runs chrooted, \
+             or an LSM or a seccomp filter denies unshare(CLONE_NEWUSER) \
+             (`containerd-shim-crossarch-v2 doctor` says which)"
+        ),
+        libc::ENOSPC => format!(
+            "the node is out of user namespaces ({desc}): user.max_user_namespaces is reached"
+        ),
+        _ => format!("the kernel refuses the shim a user namespace ({desc})"),
+    }
+}
+
 /// Why `user.max_user_namespaces` (its file's text) rules out user namespaces.
 fn user_namespaces_disabled(max_user_namespaces: &str) -> Option<String> {
     (max_user_namespaces.trim() == "0").then(|| {
@@ -278,6 +335,15 @@ mod tests {
             .unwrap()
             .contains("max_user_namespaces = 0"));
         assert_eq!(user_namespaces_disabled("63229\n"), None);
+    }
+
+    #[test]
+    fn a_refused_user_namespace_says_why_and_what_to_run() {
+        let chroot = user_namespace_refused(libc::EPERM);
+        assert!(chroot.contains("chrooted"), "{chroot}");
+        assert!(chroot.contains("doctor"), "{chroot}");
+        assert!(user_namespace_refused(libc::ENOSPC).contains("max_user_namespaces is reached"));
+        assert!(user_namespace_refused(libc::EINVAL).contains("refuses the shim"));
     }
 
     #[test]

@@ -116,29 +116,91 @@ pub fn setting(path: &str) -> Option<String> {
         .map(|s| s.trim().to_string())
 }
 
-/// Whether this process may create a user namespace, as runc does for a foreign container
-/// in userns mode: a child of it tries `unshare(CLONE_NEWUSER)` and exits. This is the
-/// kernel's own answer, covering every reason it refuses (a chroot, `max_user_namespaces`,
-/// an LSM, seccomp).
-pub fn try_user_namespace() -> std::io::Result<()> {
-    use std::os::unix::process::CommandExt;
-    // The child never execs: it exits as soon as unshare(2) succeeded, so neither a program
-    // nor /dev/null has to exist (a bare chroot may hold neither).
+/// A child that tries `unshare(CLONE_NEWUSER)`, as runc does for a foreign container in
+/// userns mode, and exits with 0 or the errno. This is the kernel's own answer, covering
+/// every reason it refuses (a chroot, `max_user_namespaces`, an LSM, seccomp).
+///
+/// The child exits before it would exec, so neither a program nor /dev/null has to exist (a
+/// bare chroot may hold neither), and spawning it never fails for the answer: std reaps a
+/// child whose pre-exec step failed itself, which would race the serving shim's reaper.
+pub fn user_namespace_probe() -> std::process::Command {
     let mut child = std::process::Command::new("/");
+    then_try_user_namespace(&mut child);
+    child
+}
+
+/// Makes `child` try `unshare(CLONE_NEWUSER)` after its other pre-exec steps, and exit.
+fn then_try_user_namespace(child: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
     // SAFETY: unshare(2) and _exit(2) are plain syscalls, safe between fork and exec; the
     // child is single-threaded, as CLONE_NEWUSER requires.
     unsafe {
         child.pre_exec(|| {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER)?;
-            libc::_exit(0)
+            let code = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+                Ok(()) => 0,
+                Err(errno) => errno as i32,
+            };
+            libc::_exit(code)
         });
     }
-    child.status().map(drop)
+}
+
+/// The kernel's answer from [`user_namespace_probe`]'s exit code (`None`: killed): `Ok`, or
+/// the errno it refused with.
+pub fn user_namespace_answer(code: Option<i32>) -> Result<(), i32> {
+    match code {
+        Some(0) => Ok(()),
+        Some(errno) => Err(errno),
+        None => Err(libc::EINTR),
+    }
+}
+
+/// [`user_namespace_probe`] for a process without the shim's reaper (`doctor`).
+pub fn try_user_namespace() -> Result<(), i32> {
+    match user_namespace_probe().status() {
+        Ok(status) => user_namespace_answer(status.code()),
+        Err(e) => Err(e.raw_os_error().unwrap_or(libc::EINVAL)),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kernel_refuses_a_user_namespace_to_a_chrooted_process() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        assert_eq!(
+            try_user_namespace(),
+            Ok(()),
+            "this host allows user namespaces"
+        );
+        // The probe, from a child chrooted into a directory that holds nothing: what a
+        // chrooted containerd's shim meets.
+        let root = tempfile::tempdir().unwrap();
+        let mut probe = std::process::Command::new("/");
+        let dir = std::ffi::CString::new(root.path().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: chroot(2) is a plain syscall; it runs before the probe's own step.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            probe.pre_exec(move || {
+                if libc::chroot(dir.as_ptr()) != 0 {
+                    libc::_exit(200);
+                }
+                Ok(())
+            });
+        }
+        then_try_user_namespace(&mut probe);
+        let status = probe.status().unwrap();
+        assert_eq!(
+            user_namespace_answer(status.code()),
+            Err(libc::EPERM),
+            "{status}"
+        );
+    }
 
     #[test]
     fn inspects_real_host_files() {

@@ -10,7 +10,10 @@ use std::{
     collections::{HashMap, VecDeque},
     io,
     process::{Child, Command},
-    sync::{Mutex, OnceLock},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Mutex, OnceLock,
+    },
     time::SystemTime,
 };
 
@@ -46,9 +49,12 @@ fn table() -> &'static Mutex<Table> {
     TABLE.get_or_init(Default::default)
 }
 
+static RUNNING: AtomicBool = AtomicBool::new(false);
+
 /// Starts the reaper loop on the current tokio runtime. Call once, before any child is spawned.
 pub fn start() -> io::Result<()> {
     let mut sigchld = signal(SignalKind::child())?;
+    RUNNING.store(true, Ordering::Release);
     tokio::spawn(async move {
         loop {
             reap_all();
@@ -116,6 +122,12 @@ pub fn reaped(pid: i32) -> bool {
         .unclaimed
         .iter()
         .any(|e| e.pid == pid)
+}
+
+/// Whether the reaper loop runs in this process, so that children must be waited for
+/// through it.
+pub fn running() -> bool {
+    RUNNING.load(Ordering::Acquire)
 }
 
 /// Spawns `cmd` and registers its pid before the reaper can see it exit.
