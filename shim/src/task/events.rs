@@ -6,6 +6,10 @@
 //! restarted containerd learns of exits that happened while it was down. The crate's
 //! publisher requeues a failed event behind later ones and drops it after five tries (about
 //! 15 s); this one keeps the order and retries for [`DELIVERY_LIMIT`].
+//!
+//! At Shutdown the shim waits for the queue to drain ([`Events::flush`]): an exit while an
+//! event's reply is on its way makes containerd log `failed sending message on channel`
+//! (broken pipe), and drops what was still queued.
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +26,7 @@ use containerd_shim::{
     },
     util::timestamp,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How long an event is retried before it is given up, with a log line that names it.
 const DELIVERY_LIMIT: Duration = Duration::from_secs(300);
@@ -66,7 +70,14 @@ events! {
 /// The queue to containerd.
 pub struct Events {
     namespace: String,
-    queue: mpsc::UnboundedSender<Envelope>,
+    queue: mpsc::UnboundedSender<Queued>,
+}
+
+/// What the forwarding task takes, in order.
+enum Queued {
+    Event(Envelope),
+    /// Answered once every event queued before it was delivered or given up.
+    Flush(oneshot::Sender<()>),
 }
 
 impl Events {
@@ -123,9 +134,19 @@ impl Events {
                 return;
             }
         }
-        if self.queue.send(envelope).is_err() {
+        if self.queue.send(Queued::Event(envelope)).is_err() {
             log::error!("cannot send the {topic} event: the forwarding task is gone");
         }
+    }
+
+    /// Waits until every event queued so far was delivered (or given up), at most `limit`.
+    /// Whether the queue drained in time.
+    pub async fn flush(&self, limit: Duration) -> bool {
+        let (done, drained) = oneshot::channel();
+        if self.queue.send(Queued::Flush(done)).is_err() {
+            return true;
+        }
+        matches!(tokio::time::timeout(limit, drained).await, Ok(Ok(())))
     }
 }
 
@@ -183,8 +204,15 @@ impl Sink for Channel {
     }
 }
 
-async fn forward(mut sink: impl Sink, mut rx: mpsc::UnboundedReceiver<Envelope>) {
-    while let Some(envelope) = rx.recv().await {
+async fn forward(mut sink: impl Sink, mut rx: mpsc::UnboundedReceiver<Queued>) {
+    while let Some(queued) = rx.recv().await {
+        let envelope = match queued {
+            Queued::Event(envelope) => envelope,
+            Queued::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         let topic = envelope.topic.clone();
         let mut req = ForwardRequest::new();
         req.set_envelope(envelope);
@@ -272,6 +300,29 @@ mod tests {
                 ("/tasks/start".to_string(), 3),
                 ("/tasks/exit".to_string(), 1)
             ]
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_flush_waits_for_the_events_before_it_and_no_longer_than_its_limit() {
+        let (out, mut rx) = mpsc::unbounded_channel();
+        let events = Events::forward_to(
+            Flaky {
+                refusals: 3,
+                tries: 0,
+                out,
+            },
+            "ns",
+        );
+        events.send(TaskExit::default());
+        // Three refusals take 50 + 100 + 200 ms of backoff.
+        assert!(!events.flush(Duration::from_millis(100)).await);
+        assert!(rx.try_recv().is_err(), "delivered before its retries");
+        assert!(events.flush(Duration::from_secs(5)).await);
+        assert_eq!(rx.try_recv().unwrap(), ("/tasks/exit".to_string(), 4));
+        assert!(
+            events.flush(Duration::from_millis(1)).await,
+            "nothing queued"
         );
     }
 }

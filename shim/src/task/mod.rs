@@ -55,6 +55,9 @@ const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 /// other containers of the shim must not wait for it, so the reads run off the runtime.
 const INSPECTION_LIMIT: Duration = Duration::from_secs(10);
 
+/// How long Shutdown waits for containerd to take the events queued before it.
+const SHUTDOWN_FLUSH_LIMIT: Duration = Duration::from_secs(3);
+
 /// Runs `f`, which reads a container's files (untrusted, possibly hung), on a blocking
 /// thread, bounded by [`INSPECTION_LIMIT`].
 async fn inspect_off_runtime<T: Send + 'static>(
@@ -858,6 +861,14 @@ impl Task for TaskService {
     async fn shutdown(&self, _: &TtrpcContext, req: api::ShutdownRequest) -> ttrpc::Result<Empty> {
         if !req.now && !self.shared.close_if_idle() {
             return Ok(Empty::new());
+        }
+        // The last events (a container's delete) must reach containerd before the shim
+        // exits; a containerd that does not take them does not hold the shim up for long.
+        if !self.shared.events.flush(SHUTDOWN_FLUSH_LIMIT).await {
+            log::warn!(
+                "shutting down although containerd did not take the last events within \
+                 {SHUTDOWN_FLUSH_LIMIT:?}: they are dropped"
+            );
         }
         self.shared.exit.signal();
         Ok(Empty::new())
