@@ -438,6 +438,41 @@ mod tests {
         assert_eq!(decide(&read, &flags()).protocol, Protocol::Legacy);
     }
 
+    /// What containerd 2.3.4 wrote on the start action's stdin on this project's machine, for
+    /// `ctr -n wt23 run --runtime io.containerd.crossarch.v2 --runtime-config-path
+    /// /etc/crossarch/handler.toml ... web`, with its log level at debug and `socket_dir`
+    /// set, and the address it then connected to.
+    const CONTAINERD_2_3_4: &str = "0a0377656212047774323318fcffffffffffffffff01220676322e332e342a162f746d702f777432332f632e736f636b2e747472706332102f746d702f777432332f632e736f636b3a1f2f746d702f77742d626f6f742d6374642f62696e2f636f6e7461696e657264423c0a3a0a1972756e74696d656f7074696f6e732e76312e4f7074696f6e73121d121b2f6574632f63726f7373617263682f68616e646c65722e746f6d6c4a0b2f746d702f777432332f73";
+    const CONTAINERD_2_3_4_ADDRESS: &str =
+        "unix:///tmp/wt23/s/7a1f5fe4c8f5a270e703e838f90cc7c8b45ffb3660fb645e8284e3c804461fa8";
+
+    #[test]
+    fn what_containerd_2_3_4_sent() {
+        let hex = CONTAINERD_2_3_4.as_bytes();
+        let input: Vec<u8> = hex
+            .chunks(2)
+            .map(|b| u8::from_str_radix(std::str::from_utf8(b).unwrap(), 16).unwrap())
+            .collect();
+        let f = Flags {
+            id: "web",
+            namespace: "wt23",
+            address: "/tmp/wt23/c.sock",
+            ttrpc_address: "/tmp/wt23/c.sock.ttrpc",
+            debug: true,
+        };
+        let s = decide(&input, &f);
+        assert_eq!(s.protocol, Protocol::Bootstrap);
+        assert_eq!(s.level, LevelFilter::Debug);
+        assert_eq!(s.containerd_version, "v2.3.4");
+        assert_eq!(s.ttrpc_address, "/tmp/wt23/c.sock.ttrpc");
+        assert_eq!(s.socket_dir.as_deref(), Some("/tmp/wt23/s"));
+        let options = s.options.as_ref().unwrap();
+        assert_eq!(options.type_url, crossarch_protos::RUNTIME_OPTIONS_TYPE_URL);
+        let cri = RuntimeOptions::parse_from_bytes(&options.value).unwrap();
+        assert_eq!(cri.config_path, "/etc/crossarch/handler.toml");
+        assert_eq!(s.socket_address("web").unwrap(), CONTAINERD_2_3_4_ADDRESS);
+    }
+
     #[test]
     fn log_levels_map_to_the_nearest() {
         use LevelFilter::*;
