@@ -1,6 +1,6 @@
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["runtimeoptions", "runctypes"];
+const PROTOS: &[&str] = &["runtimeoptions", "runctypes", "bootstrap"];
 
 fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes crossarch's untrusted-input parsers: ELF headers (elf), #! lines (shebang), the shim's
-# config and runtime options (config), and args[0] resolution inside a generated container
-# root (resolve).
+# config and runtime options (config), args[0] resolution inside a generated container root
+# (resolve), and what containerd writes on the start action's stdin (bootstrap).
 #
 #   scripts/fuzz.sh                      60 s per target with cargo-fuzz, or the corpus replay
 #   FUZZ_SECONDS=600 scripts/fuzz.sh elf
@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 runs="${FUZZ_RUNS:-}"
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(elf shebang config resolve)
+[ "${#targets[@]}" -gt 0 ] || targets=(elf shebang config resolve bootstrap)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 work="${FUZZ_WORK:-$PWD/fuzz/work}"
 sanitizer="${FUZZ_SANITIZER:-address}"
@@ -36,6 +36,7 @@ replay() {
   echo "fuzz: $1; replaying the corpus instead" >&2
   cargo test -p crossarch-route --test corpus
   cargo test -p crossarch-shim --test config_corpus
+  cargo test -p crossarch-shim --test bootstrap_corpus
 }
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

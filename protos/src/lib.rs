@@ -22,6 +22,17 @@ pub mod runctypes {
     include!(concat!(env!("OUT_DIR"), "/runctypes.rs"));
 }
 
+#[allow(
+    clippy::all,
+    missing_docs,
+    unused_attributes,
+    unused_mut,
+    non_upper_case_globals
+)]
+pub mod bootstrap {
+    include!(concat!(env!("OUT_DIR"), "/bootstrap.rs"));
+}
+
 /// The type URL of the legacy task options containerd's client sends to non-runc runtimes.
 pub const CREATE_OPTIONS_TYPE_URL: &str = "containerd.linux.runc.CreateOptions";
 

@@ -12,7 +12,7 @@ pub enum Command {
     InstallConfig,
     BinfmtRegister,
     /// containerd's call (start, delete, or serving): the `containerd-shim` crate parses it.
-    Shim,
+    Shim(Action),
     /// A usage error, as one line.
     Usage(String),
 }
@@ -32,6 +32,15 @@ const SHIM_FLAGS: &[(&str, bool)] = &[
     ("info", false),
 ];
 
+/// What containerd runs the shim for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// No action: serve the Task API.
+    Serve,
+    Start,
+    Delete,
+}
+
 /// The actions containerd runs the shim with; none means serving.
 const SHIM_ACTIONS: &[&str] = &["start", "delete"];
 
@@ -48,8 +57,15 @@ pub fn parse(args: &[String]) -> Command {
     }
     let mut rest = args.iter();
     let mut version = false;
+    let mut action = Action::Serve;
     while let Some(arg) = rest.next() {
         if arg == "--" {
+            // The crate, as Go's flag package, takes the argument after `--` as the action.
+            action = match rest.next().map(String::as_str) {
+                Some("start") => Action::Start,
+                Some("delete") => Action::Delete,
+                _ => Action::Serve,
+            };
             break;
         }
         let Some(flag) = flag_name(arg) else {
@@ -59,6 +75,11 @@ pub fn parse(args: &[String]) -> Command {
             if !SHIM_ACTIONS.contains(&arg.as_str()) {
                 return usage(format!("unknown command {arg:?}"));
             }
+            action = if arg == "start" {
+                Action::Start
+            } else {
+                Action::Delete
+            };
             break;
         };
         let (name, inline_value) = match flag.split_once('=') {
@@ -79,7 +100,7 @@ pub fn parse(args: &[String]) -> Command {
     if version {
         Command::Version
     } else {
-        Command::Shim
+        Command::Shim(action)
     }
 }
 
@@ -117,6 +138,7 @@ Commands:
 
 Called by containerd:
   start            start (or reuse) the shim for a container and print its socket address
+                   (a BootstrapResult when containerd 2.3 sends BootstrapParams on stdin)
   delete           clean up after a shim that is gone (-bundle, -id)
   (no action)      serve the Task API on -socket for one container or pod
   binfmt-register  internal: registers qemu in a container's private binfmt_misc; the shim
@@ -171,8 +193,21 @@ mod tests {
             "",
             "-id web -- start",
         ] {
-            assert_eq!(parse_str(args), Command::Shim, "{args}");
+            assert!(matches!(parse_str(args), Command::Shim(_)), "{args}");
         }
+        assert_eq!(
+            parse_str("-namespace default -id web start"),
+            Command::Shim(Action::Start)
+        );
+        assert_eq!(
+            parse_str("-id web -bundle /b delete"),
+            Command::Shim(Action::Delete)
+        );
+        assert_eq!(parse_str("-id web -- start"), Command::Shim(Action::Start));
+        assert_eq!(
+            parse_str("-namespace default -id web -socket unix:///s"),
+            Command::Shim(Action::Serve)
+        );
     }
 
     #[test]

@@ -14,6 +14,10 @@ use time::{format_description::well_known::Rfc3339, OffsetDateTime};
 
 pub const RUNTIME: &str = "io.containerd.crossarch.v2";
 
+/// The environment variable that sets the shim's log level (the admin's, or the level
+/// containerd 2.3 asked for at start).
+pub const LEVEL_ENV: &str = "CROSSARCH_LOG_LEVEL";
+
 struct FifoLogger {
     out: Mutex<File>,
     fields: String,
@@ -90,7 +94,7 @@ pub fn init(debug: bool, namespace: &str, id: &str) {
         .open("log")
         .or_else(|_| File::options().write(true).open("/dev/stderr"));
     let Ok(out) = out else { return };
-    let level = std::env::var("CROSSARCH_LOG_LEVEL")
+    let level = std::env::var(LEVEL_ENV)
         .ok()
         .and_then(|l| l.parse::<LevelFilter>().ok())
         .unwrap_or(if debug {

@@ -25,7 +25,7 @@ mod task;
 mod view;
 
 // Shared with the library target, so `crate::config` and friends keep naming them.
-use crossarch_shim::{caps, config, error, inspect};
+use crossarch_shim::{bootstrap, caps, config, error, inspect};
 
 use containerd_shim::Config;
 
@@ -37,6 +37,17 @@ fn print_version() {
         option_env!("CROSSARCH_REVISION").unwrap_or("unknown")
     );
     println!("  Runtime:  {}", logger::RUNTIME);
+}
+
+/// What containerd wrote on the start action's stdin, read before anything else opens a file
+/// (std has already put /dev/null on a closed stdin). A terminal is not read: someone typing
+/// the command by hand has nothing to send, and reading would wait for them.
+fn start_input() -> Vec<u8> {
+    // SAFETY: isatty only looks at the descriptor.
+    if unsafe { libc::isatty(libc::STDIN_FILENO) } == 1 {
+        return Vec::new();
+    }
+    bootstrap::read_input(std::io::stdin().lock())
 }
 
 fn main() {
@@ -57,7 +68,8 @@ fn main() {
             eprintln!("{line}");
             std::process::exit(2);
         }
-        cli::Command::Shim => {}
+        cli::Command::Shim(cli::Action::Start) => service::set_start_input(start_input()),
+        cli::Command::Shim(_) => {}
     }
     // The blocking pool serves the reads of a container's files at Create and Exec; its
     // threads end a second after their last use, so that an idle shim is one thread.

@@ -2,26 +2,23 @@
 //! after a dead shim), and serving.
 
 use std::{
-    io::Read,
+    io::{Read, Write},
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
-    sync::Arc,
+    sync::{Arc, OnceLock},
     time::SystemTime,
 };
 
 use async_trait::async_trait;
 use containerd_shim::{
     asynchronous::{publisher::RemotePublisher, ExitSignal, Shim},
-    protos::{
-        protobuf::{well_known_types::any::Any, Message},
-        shim::oci::Options as RuncOptions,
-    },
-    socket_address, Config, DeleteResponse, Error as ShimError, Flags, StartOpts,
+    protos::protobuf::well_known_types::any::Any,
+    Config, DeleteResponse, Error as ShimError, Flags, StartOpts,
 };
 
 use crate::{
-    logger, reaper,
+    bootstrap, logger, reaper,
     runc::{args, Runc},
     task::{BundleRecord, TaskService, BUNDLE_RECORD},
 };
@@ -76,12 +73,17 @@ fn write_address(id: &str, address: &str) -> Result<(), ShimError> {
     })
 }
 
+/// What containerd wrote on the start action's stdin (see `main`).
+static START_INPUT: OnceLock<Vec<u8>> = OnceLock::new();
+
+pub fn set_start_input(input: Vec<u8>) {
+    let _ = START_INPUT.set(input);
+}
+
 /// Puts the shim in the cgroup and OOM position containerd asked for. Neither is fatal: some
 /// nodes lack CAP_SYS_RESOURCE, and a shim that refuses to start over it helps nobody.
-fn place_shim(pid: u32, options: &[u8]) {
-    if let Ok(opts) =
-        Any::parse_from_bytes(options).and_then(|a| RuncOptions::parse_from_bytes(&a.value))
-    {
+fn place_shim(pid: u32, options: Option<&Any>) {
+    if let Some(opts) = bootstrap::runc_options(options) {
         if !opts.shim_cgroup.is_empty() {
             if let Err(e) = containerd_shim::cgroup::add_task_to_cgroup(&opts.shim_cgroup, pid) {
                 log::warn!("cannot move the shim into cgroup {}: {e}", opts.shim_cgroup);
@@ -93,53 +95,75 @@ fn place_shim(pid: u32, options: &[u8]) {
     }
 }
 
-/// The start action: one shim per group, its address in the bundle.
-fn start(opts: StartOpts) -> Result<String, ShimError> {
+/// The start action: one shim per group, its address in the bundle. Returns what to print,
+/// in the protocol containerd spoke (see `bootstrap`).
+fn start(opts: StartOpts) -> Result<Vec<u8>, ShimError> {
+    let input = START_INPUT.get().map(Vec::as_slice).unwrap_or_default();
+    let boot = bootstrap::decide(
+        input,
+        &bootstrap::Flags {
+            id: &opts.id,
+            namespace: &opts.namespace,
+            address: &opts.address,
+            ttrpc_address: &opts.ttrpc_address,
+            debug: opts.debug,
+        },
+    );
+    let id = &boot.id;
     let spec = std::fs::read("config.json").unwrap_or_default();
-    let group = grouping(&opts.id, &spec);
-    let address = socket_address(&opts.address, &opts.namespace, &group);
+    let group = grouping(id, &spec);
+    let address = boot
+        .socket_address(&group)
+        .map_err(|e| other(format!("container {id}: {e}")))?;
+    let reply = boot.reply(&address);
     let path = address.trim_start_matches("unix://");
     if Path::new(path).exists() && std::os::unix::net::UnixStream::connect(path).is_ok() {
         // A shim already serves this group.
-        write_address(&opts.id, &address)?;
-        return Ok(address);
+        write_address(id, &address)?;
+        return Ok(reply);
     }
     // Before the server starts, as runc-v2 does: a bundle that cannot take it (a full
     // file system) must not leave a shim running that nothing will ever stop.
-    write_address(&opts.id, &address)?;
-    let mut options = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut options);
+    write_address(id, &address)?;
     let exe = std::env::current_exe().map_err(|e| other(format!("cannot find own binary: {e}")))?;
     let mut cmd = Command::new(exe);
     cmd.args([
         "-namespace",
-        &opts.namespace,
+        &boot.namespace,
         "-id",
-        &opts.id,
+        id,
         "-address",
-        &opts.address,
+        &boot.grpc_address,
         "-socket",
         &address,
     ])
+    .env("TTRPC_ADDRESS", &boot.ttrpc_address)
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::null())
     // Signals meant for containerd's process group must not reach the shim.
     .process_group(0);
-    if opts.debug {
+    if boot.level >= log::LevelFilter::Debug {
         cmd.arg("-debug");
+    }
+    // containerd 2.3 says which level it wants; CROSSARCH_LOG_LEVEL, set by the node's
+    // admin in containerd's environment, still wins.
+    if boot.protocol == bootstrap::Protocol::Bootstrap
+        && std::env::var_os(logger::LEVEL_ENV).is_none()
+    {
+        cmd.env(logger::LEVEL_ENV, boot.level.as_str());
     }
     let mut child = cmd.spawn().map_err(|e| {
         let _ = std::fs::remove_file("address");
-        other(format!("container {}: cannot start the shim: {e}", opts.id))
+        other(format!("container {id}: cannot start the shim: {e}"))
     })?;
-    place_shim(child.id(), &options);
+    place_shim(child.id(), boot.options.as_ref());
     // The server closes its stdout once it listens; until then containerd must not connect.
     let mut ready = Vec::new();
     if let Some(mut out) = child.stdout.take() {
         let _ = out.read_to_end(&mut ready);
     }
-    Ok(address)
+    Ok(reply)
 }
 
 #[async_trait]
@@ -160,8 +184,25 @@ impl Shim for Service {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> Result<String, ShimError> {
+        let id = opts.id.clone();
         match start(opts) {
-            Ok(address) => Ok(address),
+            // The crate prints a String. A BootstrapResult is bytes: ASCII for every socket
+            // path `bootstrap` allows (a length byte under 128), written here should it not be.
+            Ok(reply) => match String::from_utf8(reply) {
+                Ok(address) => Ok(address),
+                Err(e) => {
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = out.write_all(e.as_bytes()).and_then(|()| out.flush()) {
+                        eprintln!(
+                            "{}: container {id}: cannot answer containerd on stdout: {e}; \
+                             containerd stopped reading it, look in its log for why",
+                            logger::RUNTIME
+                        );
+                        std::process::exit(1);
+                    }
+                    Ok(String::new())
+                }
+            },
             // containerd shows what the start action prints; the crate would print the
             // error's Debug form (`Other("...")`).
             Err(ShimError::Other(msg)) => {

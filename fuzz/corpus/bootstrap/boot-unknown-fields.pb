@@ -1,0 +1,3 @@
+x¢futureœÿÿÿÿÿÿÿÿB
+
+example.com/Unknownx
