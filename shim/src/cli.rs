@@ -8,6 +8,8 @@
 pub enum Command {
     Help,
     Version,
+    /// `-info`: the runtime's info for containerd 2.x (see `info`).
+    Info,
     Doctor,
     InstallConfig,
     BinfmtRegister,
@@ -57,6 +59,7 @@ pub fn parse(args: &[String]) -> Command {
     }
     let mut rest = args.iter();
     let mut version = false;
+    let mut info = false;
     let mut action = Action::Serve;
     while let Some(arg) = rest.next() {
         if arg == "--" {
@@ -94,11 +97,16 @@ pub fn parse(args: &[String]) -> Command {
             Some((_, true)) if !inline_value && rest.next().is_none() => {
                 return usage(format!("flag -{name} needs a value"))
             }
-            Some(_) => version |= matches!(name, "v" | "version"),
+            Some(_) => {
+                version |= matches!(name, "v" | "version");
+                info |= name == "info";
+            }
         }
     }
     if version {
         Command::Version
+    } else if info {
+        Command::Info
     } else {
         Command::Shim(action)
     }
@@ -189,7 +197,6 @@ mod tests {
             "-namespace default -id web -address /run/c.sock -socket unix:///run/s.sock -debug",
             // containerd 2.x: -debug=true style values, --flags, -info.
             "--namespace=default --address=/run/c.sock -id web -debug=true start",
-            "-info",
             "",
             "-id web -- start",
         ] {
@@ -204,6 +211,12 @@ mod tests {
             Command::Shim(Action::Delete)
         );
         assert_eq!(parse_str("-id web -- start"), Command::Shim(Action::Start));
+        // containerd 2.x asks every runtime for its info.
+        assert_eq!(parse_str("-info"), Command::Info);
+        assert_eq!(
+            parse_str("-namespace k8s.io -address /run/c.sock -info"),
+            Command::Info
+        );
         assert_eq!(
             parse_str("-namespace default -id web -socket unix:///s"),
             Command::Shim(Action::Serve)

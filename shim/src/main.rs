@@ -7,6 +7,7 @@ mod containerd_config;
 mod doctor;
 mod facts;
 mod host;
+mod info;
 mod init;
 mod install_config;
 mod logger;
@@ -39,7 +40,7 @@ fn print_version() {
     println!("  Runtime:  {}", logger::RUNTIME);
 }
 
-/// What containerd wrote on the start action's stdin, read before anything else opens a file
+/// What containerd wrote on stdin (for the start action and -info), read before anything else opens a file
 /// (std has already put /dev/null on a closed stdin). A terminal is not read: someone typing
 /// the command by hand has nothing to send, and reading would wait for them.
 fn start_input() -> Vec<u8> {
@@ -61,6 +62,7 @@ fn main() {
             print_version();
             return;
         }
+        cli::Command::Info => std::process::exit(info::main(&start_input())),
         cli::Command::Doctor => std::process::exit(doctor::main(&args[1..])),
         cli::Command::InstallConfig => std::process::exit(install_config::main(&args[1..])),
         cli::Command::BinfmtRegister => std::process::exit(private_binfmt::main(&args[1..])),
