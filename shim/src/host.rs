@@ -33,7 +33,7 @@ pub fn detect() -> Option<Host> {
 ///   from `/boot/config-<release>` when that file exists; `/proc/config.gz` is not
 ///   decompressed).
 /// - aarch64: arm (32-bit) runs natively where the kernel has `CONFIG_COMPAT` and the CPUs
-///   have AArch32 EL0 (many arm64 server CPUs have none: Graviton 3 and 4, AmpereOne), which
+///   have AArch32 EL0 (Neoverse N1 parts have it, many newer server cores have none), which
 ///   the kernel answers through `personality(PER_LINUX32)` ([`aarch32_el0`]).
 /// - Other hosts: no compat32.
 fn facts(host: Arch) -> HostFacts {
