@@ -21,6 +21,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// machine's (scripts/test.sh runs the aarch64 build under qemu-aarch64-static), as cargo's
 /// target runner: the init binary is for that architecture too, so it is started through the
 /// same emulator. qemu-user runs the programs init starts (the machine's `sh`) natively.
+///
 /// Its absolute path, so that a test that clears the environment or sets `PATH` still finds it.
 fn emulator() -> Option<PathBuf> {
     let name = std::env::var_os("CROSSARCH_TEST_EMULATOR").filter(|e| !e.is_empty())?;
