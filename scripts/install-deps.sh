@@ -8,9 +8,10 @@ set -euo pipefail
 # protobuf-compiler: the Kubernetes (CRI) tests, which give pods a network through CNI and
 # speak CRI's gRPC API. gcc and libc6-dev: the static attack helper of the hostile-container
 # tests (integration/helpers). python3-yaml and lintian: scripts/test-deb.sh checks deploy/*.yaml and the package.
+# file: scripts/test-deb-arm64.sh checks what the arm64 package's binaries are.
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
   python3 debian-archive-keyring containernetworking-plugins protobuf-compiler gcc libc6-dev
-  python3-yaml lintian)
+  python3-yaml lintian file)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -27,7 +28,11 @@ fi
 if command -v systemctl >/dev/null 2>&1 && [ -n "${CI:-}" ]; then
   systemctl disable --now containerd >/dev/null 2>&1 || true
 fi
-if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
-  rustup target add x86_64-unknown-linux-musl >/dev/null
-fi
+# x86_64 and arm64 nodes; the aarch64 build links with the toolchain's rust-lld
+# (.cargo/config.toml), so it needs no cross toolchain from apt.
+for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  if ! rustup target list --installed 2>/dev/null | grep -q "$triple"; then
+    rustup target add "$triple" >/dev/null
+  fi
+done
 echo "install-deps: containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"

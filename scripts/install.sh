@@ -4,15 +4,20 @@
 #
 #   sudo scripts/install.sh              build, then install
 #   sudo scripts/install.sh --no-build   install what scripts/build.sh staged in target/dist
+#                                        (target/dist-aarch64 on an arm64 node)
 #   PREFIX=/opt/crossarch sudo -E scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix="${PREFIX:-/usr/local}"
-dist="${CARGO_TARGET_DIR:-$PWD/target}/dist"
+# This node's build: target/dist on x86_64, target/dist-aarch64 on arm64 (scripts/build.sh).
+case "$(uname -m)" in
+aarch64) arch=aarch64 dist="${CARGO_TARGET_DIR:-$PWD/target}/dist-aarch64" ;;
+*) arch=x86_64 dist="${CARGO_TARGET_DIR:-$PWD/target}/dist" ;;
+esac
 [ "$(id -u)" = 0 ] || { echo "install.sh: run as root" >&2; exit 2; }
-[ "${1:-}" = --no-build ] || scripts/build.sh
+[ "${1:-}" = --no-build ] || scripts/build.sh "$arch"
 for f in containerd-shim-crossarch-v2 crossarch-init; do
-  [ -x "$dist/$f" ] || { echo "install.sh: $dist/$f is missing; run scripts/build.sh" >&2; exit 1; }
+  [ -x "$dist/$f" ] || { echo "install.sh: $dist/$f is missing; run scripts/build.sh $arch" >&2; exit 1; }
 done
 install -d "$prefix/bin"
 # Side by side: the shim finds its init beside itself.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of crossarch on this machine: lints, unit tests, the fuzz corpus replay, and
 # the integration suite against a private containerd with real runc (and qemu-user for foreign
-# architectures), then the Debian package installed, used and purged (scripts/test-deb.sh).
-# Installs what it needs first. Must run as root.
+# architectures); the unit tests of route/ and init/ built for aarch64 and run under
+# qemu-aarch64-static, as on an arm64 node; then the Debian package installed, used and purged
+# (scripts/test-deb.sh), and the arm64 package checked and its shim run under qemu
+# (scripts/test-deb-arm64.sh). Installs what it needs first. Must run as root.
 #
 #   scripts/test.sh                 everything
 #   CROSSARCH_SKIP_INSTALL=1 ...    do not run install-deps.sh
@@ -25,5 +27,20 @@ echo "== tests"
 export CROSSARCH_SHIM_DIR="$CARGO_TARGET_DIR/dist"
 cargo test --workspace --no-fail-fast
 
+echo "== aarch64: route and init under qemu-aarch64-static"
+# cargo's runner starts the test binaries through qemu (directly: no binfmt_misc), and the
+# init's process tests start the aarch64 init through it too (CROSSARCH_TEST_EMULATOR).
+aarch64="aarch64-unknown-linux-musl"
+cargo clippy -p crossarch-route -p crossarch-init --all-targets --target "$aarch64" -- -D warnings
+log=$(mktemp)
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
+  CROSSARCH_TEST_EMULATOR=qemu-aarch64-static \
+  cargo test -p crossarch-route -p crossarch-init --target "$aarch64" --no-fail-fast 2>&1 | tee "$log"
+# The test that only an aarch64 build has: the host decisions were made as an arm64 node's.
+grep -q '^test plan::tests::aarch64_build_decides_as_an_arm64_host \.\.\. ok$' "$log" ||
+  { echo "test.sh: the aarch64 host decisions did not run" >&2 && exit 1; }
+rm -f "$log"
+
 echo "== package"
 scripts/test-deb.sh
+scripts/test-deb-arm64.sh

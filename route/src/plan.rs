@@ -556,6 +556,258 @@ mod tests {
             .contains("install qemu-user-static"));
     }
 
+    /// An arm64 node (Graviton, Ampere, Cobalt) whose CPU has AArch32 EL0, and one without.
+    const ARM64: Host = Host {
+        arch: Arch::Aarch64,
+        facts: HostFacts { compat32: true },
+    };
+    const ARM64_NO_AARCH32: Host = Host {
+        facts: HostFacts { compat32: false },
+        ..ARM64
+    };
+
+    fn i386() -> Craft {
+        Craft {
+            class: Class::Elf32,
+            machine: 3,
+            ..Craft::default()
+        }
+    }
+
+    /// An armhf binary: EABI 5, hard float.
+    fn armhf() -> Craft {
+        Craft {
+            class: Class::Elf32,
+            machine: 40,
+            flags: 0x0500_0400,
+            ..Craft::default()
+        }
+    }
+
+    /// The route on `host` of a `/bin/sh` built as `craft`, run as `sh -c true`.
+    fn route_on(host: &Host, craft: Craft) -> Decision {
+        decide(
+            "web",
+            &Policy::default(),
+            host,
+            &resolved("/bin/sh", craft),
+            &args(&["sh", "-c", "true"]),
+            found,
+        )
+    }
+
+    /// The qemu a decision wraps the process in (host path, in the container), or None.
+    fn qemu_of(d: &Decision) -> Option<(Arch, &str, &str)> {
+        match &d.route {
+            Route::Wrap {
+                arch,
+                qemu_host_path,
+                qemu_in_container_path,
+                ..
+            } => Some((
+                *arch,
+                qemu_host_path.to_str().unwrap(),
+                qemu_in_container_path.to_str().unwrap(),
+            )),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn on_an_arm64_host_amd64_and_386_go_to_their_qemu() {
+        for host in [ARM64, ARM64_NO_AARCH32] {
+            let d = route_on(&host, Craft::default());
+            assert_eq!(
+                qemu_of(&d),
+                Some((
+                    Arch::X86_64,
+                    "/usr/bin/qemu-x86_64-static",
+                    "/dev/.crossarch/qemu-x86_64-static"
+                )),
+                "{d:?}"
+            );
+            let Route::Wrap { args: wrapped, .. } = &d.route else {
+                unreachable!()
+            };
+            assert_eq!(
+                wrapped,
+                &args(&[
+                    "/dev/.crossarch/qemu-x86_64-static",
+                    "-0",
+                    "sh",
+                    "/bin/sh",
+                    "-c",
+                    "true"
+                ])
+            );
+            assert_eq!(
+                d.to_string(),
+                "container web: /bin/sh: linux/amd64 binary on a linux/arm64 host, emulated by /usr/bin/qemu-x86_64-static"
+            );
+            // i386 is x86_64's compat ABI, never aarch64's: emulated even with AArch32.
+            let d = route_on(&host, i386());
+            assert_eq!(
+                qemu_of(&d),
+                Some((
+                    Arch::I386,
+                    "/usr/bin/qemu-i386-static",
+                    "/dev/.crossarch/qemu-i386-static"
+                )),
+                "{d:?}"
+            );
+            assert_eq!(d.host, Arch::Aarch64);
+        }
+    }
+
+    #[test]
+    fn on_an_arm64_host_arm_is_native_only_with_aarch32() {
+        let d = route_on(&ARM64, armhf());
+        assert_eq!(d.route, Route::Native);
+        assert_eq!(d.arch, Some(Arch::Arm));
+        assert_eq!(
+            d.to_string(),
+            "container web: /bin/sh: linux/arm binary, run natively by the linux/arm64 kernel"
+        );
+        let d = route_on(&ARM64_NO_AARCH32, armhf());
+        assert_eq!(
+            qemu_of(&d),
+            Some((
+                Arch::Arm,
+                "/usr/bin/qemu-arm-static",
+                "/dev/.crossarch/qemu-arm-static"
+            )),
+            "{d:?}"
+        );
+        // Big-endian arm is no AArch32 EL0 ABI Linux runs.
+        let armeb = Craft {
+            endian: Endian::Big,
+            ..armhf()
+        };
+        assert!(matches!(
+            route_on(&ARM64, armeb).route,
+            Route::Wrap {
+                arch: Arch::Armeb,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn on_an_arm64_host_arm64_is_native_and_refusals_name_it() {
+        let d = decide(
+            "web",
+            &Policy::default(),
+            &ARM64,
+            &resolved("/bin/sh", arm64()),
+            &args(&["sh"]),
+            never,
+        );
+        assert_eq!(d.route, Route::Native);
+        assert_eq!(
+            d.to_string(),
+            "container web: /bin/sh: linux/arm64 binary, native"
+        );
+        let d = decide(
+            "web",
+            &Policy::default(),
+            &ARM64,
+            &resolved("/bin/sh", Craft::default()),
+            &args(&["sh"]),
+            no_qemu,
+        );
+        assert_eq!(
+            d.to_string(),
+            "container web: /bin/sh is linux/amd64; no qemu-x86_64-static in /usr/bin, /usr/local/bin; install qemu-user-static"
+        );
+        // x32 is not the host's machine here, and no qemu runs it.
+        let x32 = Craft {
+            class: Class::Elf32,
+            ..Craft::default()
+        };
+        let d = decide(
+            "web",
+            &Policy::default(),
+            &ARM64,
+            &resolved("/app", x32),
+            &args(&["/app"]),
+            never,
+        );
+        assert_eq!(
+            d.to_string(),
+            "container web: /app: x86-64 32-bit little-endian binaries have no qemu-user target crossarch knows, and this linux/arm64 node cannot run it natively; use a linux/arm64 image"
+        );
+        let only_amd64 = Policy {
+            allowed: Some(vec![Arch::X86_64]),
+            ..Policy::default()
+        };
+        let d = decide(
+            "web",
+            &only_amd64,
+            &ARM64,
+            &resolved("/bin/sh", i386()),
+            &args(&["sh"]),
+            never,
+        );
+        assert!(
+            d.to_string().contains("is linux/386, which the crossarch config of this linux/arm64 node does not allow (allowed: amd64)"),
+            "{d}"
+        );
+    }
+
+    /// The decisions of a shim built for aarch64 as the shim makes them, with the host from
+    /// [`Arch::host`]: scripts/test.sh runs this under qemu-aarch64-static and checks that it
+    /// ran.
+    #[cfg(target_arch = "aarch64")]
+    #[test]
+    fn aarch64_build_decides_as_an_arm64_host() {
+        let arch = Arch::host().expect("a known host");
+        assert_eq!(arch, Arch::Aarch64);
+        for compat32 in [true, false] {
+            let host = Host {
+                arch,
+                facts: HostFacts { compat32 },
+            };
+            let amd64 = route_on(&host, Craft::default());
+            assert_eq!(
+                qemu_of(&amd64).map(|q| q.1),
+                Some("/usr/bin/qemu-x86_64-static")
+            );
+            let i386 = route_on(&host, i386());
+            assert_eq!(
+                qemu_of(&i386).map(|q| q.1),
+                Some("/usr/bin/qemu-i386-static")
+            );
+            let arm = route_on(&host, armhf());
+            if compat32 {
+                assert_eq!(arm.route, Route::Native);
+            } else {
+                assert_eq!(qemu_of(&arm).map(|q| q.1), Some("/usr/bin/qemu-arm-static"));
+            }
+            assert_eq!(route_on(&host, arm64()).route, Route::Native);
+        }
+    }
+
+    /// The same for an x86_64 build, the other node kind crossarch ships for.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn x86_64_build_decides_as_an_amd64_host() {
+        let arch = Arch::host().expect("a known host");
+        assert_eq!(arch, Arch::X86_64);
+        let host = Host {
+            arch,
+            facts: HostFacts { compat32: true },
+        };
+        assert_eq!(route_on(&host, Craft::default()).route, Route::Native);
+        assert_eq!(route_on(&host, i386()).route, Route::Native);
+        let arm64 = route_on(&host, arm64());
+        assert_eq!(
+            qemu_of(&arm64).map(|q| q.1),
+            Some("/usr/bin/qemu-aarch64-static")
+        );
+        let arm = route_on(&host, armhf());
+        assert_eq!(qemu_of(&arm).map(|q| q.1), Some("/usr/bin/qemu-arm-static"));
+    }
+
     #[test]
     fn policy_reads_from_config_text() {
         let p: Policy =

@@ -242,6 +242,37 @@ mod tests {
     }
 
     #[test]
+    fn on_an_arm64_host_qemu_must_be_built_for_arm64() {
+        // qemu-user-static:amd64 copied to an arm64 node, then the arm64 package's binary.
+        let inspected = [
+            cand(
+                "/usr/bin/qemu-x86_64-static",
+                Inspection::Static(Ok(Arch::X86_64)),
+            ),
+            cand(
+                "/usr/local/bin/qemu-x86_64-static",
+                Inspection::Static(Ok(Arch::Aarch64)),
+            ),
+        ];
+        let found = choose(Arch::X86_64, Arch::Aarch64, &dirs(), &inspected).unwrap();
+        assert_eq!(
+            found.path,
+            PathBuf::from("/usr/local/bin/qemu-x86_64-static")
+        );
+        assert_eq!(found.arch, Arch::X86_64);
+        let err = choose(Arch::X86_64, Arch::Aarch64, &dirs(), &inspected[..1]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no qemu-x86_64-static in /usr/bin, /usr/local/bin; /usr/bin/qemu-x86_64-static is \
+             built for linux/amd64, not for this linux/arm64 host; install qemu-user-static"
+        );
+        assert_eq!(
+            candidates(&dirs(), Arch::I386)[0],
+            PathBuf::from("/usr/bin/qemu-i386-static")
+        );
+    }
+
+    #[test]
     fn dynamic_qemu_is_refused_with_a_reason() {
         let err = choose(
             Arch::Aarch64,

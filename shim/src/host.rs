@@ -32,8 +32,9 @@ pub fn detect() -> Option<Host> {
 ///   on the command line, or off by default (`CONFIG_IA32_EMULATION_DEFAULT_DISABLED`, read
 ///   from `/boot/config-<release>` when that file exists; `/proc/config.gz` is not
 ///   decompressed).
-/// - aarch64: `/sys/devices/system/cpu/aarch32_el0` lists the CPUs with AArch32 EL0; when it
-///   is absent we cannot tell (many arm64 server CPUs have none), so arm goes to qemu.
+/// - aarch64: arm (32-bit) runs natively where the kernel has `CONFIG_COMPAT` and the CPUs
+///   have AArch32 EL0 (Neoverse N1 parts have it, many newer server cores have none), which
+///   the kernel answers through `personality(PER_LINUX32)` ([`aarch32_el0`]).
 /// - Other hosts: no compat32.
 fn facts(host: Arch) -> HostFacts {
     let read = |p: &str| std::fs::read_to_string(p).ok();
@@ -47,12 +48,38 @@ fn facts(host: Arch) -> HostFacts {
                 config.as_deref(),
             )
         }
-        Arch::Aarch64 => {
-            read("/sys/devices/system/cpu/aarch32_el0").is_some_and(|cpus| !cpus.trim().is_empty())
-        }
+        Arch::Aarch64 => aarch32_el0(),
         _ => false,
     };
     HostFacts { compat32 }
+}
+
+/// Whether an arm64 kernel runs AArch32 binaries. Its `personality(2)` refuses `PER_LINUX32`
+/// with EINVAL exactly when `system_supports_32bit_el0()` is false, the test its ELF loader
+/// applies to arm binaries (`compat_elf_check_arch`): no `CONFIG_COMPAT`, or no CPU with
+/// AArch32 EL0 (on a system where only some CPUs have it, the kernel allows it only with
+/// `allow_mismatched_32bit_el0`, and then runs 32-bit tasks on those CPUs). The
+/// `/sys/devices/system/cpu/aarch32_el0` list exists only in that mismatched case.
+///
+/// The persona is the calling thread's; it is put back at once.
+fn aarch32_el0() -> bool {
+    // <linux/personality.h>; the libc crate does not name them.
+    const PER_LINUX32: libc::c_ulong = 0x0008;
+    const PER_MASK: libc::c_ulong = 0x00ff;
+    const QUERY: libc::c_ulong = 0xffff_ffff;
+    // SAFETY: personality(2) only reads and sets this thread's execution domain.
+    unsafe {
+        let current = libc::personality(QUERY);
+        if current < 0 {
+            return false;
+        }
+        let current = current as libc::c_ulong;
+        if libc::personality((current & !PER_MASK) | PER_LINUX32) < 0 {
+            return false;
+        }
+        libc::personality(current);
+    }
+    true
 }
 
 /// What is at `path` on the host (following symlinks, as exec would).
@@ -212,6 +239,19 @@ mod tests {
         );
         assert_eq!(inspect(Path::new("/nonexistent/qemu")), Inspection::Missing);
         assert_eq!(inspect(Path::new("/")), Inspection::NotExecutableFile);
+    }
+
+    #[test]
+    fn the_aarch32_probe_puts_the_persona_back() {
+        // SAFETY: a query of this thread's persona.
+        let before = unsafe { libc::personality(0xffff_ffff) };
+        let accepted = aarch32_el0();
+        // SAFETY: as above.
+        assert_eq!(unsafe { libc::personality(0xffff_ffff) }, before);
+        // An x86_64 kernel takes PER_LINUX32 too (setarch linux32); on arm64 it is the answer.
+        if cfg!(target_arch = "x86_64") {
+            assert!(accepted);
+        }
     }
 
     #[test]
