@@ -8,9 +8,10 @@ set -euo pipefail
 # protobuf-compiler: the Kubernetes (CRI) tests, which give pods a network through CNI and
 # speak CRI's gRPC API. gcc and libc6-dev: the static attack helper of the hostile-container
 # tests (integration/helpers). python3-yaml and lintian: scripts/test-deb.sh checks deploy/*.yaml and the package.
+# debootstrap: the root of the second test lane (scripts/lane-sid.sh).
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
   python3 debian-archive-keyring containernetworking-plugins protobuf-compiler gcc libc6-dev
-  python3-yaml lintian)
+  python3-yaml lintian debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
