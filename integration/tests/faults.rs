@@ -171,10 +171,14 @@ fn a_sigkilled_containerd_finds_every_task_and_the_exits_it_missed() {
         .map(|id| cd.shim_pid(id).expect("a shim serves each container"))
         .collect();
 
-    // Execs in flight: their clients are attached when containerd dies.
+    // Execs in flight: their clients are attached when containerd dies, and they end only
+    // once it is down (a fixed sleep let a slow start end one before, on a busy machine).
     let mut clients = Vec::new();
     for n in 0..3 {
-        let script = format!("touch /tmp/started-{n}; sleep 2; touch /tmp/finished-{n}");
+        let script = format!(
+            "touch /tmp/started-{n}; while [ ! -e /tmp/go-execs ]; do sleep 0.05; done; \
+             touch /tmp/finished-{n}"
+        );
         let mut c = cd.ctr_command(&[
             "task",
             "exec",
@@ -197,6 +201,7 @@ fn a_sigkilled_containerd_finds_every_task_and_the_exits_it_missed() {
     }
 
     cd.kill_daemon();
+    std::fs::write(tmp.join("go-execs"), "").unwrap();
     for (id, _) in exiting {
         std::fs::write(tmp.join(format!("go-{id}")), "").unwrap();
     }
