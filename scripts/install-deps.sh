@@ -9,9 +9,10 @@ set -euo pipefail
 # speak CRI's gRPC API. gcc and libc6-dev: the static attack helper of the hostile-container
 # tests (integration/helpers). python3-yaml and lintian: scripts/test-deb.sh checks deploy/*.yaml and the package.
 # file: scripts/test-deb-arm64.sh checks what the arm64 package's binaries are.
+# debootstrap: the root of the second test lane (scripts/lane-sid.sh).
 pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-linux jq
   python3 debian-archive-keyring containernetworking-plugins protobuf-compiler gcc libc6-dev
-  python3-yaml lintian file)
+  python3-yaml lintian file debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

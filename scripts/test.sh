@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Runs every test of crossarch on this machine: lints, unit tests, the fuzz corpus replay, and
-# the integration suite against a private containerd with real runc (and qemu-user for foreign
-# architectures); the unit tests of route/ and init/ built for aarch64 and run under
-# qemu-aarch64-static, as on an arm64 node; then the Debian package installed, used and purged
-# (scripts/test-deb.sh), and the arm64 package checked and its shim run under qemu
-# (scripts/test-deb-arm64.sh). Installs what it needs first. Must run as root.
+# the integration suite in two lanes: against a private containerd with the host's runc (and
+# qemu-user-static for foreign architectures), then again under Debian sid's containerd 2.x,
+# runc 1.3+ and qemu-user (scripts/lane-sid.sh, whose root is cached between runs); the unit
+# tests of route/ and init/ built for aarch64 and run under qemu-aarch64-static, as on an
+# arm64 node; then the Debian package installed, used and purged (scripts/test-deb.sh), and
+# the arm64 package checked and its shim run under qemu (scripts/test-deb-arm64.sh).
+# Installs what it needs first. Must run as root.
 #
 #   scripts/test.sh                 everything
 #   CROSSARCH_SKIP_INSTALL=1 ...    do not run install-deps.sh
+#   CROSSARCH_SKIP_LANES=sid ...    leave out the sid lane
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -23,9 +26,16 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== build"
 scripts/build.sh
 
-echo "== tests"
+echo "== tests (lane: host, $(containerd --version | awk '{print $3}'), $(runc --version | head -1))"
 export CROSSARCH_SHIM_DIR="$CARGO_TARGET_DIR/dist"
-cargo test --workspace --no-fail-fast
+status=0
+cargo test --workspace --no-fail-fast || status=$?
+
+if [[ " ${CROSSARCH_SKIP_LANES:-} " != *" sid "* ]]; then
+  echo "== tests (lane: sid)"
+  scripts/lane-sid.sh || status=$?
+fi
+[ "$status" = 0 ] || { echo "test.sh: tests failed (see above)" >&2; exit "$status"; }
 
 echo "== aarch64: route and init under qemu-aarch64-static"
 # cargo's runner starts the test binaries through qemu (directly: no binfmt_misc), and the

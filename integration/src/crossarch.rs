@@ -32,7 +32,9 @@ pub struct Arch {
     pub platform: &'static str,
     /// What `uname -m` prints under emulation.
     pub uname: &'static str,
-    /// The qemu-user binary that runs it.
+    /// The qemu-user binary that runs it, as crossarch's messages name it (Debian 12's
+    /// `qemu-user-static` name; Debian 13's `qemu-user` installs it without the suffix: see
+    /// [`Arch::host_qemu`]).
     pub qemu: &'static str,
 }
 
@@ -96,16 +98,29 @@ impl Arch {
                 fixtures_dir().display()
             ));
         }
-        if !["/usr/bin", "/usr/local/bin"]
-            .iter()
-            .any(|d| Path::new(d).join(self.qemu).is_file())
-        {
+        if self.host_qemu().is_none() {
             return Some(format!(
-                "no {} on this host; install qemu-user-static",
+                "no {} on this host; install qemu-user-static (Debian 12) or qemu-user \
+                 (Debian 13 and later)",
                 self.qemu
             ));
         }
         None
+    }
+
+    /// The host's static qemu for this arch, as crossarch's default search finds it: in
+    /// /usr/bin, then /usr/local/bin, `qemu-<arch>-static` first, then a static
+    /// `qemu-<arch>` (Debian 13's `qemu-user`).
+    pub fn host_qemu(&self) -> Option<PathBuf> {
+        let unsuffixed = self.qemu.trim_end_matches("-static");
+        ["/usr/bin", "/usr/local/bin"].iter().find_map(|d| {
+            let suffixed = Path::new(d).join(self.qemu);
+            if suffixed.is_file() {
+                return Some(suffixed);
+            }
+            let plain = Path::new(d).join(unsuffixed);
+            is_static_elf(&plain).then_some(plain)
+        })
     }
 
     /// True when the arch can be tested; else prints a SKIPPED line (a failure in CI).
@@ -121,6 +136,143 @@ impl Arch {
             }
         }
     }
+}
+
+/// The Debian package that installed the host's qemu for `arch`, as `dpkg -S` says:
+/// what crossarch's "install ..." hint must name on this host.
+pub fn qemu_package(arch: &Arch) -> String {
+    let qemu = arch
+        .host_qemu()
+        .unwrap_or_else(|| panic!("no {} on this host", arch.qemu));
+    let real = fs::canonicalize(&qemu).unwrap_or(qemu);
+    let out = Command::new("dpkg")
+        .arg("-S")
+        .arg(&real)
+        .output()
+        .expect("run dpkg -S");
+    out.ok();
+    let text = out.stdout_text();
+    text.split(':')
+        .next()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| panic!("`dpkg -S {}` named no package: {text}", real.display()))
+        .to_string()
+}
+
+/// Whether `path` is an ELF executable without a program interpreter (`PT_INTERP`): one
+/// the kernel can run in any container's root. 64-bit little-endian hosts only.
+pub fn is_static_elf(path: &Path) -> bool {
+    use std::io::Read;
+    // The program headers follow the ELF header closely; qemu itself is megabytes.
+    let mut data = Vec::new();
+    let Ok(file) = fs::File::open(path) else {
+        return false;
+    };
+    if file.take(64 * 1024).read_to_end(&mut data).is_err() {
+        return false;
+    }
+    let u16_at = |o: usize| data.get(o..o + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |o: usize| {
+        data.get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let u64_at = |o: usize| {
+        data.get(o..o + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+    };
+    // ELFCLASS64, ELFDATA2LSB.
+    if !data.starts_with(b"\x7fELF\x02\x01") {
+        return false;
+    }
+    let (Some(phoff), Some(phentsize), Some(phnum)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38))
+    else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..usize::from(phnum)).all(|i| {
+        let at = phoff as usize + i * usize::from(phentsize);
+        u32_at(at).is_some_and(|t| t != PT_INTERP)
+    })
+}
+
+/// The crossarch config of a container that `ctr run --config SPEC` creates from a spec with
+/// a user namespace mapping.
+///
+/// `ctr` 1.7 and later set runc's own options for such a spec (the console's owner,
+/// containerd's `WithUIDOwner`), and refuse when the container's options are the
+/// `runtimeoptions` that `--runtime-config-path` gives: "failed to get runtime v2 options:
+/// can't unmarshal type runtimeoptions.v1.Options". There the config goes through
+/// `CROSSARCH_CONFIG` in the daemon's environment instead, which the shim reads when no
+/// runtime options name a file: one config for the daemon's containers.
+pub struct MappedSpecConfig {
+    /// The file `CROSSARCH_CONFIG` names, when the daemon got it.
+    file: Option<tempfile::NamedTempFile>,
+}
+
+impl MappedSpecConfig {
+    /// What [`MappedSpecConfig::daemon_options`] and [`MappedSpecConfig::ctr_args`] work
+    /// with, for the `ctr` in PATH.
+    pub fn new() -> MappedSpecConfig {
+        let file = (ctr_sets_runc_options_for_mapped_specs()).then(|| {
+            tempfile::Builder::new()
+                .prefix("cx-config-")
+                .suffix(".toml")
+                .tempfile_in("/tmp")
+                .expect("make a config file")
+        });
+        MappedSpecConfig { file }
+    }
+
+    /// The daemon's options: `CROSSARCH_CONFIG` when the config goes that way.
+    pub fn daemon_options(&self) -> crate::Options {
+        crate::Options {
+            env: self
+                .file
+                .iter()
+                .map(|f| ("CROSSARCH_CONFIG".to_string(), f.path().into()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Writes `toml` as the config and returns what `ctr run` needs for it.
+    pub fn ctr_args(&self, cd: &Containerd, toml: &str) -> Vec<String> {
+        match &self.file {
+            Some(f) => {
+                fs::write(f.path(), toml).unwrap();
+                Vec::new()
+            }
+            None => vec!["--runtime-config-path".into(), config_file(cd, toml)],
+        }
+    }
+}
+
+impl Default for MappedSpecConfig {
+    fn default() -> Self {
+        MappedSpecConfig::new()
+    }
+}
+
+/// Whether the `ctr` in PATH sets runc's options for a spec with user namespace mappings
+/// (containerd 1.7 and later: `cmd/ctr/commands/tasks/tasks_unix.go`).
+fn ctr_sets_runc_options_for_mapped_specs() -> bool {
+    let out = Command::new("ctr")
+        .arg("--version")
+        .output()
+        .expect("run ctr --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "ctr github.com/containerd/containerd/v2 2.1.9+unknown"
+    let version: Vec<u32> = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("unexpected `ctr --version`: {text}"))
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .map(|n| n.parse().unwrap_or(0))
+        .collect();
+    version >= vec![1, 7]
 }
 
 /// Writes a crossarch config for containers of this daemon and returns its path, for
@@ -488,8 +640,9 @@ impl HostFileState {
     }
 }
 
-/// The host files a container must never be able to change: every `qemu-*-static` in
-/// /usr/bin and /usr/local/bin, and the shim and its init in [`crate::shim_dir`].
+/// The host files a container must never be able to change: every `qemu-*-static` and
+/// every static `qemu-*` in /usr/bin and /usr/local/bin, and the shim and its init in
+/// [`crate::shim_dir`].
 pub fn guarded_host_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     for dir in ["/usr/bin", "/usr/local/bin"] {
@@ -498,7 +651,8 @@ pub fn guarded_host_files() -> Vec<PathBuf> {
         };
         for e in entries.filter_map(Result::ok) {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("qemu-") && name.ends_with("-static") {
+            if name.starts_with("qemu-") && (name.ends_with("-static") || is_static_elf(&e.path()))
+            {
                 files.push(e.path());
             }
         }

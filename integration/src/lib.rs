@@ -91,10 +91,9 @@ pub fn fixtures_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_dir().join("fixtures/out"))
 }
 
-/// Whether the node's runc (in PATH) joins a container's user namespace before its other
-/// namespaces at exec, as runc before 1.3 does (opencontainers/runc#4390): then it cannot
-/// exec into a container with its own user namespace that joins a pod's network namespace.
-pub fn runc_joins_user_namespace_first() -> bool {
+/// The `(major, minor)` version of the node's runc (the one in PATH, which the private
+/// containerd and its shims run too).
+pub fn runc_version() -> (u32, u32) {
     let out = Command::new("runc")
         .arg("--version")
         .output()
@@ -109,9 +108,71 @@ pub fn runc_joins_user_namespace_first() -> bool {
         .split(|c: char| !c.is_ascii_digit())
         .map(str::parse::<u32>);
     match (parts.next(), parts.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) < (1, 3),
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
         _ => panic!("unexpected runc version {version:?}"),
     }
+}
+
+/// The major version of the containerd in PATH, the one the tests start. containerd 2 no
+/// longer spells an error's gRPC code out in the text `ctr` prints ("...: not found"): it
+/// keeps it as the error's class (containerd/errdefs `errgrpc.ToNative`).
+pub fn containerd_major() -> u32 {
+    containerd_version().0
+}
+
+/// The `(major, minor)` version of the containerd in PATH.
+pub fn containerd_version() -> (u32, u32) {
+    let out = Command::new("containerd")
+        .arg("--version")
+        .output()
+        .expect("run containerd --version");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "containerd github.com/containerd/containerd/v2 2.1.9+unknown <commit>"
+    let parts: Vec<u32> = text
+        .split_whitespace()
+        .nth(2)
+        .unwrap_or_default()
+        .trim_start_matches('v')
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    match parts[..] {
+        [major, minor] => (major, minor),
+        _ => panic!("unexpected `containerd --version`: {text}"),
+    }
+}
+
+/// The private containerd's log level: tests read what containerd logs of the events it
+/// takes ("event forwarded"), a debug line in containerd 1.x and a trace line in 2.x
+/// (`core/events/exchange/exchange.go`).
+fn containerd_log_level() -> &'static str {
+    if containerd_major() >= 2 {
+        "trace"
+    } else {
+        "debug"
+    }
+}
+
+/// Whether containerd, when it starts, deletes the tasks whose process exited while it was
+/// down: 1.7 and later do ("cleaning leaked shim process", a loaded shim that is no
+/// sandbox and reports no pids; containerd/containerd#6860), 1.6 keeps them STOPPED.
+pub fn containerd_deletes_exited_tasks_at_start() -> bool {
+    containerd_version() >= (1, 7)
+}
+
+/// Whether the node's runc (in PATH) joins a container's user namespace before its other
+/// namespaces at exec, as runc before 1.3 does (opencontainers/runc#4390): then it cannot
+/// exec into a container with its own user namespace that joins a pod's network namespace.
+pub fn runc_joins_user_namespace_first() -> bool {
+    runc_version() < (1, 3)
+}
+
+/// Whether `runc kill --all` signals every process of a container that has a PID namespace
+/// of its own, as runc before 1.2 does. Later runc signals only its init then
+/// (opencontainers/runc#3825), since the kernel kills the rest when the init goes.
+pub fn runc_kill_all_reaches_every_process() -> bool {
+    runc_version() < (1, 2)
 }
 
 /// The OCI name of this host's architecture, as the fixtures are named.
@@ -243,6 +304,8 @@ pub struct Containerd {
     path: Option<std::ffi::OsString>,
     /// Whether the daemon runs chrooted ([`Options::chroot`]).
     chroot: bool,
+    /// More variables in the daemon's environment ([`Options::env`]).
+    env: Vec<(String, std::ffi::OsString)>,
 }
 
 /// How [`Containerd::start_with_options`] sets the daemon up.
@@ -257,6 +320,8 @@ pub struct Options {
     /// chroots into a recursive bind of `/`, so it sees the same files, and the kernel
     /// refuses it (and its shims and runc) user namespaces.
     pub chroot: bool,
+    /// More variables in containerd's environment, which its shims inherit.
+    pub env: Vec<(String, std::ffi::OsString)>,
 }
 
 /// Starts a private containerd, or returns from the test after saying why it cannot
@@ -344,7 +409,7 @@ disabled_plugins = [{disabled}]
   address = "{sock}.ttrpc"
 
 [debug]
-  level = "debug"
+  level = "{level}"
   address = "{debug}"
 
 [plugins."io.containerd.internal.v1.opt"]
@@ -355,6 +420,7 @@ disabled_plugins = [{disabled}]
             sock = p.join("c.sock").display(),
             debug = p.join("debug.sock").display(),
             opt = p.join("opt").display(),
+            level = containerd_log_level(),
         );
         fs::write(p.join("config.toml"), config).unwrap();
         let mut cd = Containerd {
@@ -365,6 +431,7 @@ disabled_plugins = [{disabled}]
             daemon: None,
             path: options.path,
             chroot: options.chroot,
+            env: options.env,
         };
         cd.spawn_daemon();
         cd.ctr(&["namespaces", "create", &cd.ns.clone()]).ok();
@@ -407,6 +474,7 @@ disabled_plugins = [{disabled}]
             };
             daemon
                 .env("PATH", path)
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)

@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use crossarch_integration::crossarch::{
     config_file, copy_dir, crossarch_only, exit_status_after_signal, import_archive,
-    import_busybox, route_record, run_image, run_image_detached, Arch, HostBinfmt, HostGuard,
-    ARM64, FOREIGN, S390X,
+    import_busybox, qemu_package, route_record, run_image, run_image_detached, Arch, HostBinfmt,
+    HostGuard, MappedSpecConfig, ARM64, FOREIGN, S390X,
 };
 use crossarch_integration::{
     containerd, fixtures_dir, host, host_arch, wait_until, Containerd, OutputExt, CONTAINER_PATH,
@@ -255,7 +255,7 @@ fn exec_into_a_running_foreign_container() {
     assert!(
         record["binfmt"]["linux/arm64"]
             .as_str()
-            .is_some_and(|q| q.ends_with("qemu-aarch64-static")),
+            .is_some_and(|q| Some(Path::new(q)) == ARM64.host_qemu().as_deref()),
         "{record:#}"
     );
     // The container got the identity-mapped user namespace.
@@ -648,7 +648,10 @@ fn a_failing_registration_fails_create_and_leaves_nothing() {
         return;
     }
     let guard = HostGuard::new();
-    let cd = containerd!();
+    let config = MappedSpecConfig::new();
+    let Some(cd) = Containerd::start_with_options(config.daemon_options()) else {
+        return;
+    };
     // A qemu that looks fine but that the kernel will not open for execution: its file
     // system is mounted noexec.
     let private = cd.dir().join("noexec");
@@ -663,9 +666,15 @@ fn a_failing_registration_fails_create_and_leaves_nothing() {
         "mount a noexec tmpfs at {}",
         private.display()
     );
-    let qemu = private.join("qemu-aarch64-static");
-    fs::copy("/usr/bin/qemu-aarch64-static", &qemu).unwrap();
-    let config = config_file(
+    let host_qemu = ARM64.host_qemu().expect("available() found it");
+    let qemu_name = host_qemu
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    let qemu = private.join(&qemu_name);
+    fs::copy(&host_qemu, &qemu).unwrap();
+    let config = config.ctr_args(
         &cd,
         &format!(
             "[emulation]\nmode = \"userns\"\nqemu_dirs = [\"{}\"]\n",
@@ -673,23 +682,17 @@ fn a_failing_registration_fails_create_and_leaves_nothing() {
         ),
     );
     let (rootfs, file) = mapped_spec(&cd, "hookfail", &["uname", "-m"]);
-    let out = cd.ctr(&[
-        "run",
-        "--rm",
-        "--runtime",
-        cd.runtime(),
-        "--runtime-config-path",
-        &config,
-        "--config",
-        &file.display().to_string(),
-        "hookfail",
-    ]);
+    let file = file.display().to_string();
+    let mut args = vec!["run", "--rm", "--runtime", cd.runtime()];
+    args.extend(config.iter().map(String::as_str));
+    args.extend(["--config", &file, "hookfail"]);
+    let out = cd.ctr(&args);
     assert_ne!(out.code(), 0, "{}", out.show());
     let err = out.stderr_text();
     for wanted in [
         "container hookfail",
         "cannot register",
-        "qemu-aarch64-static",
+        &qemu_name,
         "set emulation.mode = \"wrap\"",
     ] {
         assert!(err.contains(wanted), "{wanted:?} missing: {}", out.show());
@@ -942,6 +945,7 @@ fn off_mode_and_a_disallowed_arch_fail_create_with_the_fix() {
     let guard = HostGuard::new();
     let cd = containerd!();
     let image = import_busybox(&cd, &ARM64);
+    let hint = format!("install {}", qemu_package(&ARM64));
     let cases = [
         (
             "off",
@@ -970,7 +974,7 @@ fn off_mode_and_a_disallowed_arch_fail_create_with_the_fix() {
             vec![
                 "container noqemu: /bin/uname is linux/arm64",
                 "no qemu-aarch64-static in",
-                "install qemu-user-static",
+                &hint,
             ],
         ),
     ];

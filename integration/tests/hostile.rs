@@ -26,10 +26,10 @@ use std::time::{Duration, Instant};
 use crossarch_integration::cmd::try_run_with_timeout;
 use crossarch_integration::crossarch::{
     build_static_helper, config_file, copy_dir, crossarch_only, image_run_args, import_busybox,
-    Arch, HostFilesGuard, HostGuard, ARM64, S390X,
+    Arch, HostFilesGuard, HostGuard, MappedSpecConfig, ARM64, S390X,
 };
 use crossarch_integration::{
-    host, host_arch, shim_dir, wait_until, Containerd, OutputExt, CONTAINER_PATH,
+    host, host_arch, shim_dir, wait_until, Containerd, Options, OutputExt, CONTAINER_PATH,
 };
 
 const WHAT: &str = "crossarch's defences against hostile containers";
@@ -56,12 +56,16 @@ impl Hostile {
     /// `None` (after saying why) when crossarch is not under test or a prerequisite is
     /// missing: one of `arches`, containerd, runc, a C compiler.
     fn start(arches: &[Arch]) -> Option<Hostile> {
+        Hostile::start_with(arches, Options::default())
+    }
+
+    fn start_with(arches: &[Arch], options: Options) -> Option<Hostile> {
         if !crossarch_only(WHAT) || !arches.iter().all(|a| a.available()) {
             return None;
         }
         let files = HostFilesGuard::new();
         let binfmt = HostGuard::new();
-        let cd = Containerd::start()?;
+        let cd = Containerd::start_with_options(options)?;
         let helper = build_static_helper("attack", cd.dir())?;
         Some(Hostile {
             cd,
@@ -255,11 +259,8 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     // the link must not lead the kernel's open to a writable mount.
     let links = cd.dir().join("qemu-links");
     fs::create_dir_all(&links).unwrap();
-    std::os::unix::fs::symlink(
-        "/usr/bin/qemu-aarch64-static",
-        links.join("qemu-aarch64-static"),
-    )
-    .unwrap();
+    let host_qemu = ARM64.host_qemu().expect("available() found it");
+    std::os::unix::fs::symlink(&host_qemu, links.join(host_qemu.file_name().unwrap())).unwrap();
     let linked = config_file(
         cd,
         &format!("[emulation]\nqemu_dirs = [\"{}\"]\n", links.display()),
@@ -1179,14 +1180,17 @@ const PLANTED_AARCH64: &str = ":crossarch-aarch64:M::\
 /// either Create fails clearly, or the container runs through qemu.
 #[test]
 fn a_planted_binfmt_entry_in_a_joined_user_namespace_is_never_used() {
-    let Some(t) = Hostile::start(&[ARM64]) else {
+    // The planter's spec maps a user namespace; with ctr 1.7 and later its config is the
+    // daemon's, so the joiner gets the same ceiling (it asks for no capability beyond it).
+    let mapped = MappedSpecConfig::new();
+    let Some(t) = Hostile::start_with(&[ARM64], mapped.daemon_options()) else {
         return;
     };
     let cd = &t.cd;
     let xroot = cd.dir().join("planter-root");
     copy_dir(cd.rootfs(), &xroot);
     fs::copy(&t.helper, xroot.join("evil")).unwrap();
-    let admin = config_file(cd, SYS_ADMIN_CEILING);
+    let admin = mapped.ctr_args(cd, SYS_ADMIN_CEILING);
     let mut spec = spec_for(cd, "planter", &xroot, &["sleep", "1000"]);
     spec["linux"]["namespaces"]
         .as_array_mut()
@@ -1203,18 +1207,10 @@ fn a_planted_binfmt_entry_in_a_joined_user_namespace_is_never_used() {
     let file = cd.dir().join("planter.json");
     fs::write(&file, serde_json::to_vec_pretty(&spec).unwrap()).unwrap();
     let file = file.display().to_string();
-    cd.ctr(&[
-        "run",
-        "-d",
-        "--runtime",
-        cd.runtime(),
-        "--runtime-config-path",
-        &admin,
-        "--config",
-        &file,
-        "planter",
-    ])
-    .ok();
+    let mut args = vec!["run", "-d", "--runtime", cd.runtime()];
+    args.extend(admin.iter().map(String::as_str));
+    args.extend(["--config", &file, "planter"]);
+    cd.ctr(&args).ok();
     cd.wait_status("planter", "RUNNING", LONG);
     let planter = cd.task_pid("planter");
     let userns = ns(planter, "user");

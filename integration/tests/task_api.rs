@@ -6,8 +6,8 @@ use std::fs;
 use std::time::Duration;
 
 use crossarch_integration::{
-    containerd, host, injected_processes, pid1_cmdline, pty::run_in_pty, ttrpc, wait_until,
-    OutputExt, Step,
+    containerd, host, injected_processes, pid1_cmdline, pty::run_in_pty,
+    runc_kill_all_reaches_every_process, runc_version, ttrpc, wait_until, OutputExt, Step,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -288,6 +288,8 @@ fn kill_delivers_the_signal_and_the_exit_status_is_reported() {
     cd.wait_status("sleeper", "STOPPED", LONG);
 }
 
+/// `ctr task kill --all`: with runc before 1.2 the signal reaches the execs too; with later
+/// runc, as with runc-v2 over it, only the init of a container with its own PID namespace.
 #[test]
 fn kill_all_reaches_exec_processes_too() {
     let cd = containerd!();
@@ -327,6 +329,19 @@ fn kill_all_reaches_exec_processes_too() {
 
     cd.ctr(&["task", "kill", "--all", "-s", "SIGTERM", "c"])
         .ok();
+    if !runc_kill_all_reaches_every_process() {
+        // runc 1.2 and later signal only the init of a container with its own PID
+        // namespace, and so does runc-v2 over them: the exec lives on, the init ignores it.
+        cd.ctr(&["task", "exec", "--exec-id", "sync2", "c", "true"])
+            .ok();
+        assert!(
+            host::process_alive(victim),
+            "kill --all with runc {:?} reached the exec",
+            runc_version()
+        );
+        assert_eq!(cd.task_status("c").as_deref(), Some("RUNNING"));
+        return;
+    }
     let exit = ev.wait_for("exit of exec victim", LONG, |e| {
         e.topic == "/tasks/exit" && e.field("id") == "victim"
     });
