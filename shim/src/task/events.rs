@@ -194,9 +194,24 @@ impl Sink for Containerd {
 #[cfg(test)]
 struct Channel(mpsc::UnboundedSender<Envelope>);
 
+/// How long the test channel takes to take each event, in ms: a slow containerd.
+#[cfg(test)]
+static CHANNEL_DELAY_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Makes the test channel take `delay` per event from now on.
+#[cfg(test)]
+pub fn slow_test_channel(delay: Duration) {
+    CHANNEL_DELAY_MS.store(
+        delay.as_millis() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
 #[cfg(test)]
 impl Sink for Channel {
     async fn deliver(&mut self, req: &ForwardRequest) -> Result<(), String> {
+        let delay = CHANNEL_DELAY_MS.load(std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         let envelope = req.envelope.clone().unwrap_or_default();
         self.0
             .send(envelope)

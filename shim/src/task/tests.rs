@@ -390,6 +390,14 @@ impl Recorder {
     }
 
     /// Nothing more comes for a moment: no event twice, none astray.
+    /// The events delivered so far, without waiting for more.
+    fn delivered(&mut self) -> Vec<Event> {
+        while let Ok(envelope) = self.rx.try_recv() {
+            self.seen.push(describe(&envelope));
+        }
+        self.seen.clone()
+    }
+
     async fn quiet(&mut self) {
         if let Ok(Some(envelope)) =
             tokio::time::timeout(Duration::from_millis(300), self.rx.recv()).await
@@ -729,6 +737,32 @@ fn pause_and_resume_are_told_between_start_and_exit() {
                 ]
             );
             h.events.quiet().await;
+        },
+    );
+}
+
+#[test]
+fn shutdown_answers_only_once_containerd_took_the_events_before_it() {
+    isolated(
+        "shutdown_answers_only_once_containerd_took_the_events_before_it",
+        |mut h| async move {
+            h.api.create("c", &["exit", "0"]).await;
+            h.api.start("c", "").await;
+            h.api.wait("c", "").await;
+            h.events.through("exit c 0").await;
+            // A containerd slow to take events: the shim must not exit with one still
+            // queued, or on its way (containerd then logs "failed sending message on
+            // channel").
+            events::slow_test_channel(Duration::from_millis(300));
+            h.api.delete("c", "").await;
+            h.api.shutdown().await;
+            let delivered = h.events.delivered();
+            assert!(
+                texts(&delivered).contains(&"delete c 0"),
+                "Shutdown answered before the delete event was taken: {:?}",
+                texts(&delivered)
+            );
+            assert!(h.exit_signalled().await);
         },
     );
 }
