@@ -35,7 +35,7 @@ fn run_rm_returns_the_exit_code() {
 /// exits. A shim that exits while containerd is still answering one makes containerd log
 /// `failed sending message on channel` (broken pipe): under containerd 2.1.9 it was seen in
 /// about 1 run in 36. The window is narrow, and this count of real runs may miss it; the
-/// shim's unit test `shutdown_answers_only_once_containerd_took_the_events_before_it` holds
+/// shim's unit test `the_shim_exits_only_once_containerd_took_the_events_before_shutdown` holds
 /// it open with a slow events sink.
 #[test]
 fn a_shim_exits_only_after_containerd_took_its_last_events() {

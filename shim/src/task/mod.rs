@@ -864,13 +864,18 @@ impl Task for TaskService {
         }
         // The last events (a container's delete) must reach containerd before the shim
         // exits; a containerd that does not take them does not hold the shim up for long.
-        if !self.shared.events.flush(SHUTDOWN_FLUSH_LIMIT).await {
-            log::warn!(
-                "shutting down although containerd did not take the last events within \
-                 {SHUTDOWN_FLUSH_LIMIT:?}: they are dropped"
-            );
-        }
-        self.shared.exit.signal();
+        // Off the request: containerd may hang up without waiting for the answer, and the
+        // request's future is then dropped, with the exit it was to signal.
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            if !shared.events.flush(SHUTDOWN_FLUSH_LIMIT).await {
+                log::warn!(
+                    "shutting down although containerd did not take the last events within \
+                     {SHUTDOWN_FLUSH_LIMIT:?}: they are dropped"
+                );
+            }
+            shared.exit.signal();
+        });
         Ok(Empty::new())
     }
 }

@@ -742,9 +742,9 @@ fn pause_and_resume_are_told_between_start_and_exit() {
 }
 
 #[test]
-fn shutdown_answers_only_once_containerd_took_the_events_before_it() {
+fn the_shim_exits_only_once_containerd_took_the_events_before_shutdown() {
     isolated(
-        "shutdown_answers_only_once_containerd_took_the_events_before_it",
+        "the_shim_exits_only_once_containerd_took_the_events_before_shutdown",
         |mut h| async move {
             h.api.create("c", &["exit", "0"]).await;
             h.api.start("c", "").await;
@@ -756,10 +756,13 @@ fn shutdown_answers_only_once_containerd_took_the_events_before_it() {
             events::slow_test_channel(Duration::from_millis(300));
             h.api.delete("c", "").await;
             h.api.shutdown().await;
+            tokio::time::timeout(Duration::from_secs(5), h.exit.wait())
+                .await
+                .expect("the shim never exited after Shutdown");
             let delivered = h.events.delivered();
             assert!(
                 texts(&delivered).contains(&"delete c 0"),
-                "Shutdown answered before the delete event was taken: {:?}",
+                "the shim exited before the delete event was taken: {:?}",
                 texts(&delivered)
             );
             assert!(h.exit_signalled().await);
