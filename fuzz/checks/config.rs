@@ -248,7 +248,27 @@ fn scratch_file() -> std::path::PathBuf {
     } else {
         std::env::temp_dir()
     };
-    dir.join(format!("crossarch-fuzz-config-{}.toml", std::process::id()))
+    // Unique per call, and made here (create_new): a name shared with another process, or
+    // another input of this one, would let one overwrite or remove the file the other reads.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    loop {
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let file = dir.join(format!(
+            "crossarch-fuzz-config-{}-{n}-{nanos}.toml",
+            std::process::id()
+        ));
+        if std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&file)
+            .is_ok()
+        {
+            return file;
+        }
+    }
 }
 
 pub fn check(data: &[u8]) {
