@@ -171,6 +171,18 @@ fn next_field<'a>(buf: &mut &'a [u8]) -> Option<(u32, u64, &'a [u8])> {
     }
 }
 
+/// Every field of an encoded message (see [`next_field`]), or `None` when the bytes do not
+/// decode to the end.
+pub fn fields(message: &[u8]) -> Option<Vec<(u32, u64, Vec<u8>)>> {
+    let mut buf = message;
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let (field, value, data) = next_field(&mut buf)?;
+        out.push((field, value, data.to_vec()));
+    }
+    Some(out)
+}
+
 /// The varint field `field` of an encoded message (0 when absent, as proto3 has it).
 pub fn uint_field(message: &[u8], field: u32) -> u64 {
     let mut buf = message;

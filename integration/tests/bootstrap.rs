@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use crossarch_integration::cmd::{try_run, Stdin};
 use crossarch_integration::crossarch::crossarch_only;
-use crossarch_integration::ttrpc::{self, any, Msg, Reply, TASK};
+use crossarch_integration::ttrpc::{self, any, fields, Msg, Reply, TASK};
 use crossarch_integration::{containerd, host, shim_dir, wait_until, Containerd};
 
 const CONTAINERD_BINARY: &str = "/usr/bin/containerd";
@@ -109,38 +109,6 @@ fn bootstrap_params(
         m = m.message(8, &Msg::new().message(1, o));
     }
     m.bytes(9, socket_dir).encode()
-}
-
-/// Every field of a protobuf message, or None when the bytes do not decode to the end.
-fn fields(mut buf: &[u8]) -> Option<Vec<(u32, u64, Vec<u8>)>> {
-    fn varint(buf: &mut &[u8]) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&b, rest) = buf.split_first()?;
-            *buf = rest;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
-    }
-    let mut out = Vec::new();
-    while !buf.is_empty() {
-        let key = varint(&mut buf)?;
-        let (field, wire) = ((key >> 3) as u32, key & 7);
-        match wire {
-            0 => out.push((field, varint(&mut buf)?, Vec::new())),
-            2 => {
-                let len = varint(&mut buf)? as usize;
-                let data = buf.get(..len)?.to_vec();
-                buf = &buf[len..];
-                out.push((field, 0, data));
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 /// What containerd 2.3 reads from a `BootstrapResult`: (version, address, protocol).
