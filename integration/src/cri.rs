@@ -18,10 +18,11 @@ use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 pub use k8s_cri::v1::{Capability, LinuxContainerSecurityContext, PodSandboxConfig};
 use k8s_cri::v1::{
-    ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    LinuxContainerConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, ListImagesRequest,
-    ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxMetadata,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, IdMapping,
+    ImageSpec, LinuxContainerConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
+    ListImagesRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxMetadata,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest, UserNamespace,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -53,6 +54,8 @@ pub struct Kubelet {
     bridge: String,
     cgroup_parent: String,
     log_dir: PathBuf,
+    /// The crossarch config of a handler without options, and its runc root.
+    _config_dir: tempfile::TempDir,
 }
 
 /// A bridge name of this test process: `cxbr<pid><n>`, at most 12 characters.
@@ -94,7 +97,35 @@ impl Kubelet {
     /// Starts containerd with CRI and connects to it; `None` where [`Containerd::start`]
     /// would skip. Needs the CNI plugins (scripts/install-deps.sh).
     pub fn start() -> Option<(Containerd, Kubelet)> {
+        Kubelet::start_with(true)
+    }
+
+    /// [`Kubelet::start`] with a handler that has no `options` table, as containerd's CRI
+    /// needs for pods with a user namespace of their own (`hostUsers: false`): for any
+    /// options of a runtime type other than runc's, containerd 2.0 to 2.3 fail their
+    /// containers' start with "can't unmarshal type runtimeoptions.v1.Options". The shims
+    /// find the same crossarch config through `CROSSARCH_CONFIG` in containerd's environment.
+    pub fn start_without_handler_options() -> Option<(Containerd, Kubelet)> {
+        Kubelet::start_with(false)
+    }
+
+    fn start_with(handler_options: bool) -> Option<(Containerd, Kubelet)> {
         delete_stale_bridges();
+        // Where the crossarch config is when no handler options name it: known before the
+        // daemon's directory is, since containerd's environment is set at its start.
+        let config_dir = tempfile::Builder::new()
+            .prefix("cx-cri-config")
+            .tempdir()
+            .unwrap();
+        let env_config = config_dir.path().join("crossarch.toml");
+        std::fs::write(
+            &env_config,
+            format!(
+                "[runc]\nroot = \"{}\"\n",
+                config_dir.path().join("runc").display()
+            ),
+        )
+        .unwrap();
         let bridge = bridge_name();
         // The bridge gets no address on the host, so subnets of two pods never meet.
         let subnet = "10.250.0.0/24";
@@ -126,6 +157,15 @@ impl Kubelet {
                 format!("[runc]\nroot = \"{}\"\n", dir.join("runc").display()),
             )
             .unwrap();
+            let options_table = if handler_options {
+                format!(
+                    "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.{HANDLER}.options]\n  \
+                     ConfigPath = \"{}\"",
+                    options.display()
+                )
+            } else {
+                String::new()
+            };
             format!(
                 r#"
 [plugins."io.containerd.grpc.v1.cri"]
@@ -143,12 +183,10 @@ impl Kubelet {
     default_runtime_name = "{HANDLER}"
   [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}]
     runtime_type = "{runtime}"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}.options]
-      ConfigPath = "{options}"
+    {options_table}
 "#,
                 cni = cni.display(),
                 runtime = crate::runtime(),
-                options = options.display(),
             )
         };
         if !Path::new(CNI_BIN).join("bridge").exists() {
@@ -159,7 +197,18 @@ impl Kubelet {
             eprintln!("SKIPPED: no CNI plugins in {CNI_BIN}; run scripts/install-deps.sh");
             return None;
         }
-        let cd = Containerd::start_with_cri(&cri)?;
+        let env = if handler_options {
+            Vec::new()
+        } else {
+            vec![("CROSSARCH_CONFIG".to_string(), env_config.into_os_string())]
+        };
+        let cd = Containerd::start_with_cri_and_options(
+            &cri,
+            crate::Options {
+                env,
+                ..Default::default()
+            },
+        )?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -186,6 +235,7 @@ impl Kubelet {
             bridge,
             cgroup_parent: format!("/{}", cd.namespace()),
             log_dir: cd.dir().join("pods"),
+            _config_dir: config_dir,
         };
         kubelet.import_rootfs(&cd, cd.rootfs(), PAUSE_IMAGE, &["sleep", "2147483647"]);
         Some((cd, kubelet))
@@ -266,6 +316,30 @@ impl Kubelet {
         }
     }
 
+    /// [`Kubelet::pod_config`] of a pod with a user namespace of its own (`hostUsers: false`),
+    /// as the kubelet asks for one: ids 0 to 65535 of the pod are host ids `host_id` on.
+    pub fn pod_config_in_user_namespace(&self, name: &str, host_id: u32) -> PodSandboxConfig {
+        let mut config = self.pod_config(name, false);
+        let map = vec![IdMapping {
+            host_id,
+            container_id: 0,
+            length: 65536,
+        }];
+        if let Some(n) = config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut())
+        {
+            n.userns_options = Some(UserNamespace {
+                mode: NamespaceMode::Pod as i32,
+                uids: map.clone(),
+                gids: map,
+            });
+        }
+        config
+    }
+
     /// RunPodSandbox with the handler under test; returns the pod's id.
     pub fn run_pod(&mut self, config: &PodSandboxConfig) -> Result<String, tonic::Status> {
         let req = RunPodSandboxRequest {
@@ -301,14 +375,16 @@ impl Kubelet {
         command: &[&str],
         edit: impl FnOnce(&mut LinuxContainerSecurityContext),
     ) -> Result<String, tonic::Status> {
-        let share_pid = pod_config
+        // The pod's namespace options, as the kubelet gives them to each container of the pod
+        // (a shared PID namespace, the pod's user namespace and its mappings).
+        let namespaces = pod_config
             .linux
             .as_ref()
             .and_then(|l| l.security_context.as_ref())
-            .and_then(|s| s.namespace_options.as_ref())
-            .is_some_and(|n| n.pid == NamespaceMode::Pod as i32);
+            .and_then(|s| s.namespace_options.clone())
+            .unwrap_or_else(|| namespace_options(false));
         let mut security = LinuxContainerSecurityContext {
-            namespace_options: Some(namespace_options(share_pid)),
+            namespace_options: Some(namespaces),
             ..Default::default()
         };
         edit(&mut security);
@@ -360,6 +436,20 @@ impl Kubelet {
                 stderr: String::from_utf8_lossy(&r.stderr).into_owned(),
             }
         })
+    }
+
+    /// StopContainer then RemoveContainer, as the kubelet does when a container of a pod goes.
+    pub fn remove_container(&mut self, container: &str) -> Result<(), tonic::Status> {
+        self.rt
+            .block_on(self.runtime.stop_container(StopContainerRequest {
+                container_id: container.into(),
+                timeout: 10,
+            }))?;
+        self.rt
+            .block_on(self.runtime.remove_container(RemoveContainerRequest {
+                container_id: container.into(),
+            }))?;
+        Ok(())
     }
 
     /// StopPodSandbox then RemovePodSandbox, as the kubelet does when a pod is deleted.

@@ -354,6 +354,14 @@ impl Containerd {
         Containerd::start_full(None, options)
     }
 
+    /// [`Containerd::start_with_cri`] set up as `options` says.
+    pub fn start_with_cri_and_options(
+        cri: &dyn Fn(&Path) -> String,
+        options: Options,
+    ) -> Option<Containerd> {
+        Containerd::start_full(Some(cri), options)
+    }
+
     fn start_with(cri: Option<&dyn Fn(&Path) -> String>) -> Option<Containerd> {
         Containerd::start_full(cri, Options::default())
     }

@@ -21,10 +21,14 @@ const WEB: &str = "mkdir -p /www; (exec /bin/uname -m) > /www/who; \
     exec httpd -f -p 80 -h /www";
 
 fn start() -> Option<(Containerd, Kubelet)> {
+    start_with(Kubelet::start)
+}
+
+fn start_with(kubelet: fn() -> Option<(Containerd, Kubelet)>) -> Option<(Containerd, Kubelet)> {
     if !crossarch_only(WHAT) || !ARM64.available() {
         return None;
     }
-    let (cd, kubelet) = Kubelet::start()?;
+    let (cd, kubelet) = kubelet()?;
     kubelet.import(&cd, &ARM64.image_archive(), &ARM64.image());
     Some((cd, kubelet))
 }
@@ -74,6 +78,24 @@ fn start_native_client(kubelet: &mut Kubelet, pod: &str, pod_config: &PodSandbox
         .expect("a native container starts beside it")
 }
 
+/// What the [`WEB`] server of the pod answers on port 80, fetched from `client` (a native
+/// container of the pod), once it answers.
+fn web_page(kubelet: &mut Kubelet, client: &str) -> String {
+    let mut body = String::new();
+    wait_until(
+        "the foreign web server to answer on port 80",
+        LONG,
+        || match kubelet.exec_sync(client, &["wget", "-q", "-O", "-", "http://127.0.0.1/who"]) {
+            Ok(r) if r.code == 0 => {
+                body = r.stdout;
+                true
+            }
+            _ => false,
+        },
+    );
+    body
+}
+
 #[test]
 fn a_foreign_container_of_a_kubernetes_pod_serves_port_80() {
     let Some((cd, mut kubelet)) = start() else {
@@ -96,18 +118,7 @@ fn a_foreign_container_of_a_kubernetes_pod_serves_port_80() {
         .expect("the foreign container starts");
     let client = start_native_client(&mut kubelet, &pod, &pod_config);
 
-    let mut body = String::new();
-    wait_until(
-        "the foreign web server to answer on port 80",
-        LONG,
-        || match kubelet.exec_sync(&client, &["wget", "-q", "-O", "-", "http://127.0.0.1/who"]) {
-            Ok(r) if r.code == 0 => {
-                body = r.stdout;
-                true
-            }
-            _ => false,
-        },
-    );
+    let body = web_page(&mut kubelet, &client);
     assert_eq!(
         body.lines().collect::<Vec<_>>(),
         ["aarch64", "0"],
@@ -283,4 +294,237 @@ fn only_a_privileged_container_is_privileged_not_one_that_adds_sys_admin() {
     );
     kubelet.remove_pod(&pod).expect("remove the privileged pod");
     assert!(leftovers(&cd).is_empty(), "{:?}", leftovers(&cd));
+}
+
+/// The pod's host ids under `hostUsers: false`: far above the host's own users.
+const POD_HOST_ID: u32 = 0x10_0000;
+
+/// The pid of a CRI task (a pod's sandbox, or one of its containers) on the host.
+fn cri_task_pid(cd: &Containerd, id: &str) -> u32 {
+    let mut cmd = std::process::Command::new("ctr");
+    cmd.arg("--address")
+        .arg(cd.address())
+        .args(["-n", NAMESPACE, "task", "ls"]);
+    let out = crossarch_integration::cmd::run_with_timeout(
+        cmd,
+        None,
+        crossarch_integration::DEFAULT_TIMEOUT,
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(id)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or_else(|| panic!("no task {id}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// The entries of the binfmt_misc instance of user namespace `userns` (as `user:[N]`), seen
+/// from the host: a process joins the user namespace of `pid` (as the pod's root, so that it
+/// keeps its capabilities there across exec), makes a mount namespace of its own there, and
+/// lists a binfmt_misc mounted on its /mnt, which is that user namespace's instance. It
+/// checks that it is in `userns` before it mounts anything, so the host's instance is never
+/// mounted; its mount goes with its mount namespace when it exits.
+fn binfmt_entries_of(pid: u32, userns: &str) -> Vec<String> {
+    const PROBE: &str = r#"[ "$(readlink /proc/self/ns/user)" = "$1" ] || {
+        echo "not in the pod's user namespace $1 but in $(readlink /proc/self/ns/user)" >&2; exit 99; }
+        mount -t binfmt_misc binfmt_misc /mnt && ls /mnt"#;
+    let mut cmd = std::process::Command::new("nsenter");
+    cmd.arg("--target")
+        .arg(pid.to_string())
+        .args(["--user", "--"])
+        .args(["unshare", "--mount", "--propagation", "private", "--"])
+        .args(["sh", "-c", PROBE, "probe", userns]);
+    let out = crossarch_integration::cmd::run_with_timeout(
+        cmd,
+        None,
+        crossarch_integration::DEFAULT_TIMEOUT,
+    );
+    assert!(
+        out.status.success(),
+        "list the pod's binfmt_misc: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|e| *e != "register" && *e != "status")
+        .map(str::to_string)
+        .collect()
+}
+
+/// `hostUsers: false`: the pod has a user namespace of its own, which owns its network
+/// namespace, and every container of the pod joins it. A foreign container joins it too,
+/// instead of making one, so the pod's foreign containers share its binfmt_misc. Its
+/// network namespace is its user namespace's, so runc mounts a fresh sysfs there and the
+/// container's root binds port 80 as it is. The registrations go with the last foreign
+/// container, while the pod lives on.
+#[test]
+fn foreign_containers_of_a_user_namespaced_pod_join_its_user_namespace_and_share_its_binfmt_misc() {
+    if crossarch_integration::containerd_major() < 2
+        || crossarch_integration::runc_version() < (1, 2)
+    {
+        eprintln!(
+            "skipped: user-namespaced pods need containerd 2 and runc 1.2 or later (the second lane has them)"
+        );
+        return;
+    }
+    let Some((cd, mut kubelet)) = start_with(Kubelet::start_without_handler_options) else {
+        return;
+    };
+    let guard = HostGuard::new();
+    let pod_config = kubelet.pod_config_in_user_namespace("userns", POD_HOST_ID);
+    let pod = kubelet
+        .run_pod(&pod_config)
+        .expect("RunPodSandbox of a hostUsers: false pod");
+    let web = kubelet
+        .run_container(&pod, &pod_config, "web", &ARM64.image(), &["sh", "-c", WEB])
+        .expect("the foreign web server starts in the pod's user namespace");
+    let worker = kubelet
+        .run_container(
+            &pod,
+            &pod_config,
+            "worker",
+            &ARM64.image(),
+            &["sleep", "2147483647"],
+        )
+        .expect("a second foreign container starts beside it");
+    let client = start_native_client(&mut kubelet, &pod, &pod_config);
+
+    // One user namespace for the whole pod, with the kubelet's mapping, not the host's.
+    let sandbox = cri_task_pid(&cd, &pod);
+    let pod_userns = std::fs::read_link(format!("/proc/{sandbox}/ns/user"))
+        .unwrap()
+        .display()
+        .to_string();
+    assert_ne!(
+        pod_userns,
+        std::fs::read_link("/proc/self/ns/user")
+            .unwrap()
+            .display()
+            .to_string(),
+        "the pod has a user namespace of its own"
+    );
+    for id in [&web, &worker, &client] {
+        let r = kubelet
+            .exec_sync(
+                id,
+                &[
+                    "sh",
+                    "-c",
+                    "readlink /proc/self/ns/user; cat /proc/self/uid_map",
+                ],
+            )
+            .expect("exec into a container of the pod");
+        let lines: Vec<_> = r.stdout.lines().map(str::trim).collect();
+        assert_eq!(
+            lines.first().copied(),
+            Some(pod_userns.as_str()),
+            "container {id}: {r:?}"
+        );
+        assert_eq!(
+            lines
+                .get(1)
+                .map(|l| l.split_whitespace().collect::<Vec<_>>()),
+            Some(vec!["0", "1048576", "65536"]),
+            "container {id}: {r:?}"
+        );
+    }
+    for id in [&web, &worker] {
+        let record = route_record(&cd, id);
+        assert_eq!(record["mode"], "userns", "{record}");
+    }
+
+    // The web server's child was emulated and its root bound port 80.
+    let body = web_page(&mut kubelet, &client);
+    assert_eq!(body.lines().next(), Some("aarch64"), "{body}");
+
+    // /sys is what runc mounted: a fresh sysfs of the pod's network namespace, not a bind
+    // of the host's (none of its submounts) nor one the shim staged.
+    let bundle = cd
+        .state_dir()
+        .join("io.containerd.runtime.v2.task")
+        .join(NAMESPACE)
+        .join(&web);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    let sys = spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == "/sys")
+        .expect("a /sys mount");
+    assert_eq!(sys["type"], "sysfs", "runc mounts sysfs itself: {sys}");
+    let mounts = kubelet
+        .exec_sync(&web, &["cat", "/proc/self/mountinfo"])
+        .expect("read the foreign container's mounts")
+        .stdout;
+    let kinds: Vec<(&str, &str)> = mounts
+        .lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            Some((
+                left.split_whitespace().nth(4)?,
+                right.split_whitespace().next()?,
+            ))
+        })
+        .filter(|(at, _)| *at == "/sys" || at.starts_with("/sys/"))
+        .collect();
+    assert!(kinds.contains(&("/sys", "sysfs")), "{mounts}");
+    assert!(
+        kinds
+            .iter()
+            .all(|(_, t)| ["sysfs", "cgroup", "cgroup2", "tmpfs"].contains(t)),
+        "nothing of the host's /sys is in it: {kinds:?}"
+    );
+    let r = kubelet
+        .exec_sync(&web, &["ls", "/sys/class/net"])
+        .expect("list the pod's interfaces");
+    assert!(
+        r.stdout.contains("eth0"),
+        "the pod's network namespace's sysfs: {r:?}"
+    );
+
+    // exec, and the children of an exec.
+    let r = kubelet
+        .exec_sync(&worker, &["sh", "-c", "uname -m; (exec uname -m)"])
+        .expect("exec into a foreign container of the pod");
+    assert_eq!(
+        (r.code, r.stdout.as_str()),
+        (0, "aarch64\naarch64\n"),
+        "{r:?}"
+    );
+
+    // One instance for the pod, which outlives either foreign container but not both.
+    let registered = binfmt_entries_of(sandbox, &pod_userns);
+    assert!(
+        registered
+            .iter()
+            .any(|e| e.starts_with("crossarch") && e.contains("aarch64")),
+        "the pod's binfmt_misc runs arm64 through qemu: {registered:?}"
+    );
+    kubelet
+        .remove_container(&web)
+        .expect("remove the web server");
+    assert_eq!(
+        binfmt_entries_of(sandbox, &pod_userns),
+        registered,
+        "the other foreign container still needs them"
+    );
+    let r = kubelet
+        .exec_sync(&worker, &["sh", "-c", "(exec uname -m)"])
+        .expect("exec into the remaining foreign container");
+    assert_eq!(r.stdout, "aarch64\n", "{r:?}");
+    kubelet
+        .remove_container(&worker)
+        .expect("remove the worker");
+    wait_until(
+        "the pod's binfmt_misc to be empty once no foreign container is left",
+        LONG,
+        || binfmt_entries_of(sandbox, &pod_userns).is_empty(),
+    );
+    assert_eq!(cri_task_pid(&cd, &pod), sandbox, "the pod lives on");
+
+    kubelet.remove_pod(&pod).expect("remove the pod");
+    assert_eq!(leftovers(&cd), Vec::<String>::new());
+    guard.check();
 }

@@ -7,6 +7,7 @@ mod containerd_config;
 mod doctor;
 mod facts;
 mod host;
+mod idmap;
 mod info;
 mod init;
 mod install_config;

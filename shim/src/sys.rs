@@ -19,6 +19,9 @@ pub const MOUNT_ATTR_RDONLY: u64 = 0x1;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x2;
 pub const MOUNT_ATTR_NODEV: u64 = 0x4;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+// include/uapi/linux/fcntl.h
+const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 /// `struct mount_attr` (MOUNT_ATTR_SIZE_VER0).
 #[repr(C)]
@@ -46,6 +49,37 @@ fn c_path(path: &Path) -> io::Result<CString> {
 /// `attrs` set. It belongs to no mount namespace anyone can enter, so no process but the
 /// holder of the descriptor (and of files opened through it) can reach or change it.
 pub fn detached_copy(path: &Path, attrs: u64) -> io::Result<OwnedFd> {
+    copy_tree(
+        path,
+        0,
+        &MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        },
+    )
+}
+
+/// A detached, private copy of the mount tree at `path` (submounts too) whose ids are
+/// mapped through the user namespace `userns` (a file of host uid N shows as the id that N
+/// is in `userns`), with `attrs` set as well.
+pub fn idmapped_copy(path: &Path, userns: BorrowedFd<'_>, attrs: u64) -> io::Result<OwnedFd> {
+    copy_tree(
+        path,
+        AT_RECURSIVE,
+        &MountAttr {
+            attr_set: MOUNT_ATTR_IDMAP | attrs,
+            attr_clr: 0,
+            propagation: libc::MS_PRIVATE,
+            userns_fd: userns.as_raw_fd() as u64,
+        },
+    )
+}
+
+/// `open_tree(OPEN_TREE_CLONE)` of `path` (with `recursive`: AT_RECURSIVE or 0), then
+/// `mount_setattr` of `attr` on the whole copy.
+fn copy_tree(path: &Path, recursive: libc::c_uint, attr: &MountAttr) -> io::Result<OwnedFd> {
     let p = c_path(path)?;
     // SAFETY: p is a valid C string for the duration of the call.
     let tree = fd_or_error(unsafe {
@@ -53,15 +87,9 @@ pub fn detached_copy(path: &Path, attrs: u64) -> io::Result<OwnedFd> {
             libc::SYS_open_tree,
             libc::AT_FDCWD,
             p.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | recursive,
         )
     })?;
-    let attr = MountAttr {
-        attr_set: attrs,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: 0,
-    };
     let empty = c"";
     // SAFETY: tree is open, empty is a valid C string, attr is a valid mount_attr of the size given.
     let r = unsafe {
@@ -69,8 +97,8 @@ pub fn detached_copy(path: &Path, attrs: u64) -> io::Result<OwnedFd> {
             libc::SYS_mount_setattr,
             tree.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
+            libc::AT_EMPTY_PATH as libc::c_uint | recursive,
+            attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };

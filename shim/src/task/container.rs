@@ -3,6 +3,7 @@
 use std::{
     collections::HashMap,
     ffi::OsString,
+    os::fd::AsFd,
     path::{Path, PathBuf},
     sync::{Arc, Mutex},
     time::Duration,
@@ -19,7 +20,9 @@ use super::{
 };
 use crate::{
     error::{self, Error, Kind, Result},
+    idmap,
     runc::{args, Runc},
+    sys,
 };
 
 /// What `delete` needs after the shim died: written into the bundle at Create.
@@ -76,7 +79,7 @@ pub async fn mount_rootfs_all(id: &str, bundle: &Path, mounts: &[Mount]) -> Resu
         ));
     }
     for m in mounts {
-        if let Err(e) = mount_rootfs(m, &target).await {
+        if let Err(e) = mount_one(bundle, m, &target).await {
             let _ = umount_recursive(target.to_str(), 0);
             let message = format!(
                 "container {id}: cannot mount the rootfs ({} {} on {})",
@@ -96,6 +99,68 @@ pub async fn mount_rootfs_all(id: &str, bundle: &Path, mounts: &[Mount]) -> Resu
         }
     }
     Ok(true)
+}
+
+/// Where the id-mapped copy of an overlay's lower layers is while overlay is mounted from it.
+const IDMAPPED_LOWER: &str = "idmapped-lower";
+
+/// Mounts `m` on `target`, id-mapped where containerd asks for it ([`idmap`]).
+async fn mount_one(bundle: &Path, m: &Mount, target: &Path) -> std::io::Result<()> {
+    use std::io::Error as IoError;
+    let plain_mount = |m: Mount| async move {
+        mount_rootfs(&m, target)
+            .await
+            .map_err(|e| IoError::other(e.to_string()))
+    };
+    let Some(remap) = idmap::plan(&m.type_, &m.options).map_err(IoError::other)? else {
+        return plain_mount(m.clone()).await;
+    };
+    let userns = crate::ns::user_namespace_with(
+        &idmap::map_file(remap.uids()),
+        &idmap::map_file(remap.gids()),
+    )
+    .await
+    .map_err(|e| IoError::other(format!("cannot make a user namespace of its mapping: {e}")))?;
+    let mut plain = m.clone();
+    match remap {
+        idmap::Remap::Overlay {
+            common,
+            lowers,
+            options,
+            ..
+        } => {
+            let tree = sys::idmapped_copy(&common, userns.as_fd(), sys::MOUNT_ATTR_RDONLY)
+                .map_err(|e| {
+                    IoError::other(format!(
+                        "cannot id-map the lower layers in {}: {e}",
+                        common.display()
+                    ))
+                })?;
+            let at = bundle.join(IDMAPPED_LOWER);
+            std::fs::create_dir_all(&at)?;
+            let mounted = match sys::attach(&tree, &at) {
+                Ok(()) => {
+                    plain.options = idmap::overlay_options(&options, &lowers, &at);
+                    let mounted = plain_mount(plain).await;
+                    // Overlay holds its layers itself; the copy they were found through goes.
+                    let _ = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH);
+                    mounted
+                }
+                Err(e) => Err(e),
+            };
+            let _ = std::fs::remove_dir(&at);
+            mounted
+        }
+        idmap::Remap::InPlace { options, .. } => {
+            plain.options = options;
+            plain_mount(plain).await?;
+            let tree = sys::idmapped_copy(target, userns.as_fd(), 0)
+                .map_err(|e| IoError::other(format!("cannot id-map {}: {e}", target.display())))?;
+            // The mapped copy replaces what was mounted.
+            nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH)?;
+            sys::attach(&tree, target)
+        }
+    }
 }
 
 pub fn unmount_rootfs(bundle: &Path) {
