@@ -2,6 +2,8 @@
 //! Only Kubernetes needs one (a RuntimeClass names a handler); `ctr run --runtime` and
 //! `nerdctl run --runtime` name the runtime type itself.
 
+use std::path::{Path, PathBuf};
+
 /// Where containerd reads its config unless started with `--config`.
 pub const DEFAULT_PATH: &str = "/etc/containerd/config.toml";
 
@@ -21,14 +23,129 @@ pub struct Handler {
     pub name: String,
     /// The config layout it was found in: 2 or 3.
     pub layout: u32,
+    /// Whether it has an `options` table. For a runtime type other than runc's, CRI turns
+    /// one into a `runtimeoptions.v1.Options`, and containerd 2.0 to 2.3 then fail to start
+    /// any container of a pod with a user namespace of its own (`hostUsers: false`): "can't
+    /// unmarshal type runtimeoptions.v1.Options to output containerd.runc.v1.Options".
+    pub options: bool,
 }
 
 /// What a containerd config holds for crossarch.
 #[derive(Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Found {
     pub handlers: Vec<Handler>,
-    /// Its `imports`: other files containerd merges in, which this does not read.
+    /// Its `imports`: other files containerd merges in, as written.
     pub imports: Vec<String>,
+    /// The imported files that were read ([`read`]), in containerd's order.
+    pub imported: Vec<String>,
+}
+
+/// How deep `imports` are followed: containerd follows them recursively too.
+const MAX_IMPORT_DEPTH: usize = 8;
+
+/// The crossarch handlers in the containerd config at `path` and in the files it imports
+/// (recursively, in order; a later file's handler of the same name replaces an earlier
+/// one, as containerd merges them). `None` when `path` does not exist. An import is a path,
+/// relative to the importing file's directory unless absolute, whose last component may
+/// hold `*` and `?`; one that matches nothing is skipped, as containerd skips it.
+pub fn read(path: &Path, runtime_type: &str) -> Option<Result<Found, String>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => return Some(Err(e.to_string())),
+    };
+    let mut found = match handlers(&text, runtime_type) {
+        Ok(f) => f,
+        Err(e) => return Some(Err(e)),
+    };
+    let canonical = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut seen = vec![canonical(path)];
+    let mut pending: Vec<(PathBuf, Vec<String>, usize)> = vec![(
+        path.parent().unwrap_or(Path::new("/")).to_path_buf(),
+        found.imports.clone(),
+        1,
+    )];
+    while let Some((dir, imports, depth)) = pending.pop() {
+        for import in imports {
+            for file in expand(&dir.join(&import)) {
+                let file = canonical(&file);
+                if seen.contains(&file) || depth > MAX_IMPORT_DEPTH {
+                    continue;
+                }
+                seen.push(file.clone());
+                let sub = std::fs::read_to_string(&file)
+                    .map_err(|e| e.to_string())
+                    .and_then(|t| handlers(&t, runtime_type))
+                    .map_err(|e| format!("{} (imported): {e}", file.display()));
+                let sub = match sub {
+                    Ok(s) => s,
+                    Err(e) => return Some(Err(e)),
+                };
+                found.imported.push(file.display().to_string());
+                for h in sub.handlers {
+                    found.handlers.retain(|old| old.name != h.name);
+                    found.handlers.push(h);
+                }
+                pending.push((
+                    file.parent().unwrap_or(Path::new("/")).to_path_buf(),
+                    sub.imports,
+                    depth + 1,
+                ));
+            }
+        }
+    }
+    Some(Ok(found))
+}
+
+/// The files `pattern` names: itself when it has no wildcard, else the entries of its
+/// directory whose names match its last component, sorted (as Go's filepath.Glob sorts).
+fn expand(pattern: &Path) -> Vec<PathBuf> {
+    let name = pattern
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let Some(name) = name.filter(|n| n.contains(['*', '?'])) else {
+        return if pattern.is_file() {
+            vec![pattern.to_path_buf()]
+        } else {
+            Vec::new()
+        };
+    };
+    let dir = pattern.parent().unwrap_or(Path::new("/"));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| wildcard_match(&name, &e.file_name().to_string_lossy()))
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+/// Whether `name` matches `pattern`, where `*` is any run of characters and `?` one.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    // The classic two-pointer match with backtracking to the last `*`.
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|c| *c == '*')
 }
 
 /// The crossarch handlers in containerd config `text`.
@@ -55,6 +172,7 @@ pub fn handlers(text: &str, runtime_type: &str) -> Result<Found, String> {
                 found.handlers.push(Handler {
                     name: name.clone(),
                     layout: *layout,
+                    options: runtime.get("options").is_some(),
                 });
             }
         }
@@ -83,7 +201,8 @@ version = 2
             handlers(v2, TYPE).unwrap().handlers,
             [Handler {
                 name: "crossarch".into(),
-                layout: 2
+                layout: 2,
+                options: true,
             }]
         );
         let v3 = r#"
@@ -97,10 +216,70 @@ imports = ["/etc/containerd/conf.d/*.toml"]
             found.handlers,
             [Handler {
                 name: "multiarch".into(),
-                layout: 3
+                layout: 3,
+                options: false,
             }]
         );
         assert_eq!(found.imports, ["/etc/containerd/conf.d/*.toml"]);
+    }
+
+    #[test]
+    fn wildcards_match_as_globs_do_in_one_component() {
+        for (p, n, want) in [
+            ("*.toml", "crossarch.toml", true),
+            ("*.toml", "crossarch.toml.bak", false),
+            ("10-?.toml", "10-a.toml", true),
+            ("10-?.toml", "10-ab.toml", false),
+            ("*", "", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxbyy", false),
+            ("plain", "plain", true),
+        ] {
+            assert_eq!(wildcard_match(p, n), want, "{p} {n}");
+        }
+    }
+
+    #[test]
+    fn imports_are_read_relative_to_their_file_recursively_and_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir(d.join("conf.d")).unwrap();
+        std::fs::write(
+            d.join("config.toml"),
+            "version = 3\nimports = [\"conf.d/*.toml\", \"missing.toml\"]\n",
+        )
+        .unwrap();
+        let handler = |name: &str| {
+            format!(
+                "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.{name}]\n\
+                 runtime_type = '{TYPE}'\n"
+            )
+        };
+        std::fs::write(
+            d.join("conf.d/20-crossarch.toml"),
+            format!(
+                "imports = [\"../more.toml\", \"../config.toml\"]\n{}",
+                handler("crossarch")
+            ),
+        )
+        .unwrap();
+        std::fs::write(d.join("conf.d/10-other.toml.disabled"), handler("nope")).unwrap();
+        std::fs::write(d.join("more.toml"), handler("crossarch-arm64")).unwrap();
+        let found = read(&d.join("config.toml"), TYPE).unwrap().unwrap();
+        let names: Vec<_> = found.handlers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["crossarch", "crossarch-arm64"]);
+        assert_eq!(
+            found.imported,
+            [
+                d.join("conf.d/20-crossarch.toml").display().to_string(),
+                d.join("more.toml").display().to_string(),
+            ],
+            "the main config imported back is not read twice"
+        );
+        std::fs::write(d.join("more.toml"), "[broken").unwrap();
+        let err = read(&d.join("config.toml"), TYPE).unwrap().unwrap_err();
+        assert!(err.contains("more.toml (imported)"), "{err}");
+        assert!(read(&d.join("absent.toml"), TYPE).is_none());
     }
 
     #[test]

@@ -328,13 +328,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
             "not in PATH; crossarch is a containerd runtime",
         )),
     }
-    let containerd_text = match std::fs::read_to_string(&args.containerd_config) {
-        Ok(text) => Some(Ok(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => Some(Err(e.to_string())),
-    };
-    let cri = containerd_text
-        .map(|t| t.and_then(|t| containerd_config::handlers(&t, crate::logger::RUNTIME)));
+    let cri = containerd_config::read(&args.containerd_config, crate::logger::RUNTIME);
     checks.push(handler_check(&args.containerd_config, cri.as_ref()));
 
     let init_path = init::locate(&config.init);
@@ -401,6 +395,20 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
     let apparmor = crate::host::setting("/sys/module/apparmor/parameters/enabled");
     let selinux = crate::host::setting("/sys/fs/selinux/enforce");
     checks.extend(lsm_checks(apparmor.as_deref(), selinux.as_deref()));
+    let binfmt_tried = match (&userns_unsupported, userns.create) {
+        (None, Ok(())) => Some(
+            std::env::current_exe()
+                .map_err(|e| {
+                    (
+                        crate::host::BinfmtStep::Register,
+                        e.raw_os_error().unwrap_or(0),
+                    )
+                })
+                .and_then(|exe| crate::host::try_private_binfmt(&exe)),
+        ),
+        _ => None,
+    };
+    checks.push(binfmt_check(config.emulation.mode, binfmt_tried));
 
     let host = node.host.map(|h| h.arch);
     let dirs = &config.emulation.qemu_dirs;
@@ -531,10 +539,10 @@ fn handler_check(path: &Path, found: Option<&Result<containerd_config::Found, St
         Some(Err(e)) => Check::new(Level::Warn, "cri handler", format!("cannot read {p} ({e})"))
             .fix(format!("fix {p}, then {INSTALL_CONFIG}")),
         Some(Ok(found)) if found.handlers.is_empty() => {
-            let imports = if found.imports.is_empty() {
+            let imports = if found.imported.is_empty() {
                 String::new()
             } else {
-                format!(" (its imports, {}, are not read)", found.imports.join(", "))
+                format!(" or the files it imports ({})", found.imported.join(", "))
             };
             Check::new(
                 Level::Warn,
@@ -546,16 +554,39 @@ fn handler_check(path: &Path, found: Option<&Result<containerd_config::Found, St
             )
             .fix(INSTALL_CONFIG)
         }
-        Some(Ok(found)) => Check::new(
-            Level::Ok,
-            "cri handler",
-            found
+        Some(Ok(found)) => {
+            let names = found
                 .handlers
                 .iter()
                 .map(|h| format!("{} (config version {})", h.name, h.layout))
                 .collect::<Vec<_>>()
-                .join(", "),
-        ),
+                .join(", ");
+            let with_options: Vec<&str> = found
+                .handlers
+                .iter()
+                .filter(|h| h.options && h.layout >= 3)
+                .map(|h| h.name.as_str())
+                .collect();
+            if with_options.is_empty() {
+                return Check::new(Level::Ok, "cri handler", names);
+            }
+            Check::new(
+                Level::Warn,
+                "cri handler",
+                format!(
+                    "{names}; {} has an options table, so containerd 2.x cannot start the \
+                     containers of pods with hostUsers: false through it (CRI passes the \
+                     table as runtimeoptions.v1.Options and fails with \"can't unmarshal type \
+                     runtimeoptions.v1.Options\")",
+                    with_options.join(", ")
+                ),
+            )
+            .fix(format!(
+                "remove the options table of {} from {p} and put its settings in \
+                 /etc/crossarch/config.toml",
+                with_options.join(", ")
+            ))
+        }
     }
 }
 
@@ -697,6 +728,60 @@ pub fn root_is_a_mount(mountinfo: &str) -> bool {
     mountinfo.lines().any(|l| l.split(' ').nth(4) == Some("/"))
 }
 
+/// Whether a foreign container can get its private binfmt_misc here, from
+/// [`crate::host::try_private_binfmt`] (`None`: not tried, since the kernel or user
+/// namespaces already rule userns mode out, and other checks say why). It runs in doctor's
+/// own security context, which may differ from containerd's (an AppArmor profile for
+/// containerd, an SELinux domain).
+fn binfmt_check(
+    mode: EmulationMode,
+    tried: Option<Result<(), (crate::host::BinfmtStep, i32)>>,
+) -> Check {
+    use crate::host::BinfmtStep as Step;
+    let Some(result) = tried else {
+        return Check::new(
+            Level::Ok,
+            "binfmt_misc",
+            "not tried: userns mode is not available here",
+        );
+    };
+    let (step, errno) = match result {
+        Ok(()) => {
+            return Check::new(
+                Level::Ok,
+                "binfmt_misc",
+                "a private instance was mounted in a new user namespace and took a \
+                 registration (F flag)",
+            )
+        }
+        Err(e) => e,
+    };
+    let err = nix::errno::Errno::from_raw(errno).desc();
+    let what = match step {
+        Step::UserNamespace => format!("making a user and mount namespace was refused ({err})"),
+        Step::IdMaps => format!("writing the new user namespace's id maps was refused ({err})"),
+        Step::NotPrivate => "the probe was still in the host's user namespace, so it mounted \
+                             nothing"
+            .to_string(),
+        Step::Mount => format!("mounting binfmt_misc in a user namespace was refused ({err})"),
+        Step::Register => format!("writing binfmt_misc's register was refused ({err})"),
+        Step::Readback => "a registration was accepted but is not there".to_string(),
+    };
+    let lsm = matches!(errno, libc::EACCES | libc::EPERM);
+    Check::new(
+        without_userns(mode, false),
+        "binfmt_misc",
+        format!("{what}: foreign containers in userns mode would fail"),
+    )
+    .fix(if lsm {
+        "look for apparmor=\"DENIED\" (journalctl -k) or AVC denials (ausearch -m avc) that \
+         name binfmt_misc, and allow the mount and the write to register for containerd's \
+         shims; or set emulation.mode = \"wrap\""
+    } else {
+        "set emulation.mode = \"wrap\" in the crossarch config"
+    })
+}
+
 /// What AppArmor and SELinux could deny: the binfmt_misc mount and the `register` writes the
 /// shim makes for a foreign container. Only their state is known here, not their policy.
 fn lsm_checks(apparmor_enabled: Option<&str>, selinux_enforce: Option<&str>) -> [Check; 2] {
@@ -777,6 +862,90 @@ mod tests {
         let ok = handler_check(path, Some(&found));
         assert_eq!(ok.level, Level::Ok);
         assert_eq!(ok.message, "crossarch (config version 3)");
+    }
+
+    #[test]
+    fn the_binfmt_misc_probe_names_the_refused_step_and_the_fix() {
+        use crate::host::BinfmtStep;
+        assert_eq!(
+            binfmt_check(EmulationMode::Auto, Some(Ok(()))).level,
+            Level::Ok
+        );
+        assert_eq!(binfmt_check(EmulationMode::Auto, None).level, Level::Ok);
+        let denied = binfmt_check(
+            EmulationMode::Auto,
+            Some(Err((BinfmtStep::Mount, libc::EACCES))),
+        );
+        assert_eq!(denied.level, Level::Fail);
+        assert!(
+            denied.message.contains("mounting binfmt_misc"),
+            "{}",
+            denied.message
+        );
+        assert!(denied.fix.unwrap().contains("apparmor=\"DENIED\""));
+        let wrap = binfmt_check(
+            EmulationMode::Wrap,
+            Some(Err((BinfmtStep::Register, libc::EINVAL))),
+        );
+        assert_eq!(wrap.level, Level::Ok, "wrap mode needs no binfmt_misc");
+        assert!(wrap.fix.unwrap().contains("wrap"));
+    }
+
+    /// The real probe on this machine, which allows it: a private instance, and the host's
+    /// binfmt_misc unchanged by it.
+    #[test]
+    fn the_binfmt_misc_probe_succeeds_here_and_leaves_the_host_alone() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: not root");
+            return;
+        }
+        // The host's mount table, not the directory: listing an autofs there would mount it.
+        let binfmt_mounts = || {
+            std::fs::read_to_string("/proc/self/mountinfo")
+                .unwrap()
+                .lines()
+                .filter(|l| l.contains("binfmt_misc"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        };
+        let before = binfmt_mounts();
+        let exe = std::env::current_exe().unwrap();
+        assert_eq!(crate::host::try_private_binfmt(&exe), Ok(()));
+        assert_eq!(binfmt_mounts(), before, "nothing was mounted on the host");
+        // An interpreter that cannot be opened is refused at registration: the probe can fail.
+        assert_eq!(
+            crate::host::try_private_binfmt(Path::new("/nonexistent/qemu")),
+            Err((crate::host::BinfmtStep::Register, libc::ENOENT))
+        );
+    }
+
+    #[test]
+    fn a_v3_handler_with_options_warns_that_user_namespaced_pods_cannot_start() {
+        let path = Path::new("/etc/containerd/config.toml");
+        let with = |version: &str, plugin: &str| {
+            let text = format!(
+                "version = {version}\n[plugins.\"{plugin}\".containerd.runtimes.crossarch]\n\
+                 runtime_type = \"io.containerd.crossarch.v2\"\n\
+                 [plugins.\"{plugin}\".containerd.runtimes.crossarch.options]\n\
+                 ConfigPath = \"/etc/crossarch/k8s.toml\"\n"
+            );
+            handler_check(
+                path,
+                Some(&containerd_config::handlers(
+                    &text,
+                    "io.containerd.crossarch.v2",
+                )),
+            )
+        };
+        let v3 = with("3", containerd_config::CRI_PLUGIN_V3);
+        assert_eq!(v3.level, Level::Warn);
+        assert!(v3.message.contains("hostUsers: false"), "{}", v3.message);
+        assert!(v3
+            .fix
+            .unwrap()
+            .contains("remove the options table of crossarch"));
+        // containerd 1.6 reads version 2 and has no user-namespaced pods.
+        assert_eq!(with("2", containerd_config::CRI_PLUGIN_V2).level, Level::Ok);
     }
 
     #[test]

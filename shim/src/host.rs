@@ -190,6 +190,147 @@ pub fn try_user_namespace() -> Result<(), i32> {
     }
 }
 
+/// The step of [`try_private_binfmt`] that the kernel refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BinfmtStep {
+    /// unshare(CLONE_NEWUSER | CLONE_NEWNS).
+    UserNamespace,
+    /// Writing its uid_map, gid_map or setgroups.
+    IdMaps,
+    /// The process was still in the initial user namespace: nothing was mounted.
+    NotPrivate,
+    /// fsopen, fsconfig or fsmount of binfmt_misc.
+    Mount,
+    /// Opening or writing `register`.
+    Register,
+    /// The registered entry was not there afterwards.
+    Readback,
+}
+
+const BINFMT_STEPS: [BinfmtStep; 6] = [
+    BinfmtStep::UserNamespace,
+    BinfmtStep::IdMaps,
+    BinfmtStep::NotPrivate,
+    BinfmtStep::Mount,
+    BinfmtStep::Register,
+    BinfmtStep::Readback,
+];
+
+/// The entry [`try_private_binfmt`] registers: a magic no file has, run by `interpreter`
+/// (opened at registration, flag F, as crossarch registers qemu).
+pub fn probe_registration(interpreter: &Path) -> String {
+    format!(
+        ":crossarch-doctor-probe:M::CROSSARCH-DOCTOR-PROBE::{}:F",
+        interpreter.display()
+    )
+}
+
+/// Does what a foreign container's private binfmt_misc needs, in a child that makes a user
+/// and a mount namespace of its own: mount a binfmt_misc there (that user namespace's
+/// instance, never the host's: the child checks it left the initial user namespace first),
+/// register [`probe_registration`] and read it back. The instance goes with the child. An
+/// AppArmor or SELinux policy, a seccomp filter or an old kernel (< 6.7) refuses one of the
+/// steps; the error is the step and the errno.
+pub fn try_private_binfmt(interpreter: &Path) -> Result<(), (BinfmtStep, i32)> {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let c = |s: &str| std::ffi::CString::new(s).map_err(|_| (BinfmtStep::Register, libc::EINVAL));
+    let line = probe_registration(interpreter);
+    // Everything the child uses is made here: after fork it only makes system calls.
+    let strings = [
+        c("/proc/self/setgroups")?,
+        c("/proc/self/gid_map")?,
+        c("/proc/self/uid_map")?,
+        c("/proc/self/ns/user")?,
+        c("binfmt_misc")?,
+        c("register")?,
+        c("crossarch-doctor-probe")?,
+    ];
+    let line = c(&line)?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| (BinfmtStep::UserNamespace, e as i32))?;
+    let w = report_w.as_raw_fd();
+    let mut child = std::process::Command::new("/");
+    // SAFETY: the closure runs in the forked child and only makes system calls on the
+    // strings made above and on its own descriptors, then exits; it never returns to exec.
+    unsafe {
+        child.pre_exec(move || {
+            let [setgroups, gid_map, uid_map, userns, fstype, register, entry] = &strings;
+            let fail = |step: usize| -> ! {
+                let errno = *libc::__errno_location();
+                let mut msg = [0u8; 5];
+                msg[0] = step as u8;
+                msg[1..].copy_from_slice(&errno.to_le_bytes());
+                libc::write(w, msg.as_ptr().cast(), msg.len());
+                libc::_exit(1)
+            };
+            let write_file = |path: &std::ffi::CString, text: &[u8]| {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+                fd >= 0 && libc::write(fd, text.as_ptr().cast(), text.len()) == text.len() as isize
+            };
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
+                fail(0);
+            }
+            if !write_file(setgroups, b"deny")
+                || !write_file(gid_map, b"0 0 1")
+                || !write_file(uid_map, b"0 0 1")
+            {
+                fail(1);
+            }
+            let mut st: libc::stat = std::mem::zeroed();
+            if libc::stat(userns.as_ptr(), &mut st) != 0 || st.st_ino == 0xEFFF_FFFD {
+                fail(2);
+            }
+            let fs = libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), 1u32);
+            if fs < 0 {
+                fail(3);
+            }
+            let null = std::ptr::null::<libc::c_char>();
+            if libc::syscall(libc::SYS_fsconfig, fs as i32, 6u32, null, null, 0) < 0 {
+                fail(3);
+            }
+            let mnt = libc::syscall(libc::SYS_fsmount, fs as i32, 1u32, 0u32);
+            if mnt < 0 {
+                fail(3);
+            }
+            let reg = libc::openat(
+                mnt as i32,
+                register.as_ptr(),
+                libc::O_WRONLY | libc::O_CLOEXEC,
+            );
+            let bytes = line.as_bytes();
+            if reg < 0
+                || libc::write(reg, bytes.as_ptr().cast(), bytes.len()) != bytes.len() as isize
+            {
+                fail(4);
+            }
+            if libc::faccessat(mnt as i32, entry.as_ptr(), libc::F_OK, 0) != 0 {
+                fail(5);
+            }
+            libc::_exit(0)
+        });
+    }
+    let status = child.status().map_err(|e| {
+        (
+            BinfmtStep::UserNamespace,
+            e.raw_os_error().unwrap_or(libc::EINVAL),
+        )
+    })?;
+    drop(report_w);
+    let mut msg = Vec::new();
+    let _ = std::fs::File::from(report_r).read_to_end(&mut msg);
+    match (status.code(), msg.as_slice()) {
+        (Some(0), _) => Ok(()),
+        (_, [step, e @ ..]) if e.len() == 4 => {
+            let step = BINFMT_STEPS
+                .get(*step as usize)
+                .copied()
+                .unwrap_or(BinfmtStep::Register);
+            Err((step, i32::from_le_bytes([e[0], e[1], e[2], e[3]])))
+        }
+        _ => Err((BinfmtStep::UserNamespace, libc::ECHILD)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
