@@ -494,6 +494,34 @@ fn foreign_containers_of_a_user_namespaced_pod_join_its_user_namespace_and_share
         "{r:?}"
     );
 
+    // A hostile root of the pod: the qemu behind an emulated process is the host's file, which
+    // it must not change, though it holds every capability of the pod's user namespace.
+    let qemu = ARM64.host_qemu().expect("available() found it");
+    let meta = |p: &std::path::Path| {
+        let m = std::fs::metadata(p).unwrap();
+        (
+            std::os::unix::fs::PermissionsExt::mode(&m.permissions()),
+            std::os::unix::fs::MetadataExt::uid(&m),
+        )
+    };
+    let before = meta(&qemu);
+    let r = kubelet
+        .exec_sync(
+            &worker,
+            &[
+                "sh",
+                "-c",
+                "sleep 30 & s=$!; readlink /proc/$s/exe; chmod 4755 /proc/$s/exe; echo chmod=$?; \
+                 chown 0:0 /proc/$s/exe; echo chown=$?; chmod 4755 /proc/$$/exe; echo self=$?; kill $s",
+            ],
+        )
+        .expect("exec the attack");
+    println!("attack from the pod: {}{}", r.stdout, r.stderr);
+    for refused in ["chmod=1", "chown=1", "self=1"] {
+        assert!(r.stdout.contains(refused), "{refused}: {r:?}");
+    }
+    assert_eq!(meta(&qemu), before, "the host's qemu is unchanged: {r:?}");
+
     // One instance for the pod, which outlives either foreign container but not both.
     let registered = binfmt_entries_of(sandbox, &pod_userns);
     assert!(
