@@ -132,10 +132,14 @@ file_static() {
   if grep -q "/ld-linux" "$1" 2>/dev/null; then echo ", dynamic"; else echo ", static"; fi
 }
 
-# The integration test binaries (built on the host: glibc binaries run on sid's newer glibc),
-# one "name path" a line.
+# The integration test binaries, and the shim's install-config test (which loads its edit of
+# the installed containerd's default config), built on the host (glibc binaries run on sid's
+# newer glibc), one "name path" a line.
 test_binaries() {
-  cargo test -p crossarch-integration --no-run --message-format=json 2>/dev/null |
+  {
+    cargo test -p crossarch-integration --no-run --message-format=json 2>/dev/null
+    cargo test -p crossarch-shim --test install_config --no-run --message-format=json 2>/dev/null
+  } |
     python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -208,6 +212,7 @@ list="$(mktemp /tmp/crossarch-lane-tests.XXXXXX)"
 trap 'rm -f "$list"' EXIT
 step "lane-sid: building the integration tests"
 cargo test -p crossarch-integration --no-run >/dev/null
+cargo test -p crossarch-shim --test install_config --no-run >/dev/null
 test_binaries | sort | while read -r name bin; do
   if [ -z "$wanted" ] || [[ " $wanted " == *" $name "* ]]; then
     echo "$name $bin"

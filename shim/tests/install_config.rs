@@ -1,6 +1,8 @@
-//! `install-config` end to end: the shim binary edits a copy of containerd 1.6's own default
-//! config, and the installed containerd then loads the result with the CRI plugin on and sees
-//! the `crossarch` handler. `--undo` gives the file back byte for byte.
+//! `install-config` end to end: the shim binary edits a copy of the installed containerd's own
+//! default config (`containerd config default`: version 2 from containerd 1.6 on the host,
+//! version 3 from containerd 2.x in the sid lane, which runs this test too), and that
+//! containerd then loads the result with the CRI plugin on and sees the `crossarch` handler.
+//! `--undo` gives the file back byte for byte.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
@@ -26,17 +28,38 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// containerd 1.6's default config with every path and socket moved into `dir`, so the
-/// daemon shares nothing with the node's.
+/// The installed containerd's default config (containerd 1.6's fixture where it prints
+/// none), with every path and socket moved into `dir` and NRI off, so the daemon shares
+/// nothing with the node's.
 fn private_config(dir: &Path) -> String {
-    let mut doc: toml_edit::DocumentMut = V2_DEFAULT.parse().unwrap();
+    let default = Command::new("containerd")
+        .args(["config", "default"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_else(|| V2_DEFAULT.to_string());
+    let mut doc: toml_edit::DocumentMut = default.parse().unwrap();
     let d = dir.display();
     doc["root"] = toml_edit::value(format!("{d}/root"));
     doc["state"] = toml_edit::value(format!("{d}/state"));
     doc["grpc"]["address"] = toml_edit::value(format!("{d}/containerd.sock"));
     doc["ttrpc"]["address"] = toml_edit::value(format!("{d}/containerd.sock.ttrpc"));
-    doc["plugins"]["io.containerd.internal.v1.opt"]["path"] = toml_edit::value(format!("{d}/opt"));
+    let plugins = doc["plugins"].as_table_like_mut().unwrap();
+    if let Some(opt) = plugins.get_mut("io.containerd.internal.v1.opt") {
+        opt["path"] = toml_edit::value(format!("{d}/opt"));
+    }
+    if let Some(nri) = plugins.get_mut("io.containerd.nri.v1.nri") {
+        nri["disable"] = toml_edit::value(true);
+        nri["socket_path"] = toml_edit::value(format!("{d}/nri.sock"));
+    }
     doc.to_string()
+}
+
+/// The config layout containerd's default config has.
+fn layout(config: &str) -> i64 {
+    let doc: toml_edit::DocumentMut = config.parse().unwrap();
+    doc.get("version").and_then(|v| v.as_integer()).unwrap_or(1)
 }
 
 struct Daemon(Child);
@@ -74,11 +97,21 @@ fn the_installed_containerd_loads_the_edited_default_config() {
 
     let dry = install_config(&["--config", c, "--dry-run"]);
     assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    let header = match layout(&original) {
+        2 => "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crossarch]",
+        3 => "[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.crossarch]",
+        other => panic!("containerd's default config has version {other}"),
+    };
+    println!(
+        "containerd's default config: version {}, {} bytes",
+        layout(&original),
+        original.len()
+    );
     assert!(
-        text(&dry).contains(
-            "+        [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.crossarch]"
-        ),
-        "{}",
+        text(&dry)
+            .lines()
+            .any(|l| l.starts_with('+') && l.trim_start_matches('+').trim() == header),
+        "{header} missing:\n{}",
         text(&dry)
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original);
@@ -144,17 +177,32 @@ fn the_installed_containerd_loads_the_edited_default_config() {
         .output()
         .unwrap();
     let plugins = String::from_utf8_lossy(&plugins.stdout).to_string();
-    let cri = plugins
-        .lines()
-        .find(|l| l.contains("io.containerd.grpc.v1") && l.split_whitespace().nth(1) == Some("cri"))
-        .unwrap_or_else(|| panic!("no cri plugin:\n{plugins}"));
+    // containerd 1.6's CRI is io.containerd.grpc.v1 cri; 2.x has it as io.containerd.cri.v1
+    // runtime (the handlers) beside io.containerd.grpc.v1 cri (the API).
+    for (kind, name) in [("io.containerd.grpc.v1", "cri")]
+        .into_iter()
+        .chain((layout(&original) >= 3).then_some(("io.containerd.cri.v1", "runtime")))
+    {
+        let line = plugins
+            .lines()
+            .find(|l| {
+                let mut f = l.split_whitespace();
+                f.next() == Some(kind) && f.next() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name} plugin:\n{plugins}"));
+        assert!(
+            line.trim_end().ends_with("ok"),
+            "{kind} {name}: {line}\n{}",
+            log_text()
+        );
+    }
+    // 1.6 logs its config as Go structs, 2.x as quoted JSON: either way one line has the handler
+    // with its runtime type.
     assert!(
-        cri.trim_end().ends_with("ok"),
-        "cri plugin: {cri}\n{}",
-        log_text()
-    );
-    assert!(
-        log_text().contains("crossarch:{Type:io.containerd.crossarch.v2"),
+        log_text().lines().any(|l| {
+            l.contains("crossarch:{Type:io.containerd.crossarch.v2")
+                || l.contains(r#"\"crossarch\":{\"runtimeType\":\"io.containerd.crossarch.v2\""#)
+        }),
         "the CRI plugin did not take the handler:\n{}",
         log_text()
     );
