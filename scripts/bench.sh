@@ -299,7 +299,10 @@ group_run() {
 group_exec() {
   figure exec_median ms "\`ctr task exec\` of /bin/true into a running container, median of $N"
   target exec_median ratio 1.0 "≤ 1.00×"
-  local i rt t0 id
+  figure exec_runc ms "bare \`runc exec\` of /bin/true into the first runtime's container (its runc state), no containerd, in the same loop, median of $N"
+  figure exec_shimcost ms "what the shim, containerd and ctr add to runc: the \`ctr task exec\` median − the bare \`runc exec\` median"
+  note_same exec_runc
+  local i rt t0 id base=${RUNTIMES[0]} bare_ok=1
   declare -A target=()
   for rt in "$@"; do
     new_id "$rt" exec
@@ -308,7 +311,18 @@ group_exec() {
       { note exec_median "$rt" "failed to start"; continue; }
     target[$rt]=$id
   done
+  # Every shim here keeps runc's state where runc-v2 does: /run/containerd/runc/<namespace>.
+  local runc_root="/run/containerd/runc/$TESTENV_NS"
   for i in $(seq 1 "$N"); do
+    if [ "$bare_ok" -eq 1 ] && [ -n "${target[$base]:-}" ]; then
+      t0=$(us_now)
+      if runc --root "$runc_root" exec "${target[$base]}" /bin/true </dev/null >/dev/null 2>&1; then
+        sample exec_runc "$base" "$(ms_since "$t0")"
+      else
+        note exec_runc "$base" "failed (runc state not in $runc_root?)"
+        bare_ok=0
+      fi
+    fi
     for rt in "$@"; do
       [ -n "${target[$rt]:-}" ] || continue
       t0=$(us_now)
@@ -321,6 +335,13 @@ group_exec() {
   done
   for rt in "${!target[@]}"; do remove_container "${target[$rt]}"; done
   derive exec_median exec 50
+  derive exec_runc exec_runc 50
+  local floor=${VALUE["exec_runc|$base"]:-}
+  for rt in "$@"; do
+    if [ -n "$floor" ] && [ -n "${VALUE["exec_median|$rt"]:-}" ]; then
+      result exec_shimcost "$rt" "$(awk -v a="${VALUE["exec_median|$rt"]}" -v b="$floor" 'BEGIN { print a - b }')"
+    fi
+  done
 }
 
 group_idle() {

@@ -12,7 +12,6 @@ pub enum Command {
     Info,
     Doctor,
     InstallConfig,
-    BinfmtRegister,
     /// containerd's call (start, delete, or serving): the `containerd-shim` crate parses it.
     Shim(Action),
     /// A usage error, as one line.
@@ -54,7 +53,6 @@ pub fn parse(args: &[String]) -> Command {
         Some("help") => return Command::Help,
         Some("doctor") => return Command::Doctor,
         Some("install-config") => return Command::InstallConfig,
-        Some(crate::private_binfmt::COMMAND) => return Command::BinfmtRegister,
         _ => {}
     }
     let mut rest = args.iter();
@@ -149,8 +147,6 @@ Called by containerd:
                    (a BootstrapResult when containerd 2.3 sends BootstrapParams on stdin)
   delete           clean up after a shim that is gone (-bundle, -id)
   (no action)      serve the Task API on -socket for one container or pod
-  binfmt-register  internal: registers qemu in a container's private binfmt_misc; the shim
-                   runs it itself
 
 Flags containerd passes (Go style: -flag value, -flag=value, or --flag):
   -namespace NS         containerd namespace that owns the shim
@@ -232,7 +228,6 @@ mod tests {
             assert_eq!(parse_str(args), Command::Version, "{args}");
         }
         assert_eq!(parse_str("doctor --json"), Command::Doctor);
-        assert_eq!(parse_str("binfmt-register 5"), Command::BinfmtRegister);
         assert!(HELP.contains("doctor") && HELP.contains("install-config"));
     }
 

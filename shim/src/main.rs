@@ -66,7 +66,6 @@ fn main() {
         cli::Command::Info => std::process::exit(info::main(&start_input())),
         cli::Command::Doctor => std::process::exit(doctor::main(&args[1..])),
         cli::Command::InstallConfig => std::process::exit(install_config::main(&args[1..])),
-        cli::Command::BinfmtRegister => std::process::exit(private_binfmt::main(&args[1..])),
         cli::Command::Usage(line) => {
             eprintln!("{line}");
             std::process::exit(2);

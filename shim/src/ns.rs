@@ -18,33 +18,17 @@ pub fn same_namespace(a: &str, b: &str) -> bool {
 pub async fn user_namespace_with(uid_map: &str, gid_map: &str) -> std::io::Result<OwnedFd> {
     let (hold, release) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     let (hold_fd, release_fd) = (hold.as_raw_fd(), release.as_raw_fd());
-    // SAFETY: clone without CLONE_VM is fork into a new user namespace. The child only
-    // makes async-signal-safe system calls (close, read, _exit) and touches no memory the
-    // parent's other threads may have left inconsistent.
+    // SAFETY: the child only closes, reads and exits: it waits until the parent closes its
+    // end of the pipe.
     let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if pid == 0 {
-        // SAFETY: see above; the child waits until the parent closes its end, then exits.
-        unsafe {
+        crate::reaper::fork(libc::CLONE_NEWUSER, move || {
             libc::close(release_fd);
             let mut byte = 0u8;
             libc::read(hold_fd, (&mut byte as *mut u8).cast(), 1);
-            libc::_exit(0);
-        }
-    }
-    if pid < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let pid = pid as i32;
-    let exited = crate::reaper::running().then(|| crate::reaper::watch(pid));
+            0
+        })
+    }?;
+    let exited = crate::reaper::exit_status(pid);
     drop(hold);
     let opened = (|| {
         std::fs::write(format!("/proc/{pid}/uid_map"), uid_map)?;
@@ -52,13 +36,6 @@ pub async fn user_namespace_with(uid_map: &str, gid_map: &str) -> std::io::Resul
         std::fs::File::open(format!("/proc/{pid}/ns/user")).map(OwnedFd::from)
     })();
     drop(release);
-    match exited {
-        Some(exit) => {
-            let _ = exit.await;
-        }
-        None => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-        }
-    }
+    exited.await;
     opened
 }

@@ -130,6 +130,55 @@ pub fn running() -> bool {
     RUNNING.load(Ordering::Acquire)
 }
 
+/// Forks this process (`clone` with `flags` and SIGCHLD, no exec): the child runs `child` and
+/// exits with the code it returns. Returns the child's pid; [`exit_status`] gives its exit.
+///
+/// # Safety
+///
+/// This process may have other threads, whose locks the child inherits held: `child` may only
+/// make async-signal-safe calls (plain system calls) on memory made before the fork, and must
+/// not allocate, lock, unwind or return into anything but its exit.
+pub unsafe fn fork(flags: libc::c_int, child: impl FnOnce() -> i32) -> io::Result<i32> {
+    // SAFETY: clone without CLONE_VM is fork (with `flags`); the caller keeps the child to
+    // async-signal-safe calls.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if pid == 0 {
+        let code = child();
+        // SAFETY: _exit(2) ends the child without running anything of the parent's.
+        unsafe { libc::_exit(code) }
+    }
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(pid as i32)
+}
+
+/// The exit status (the code, or 128 + the signal; -1 when it is lost) of this process's child
+/// `pid`: through the reaper when it runs (an exit reaped already is kept for it), else from
+/// `waitpid`.
+pub fn exit_status(pid: i32) -> impl std::future::Future<Output = i32> + Send + 'static {
+    let reaped = running().then(|| watch(pid));
+    async move {
+        match reaped {
+            Some(rx) => rx.await.map(|e| e.status).unwrap_or(-1),
+            None => match waitpid(Pid::from_raw(pid), None) {
+                Ok(WaitStatus::Exited(_, code)) => code,
+                Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+                _ => -1,
+            },
+        }
+    }
+}
+
 /// Spawns `cmd` and registers its pid before the reaper can see it exit.
 pub fn spawn(cmd: &mut Command) -> io::Result<(Child, oneshot::Receiver<Exit>)> {
     let (tx, rx) = oneshot::channel();

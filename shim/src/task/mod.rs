@@ -427,6 +427,7 @@ impl Shared {
             )
         })?;
         if !c.registered.is_empty() {
+            let t0 = std::time::Instant::now();
             let mnt = crate::private_binfmt::register(
                 &id,
                 std::os::fd::AsFd::as_fd(&pidfd),
@@ -435,6 +436,10 @@ impl Shared {
             .await
             .map_err(Error::failed_precondition)?;
             *c.binfmt.lock().unwrap() = Some(mnt);
+            log::debug!(
+                "container {id}: private binfmt_misc registered in {} µs",
+                t0.elapsed().as_micros()
+            );
         }
         let _ = c.init_pidfd.set(pidfd);
         Ok((c, pid))
