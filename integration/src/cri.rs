@@ -55,7 +55,7 @@ pub struct Kubelet {
     cgroup_parent: String,
     log_dir: PathBuf,
     /// The crossarch config of a handler without options, and its runc root.
-    _config_dir: tempfile::TempDir,
+    _config_dir: Option<tempfile::TempDir>,
 }
 
 /// A bridge name of this test process: `cxbr<pid><n>`, at most 12 characters.
@@ -113,19 +113,18 @@ impl Kubelet {
         delete_stale_bridges();
         // Where the crossarch config is when no handler options name it: known before the
         // daemon's directory is, since containerd's environment is set at its start.
-        let config_dir = tempfile::Builder::new()
-            .prefix("cx-cri-config")
-            .tempdir()
+        let config_dir = (!handler_options).then(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("cx-cri-config")
+                .tempdir()
+                .unwrap();
+            std::fs::write(
+                dir.path().join("crossarch.toml"),
+                format!("[runc]\nroot = \"{}\"\n", dir.path().join("runc").display()),
+            )
             .unwrap();
-        let env_config = config_dir.path().join("crossarch.toml");
-        std::fs::write(
-            &env_config,
-            format!(
-                "[runc]\nroot = \"{}\"\n",
-                config_dir.path().join("runc").display()
-            ),
-        )
-        .unwrap();
+            dir
+        });
         let bridge = bridge_name();
         // The bridge gets no address on the host, so subnets of two pods never meet.
         let subnet = "10.250.0.0/24";
@@ -197,11 +196,13 @@ impl Kubelet {
             eprintln!("SKIPPED: no CNI plugins in {CNI_BIN}; run scripts/install-deps.sh");
             return None;
         }
-        let env = if handler_options {
-            Vec::new()
-        } else {
-            vec![("CROSSARCH_CONFIG".to_string(), env_config.into_os_string())]
-        };
+        let env = config_dir
+            .iter()
+            .map(|d| {
+                let config = d.path().join("crossarch.toml");
+                ("CROSSARCH_CONFIG".to_string(), config.into_os_string())
+            })
+            .collect();
         let cd = Containerd::start_with_cri_and_options(
             &cri,
             crate::Options {

@@ -33,21 +33,27 @@ fn start_with(kubelet: fn() -> Option<(Containerd, Kubelet)>) -> Option<(Contain
     Some((cd, kubelet))
 }
 
+/// `ctr -n k8s.io ARGS` against this daemon: its stdout.
+fn cri_ctr(cd: &Containerd, args: &[&str]) -> String {
+    let mut cmd = std::process::Command::new("ctr");
+    cmd.arg("--address")
+        .arg(cd.address())
+        .args(["-n", NAMESPACE])
+        .args(args);
+    let out = crossarch_integration::cmd::run_with_timeout(
+        cmd,
+        None,
+        crossarch_integration::DEFAULT_TIMEOUT,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Tasks and containers left in CRI's namespace of this daemon.
 fn leftovers(cd: &Containerd) -> Vec<String> {
     ["task", "container"]
         .iter()
         .flat_map(|what| {
-            let mut cmd = std::process::Command::new("ctr");
-            cmd.arg("--address")
-                .arg(cd.address())
-                .args(["-n", NAMESPACE, what, "ls", "-q"]);
-            let out = crossarch_integration::cmd::run_with_timeout(
-                cmd,
-                None,
-                crossarch_integration::DEFAULT_TIMEOUT,
-            );
-            String::from_utf8_lossy(&out.stdout)
+            cri_ctr(cd, &[what, "ls", "-q"])
                 .lines()
                 .map(|l| format!("{what} {l}"))
                 .collect::<Vec<_>>()
@@ -301,22 +307,14 @@ const POD_HOST_ID: u32 = 0x10_0000;
 
 /// The pid of a CRI task (a pod's sandbox, or one of its containers) on the host.
 fn cri_task_pid(cd: &Containerd, id: &str) -> u32 {
-    let mut cmd = std::process::Command::new("ctr");
-    cmd.arg("--address")
-        .arg(cd.address())
-        .args(["-n", NAMESPACE, "task", "ls"]);
-    let out = crossarch_integration::cmd::run_with_timeout(
-        cmd,
-        None,
-        crossarch_integration::DEFAULT_TIMEOUT,
-    );
-    String::from_utf8_lossy(&out.stdout)
+    let tasks = cri_ctr(cd, &["task", "ls"]);
+    tasks
         .lines()
         .find_map(|l| {
             let mut f = l.split_whitespace();
             (f.next() == Some(id)).then(|| f.next()?.parse().ok())?
         })
-        .unwrap_or_else(|| panic!("no task {id}: {}", String::from_utf8_lossy(&out.stdout)))
+        .unwrap_or_else(|| panic!("no task {id}: {tasks}"))
 }
 
 /// The entries of the binfmt_misc instance of user namespace `userns` (as `user:[N]`), seen

@@ -280,15 +280,7 @@ pub fn try_private_binfmt(interpreter: &Path) -> Result<(), (BinfmtStep, i32)> {
             if libc::stat(userns.as_ptr(), &mut st) != 0 || st.st_ino == 0xEFFF_FFFD {
                 fail(2);
             }
-            let fs = libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), 1u32);
-            if fs < 0 {
-                fail(3);
-            }
-            let null = std::ptr::null::<libc::c_char>();
-            if libc::syscall(libc::SYS_fsconfig, fs as i32, 6u32, null, null, 0) < 0 {
-                fail(3);
-            }
-            let mnt = libc::syscall(libc::SYS_fsmount, fs as i32, 1u32, 0u32);
+            let mnt = crate::sys::detached_mount_raw(fstype, 0);
             if mnt < 0 {
                 fail(3);
             }

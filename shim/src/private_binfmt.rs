@@ -235,6 +235,10 @@ unsafe fn child(w: &Work) -> i32 {
             return 2;
         }
     }
+    // The shim's stdio too: the child writes nothing but its report.
+    for fd in 0..PIDFD {
+        libc::close(fd);
+    }
     let last = PIDFD + w.count as RawFd;
     if libc::syscall(
         libc::SYS_close_range,
@@ -263,20 +267,11 @@ unsafe fn child(w: &Work) -> i32 {
     if libc::unshare(libc::CLONE_NEWNS) != 0 {
         return fail(Step::MountNamespace, 0);
     }
-    let fs = libc::syscall(libc::SYS_fsopen, w.fstype.as_ptr(), 1u32);
-    if fs < 0 {
-        return fail(Step::Mount, 0);
-    }
-    let null = std::ptr::null::<libc::c_char>();
-    if libc::syscall(libc::SYS_fsconfig, fs as RawFd, 6u32, null, null, 0) < 0 {
-        return fail(Step::Mount, 0);
-    }
     let attrs = sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV | sys::MOUNT_ATTR_NOEXEC;
-    let mnt = libc::syscall(libc::SYS_fsmount, fs as RawFd, 1u32, attrs as libc::c_uint);
+    let mnt = sys::detached_mount_raw(&w.fstype, attrs);
     if mnt < 0 {
         return fail(Step::Mount, 0);
     }
-    let mnt = mnt as RawFd;
     let mut existed = 0u32;
     for (i, (dir, name, line)) in w.entries.iter().enumerate() {
         // The interpreter must be a regular file right in the read-only copy: a symlink

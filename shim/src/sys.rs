@@ -112,25 +112,31 @@ fn copy_tree(path: &Path, recursive: libc::c_uint, attr: &MountAttr) -> io::Resu
 /// namespaces (which decide the instance: binfmt_misc per user namespace).
 pub fn new_detached_mount(fstype: &str, attrs: u64) -> io::Result<OwnedFd> {
     let name = CString::new(fstype).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: name is a valid C string for the duration of the call.
-    let fs =
-        fd_or_error(unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: fs is open; FSCONFIG_CMD_CREATE takes no key, value or aux.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_void>(),
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
+    fd_or_error(detached_mount_raw(&name, attrs) as libc::c_long)
+}
+
+/// [`new_detached_mount`] for a child forked from a multithreaded process: it only makes
+/// system calls (fsopen, fsconfig CREATE, fsmount, close) and returns the mount's descriptor,
+/// or -1 with errno set.
+pub fn detached_mount_raw(fstype: &std::ffi::CStr, attrs: u64) -> RawFd {
+    // SAFETY: fstype is a valid C string; FSCONFIG_CMD_CREATE takes no key, value or aux;
+    // the context's descriptor is ours and closed here.
+    unsafe {
+        let fs = libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), FSOPEN_CLOEXEC);
+        if fs < 0 {
+            return -1;
+        }
+        let fs = fs as RawFd;
+        let null = std::ptr::null::<libc::c_char>();
+        let mut mnt = -1;
+        if libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, null, null, 0) >= 0 {
+            mnt = libc::syscall(libc::SYS_fsmount, fs, FSMOUNT_CLOEXEC, attrs) as RawFd;
+        }
+        let errno = *libc::__errno_location();
+        libc::close(fs);
+        *libc::__errno_location() = errno;
+        mnt
     }
-    // SAFETY: fs is an open filesystem context.
-    fd_or_error(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attrs) })
 }
 
 /// Attaches the detached mount `tree` at `target`.
