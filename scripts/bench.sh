@@ -244,7 +244,7 @@ remove_container() {
   local _
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     ctrx task rm -f "$1" >/dev/null 2>&1 && break
-    ctrx task ls -q 2>/dev/null | grep -qx "$1" || break
+    ctrx task ls -q 2>/dev/null | grep -x -- "$1" >/dev/null || break
     sleep 0.1
   done
   ctrx container rm "$1" >/dev/null 2>&1 || true
@@ -429,7 +429,7 @@ sigterm_once() { # sigterm_once RUNTIME ID ARGS... ; prints ms, "failed" or "tim
   t0=$(us_now)
   ctrx task kill -s TERM "$id" >/dev/null 2>&1 || true
   for i in $(seq 1 60); do
-    ctrx task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $3 }' | grep -q STOPPED && break
+    ctrx task ls 2>/dev/null | awk -v id="$id" '$1 == id { print $3 }' | grep STOPPED >/dev/null && break
     sleep 0.05
   done
   local exited
@@ -1084,7 +1084,7 @@ for rt in "${RUNTIMES[@]}"; do
   else
     # A shim speaking a newer bootstrap protocol answers `start` with JSON naming its Task API
     # version, which containerd 1.6 and 1.7 take for an address.
-    v=$(grep -o '"version":[0-9]*' <<<"$out" | head -n1 | cut -d: -f2)
+    v=$(grep -o '"version":[0-9]*' <<<"$out" | sed -n 1p | cut -d: -f2)
     if [ -n "$v" ]; then
       WHY[$rt]="n/a (its shim speaks Task API v$v; containerd $(containerd --version | awk '{print $3}') needs v2)"
     else
@@ -1111,7 +1111,7 @@ for rt in "${!WHY[@]}"; do
 done
 
 echo
-echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_start, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"
+echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_start, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p)"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); image $IMAGE (arm64: $FOREIGN_IMAGE); times are wall clock including the ctr client"
 echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
 for rt in "${RUNTIMES[@]}"; do

@@ -17,7 +17,7 @@ aarch64 | arm64) triple=aarch64-unknown-linux-musl dist="$target/dist-aarch64" m
   exit 2
   ;;
 esac
-rustup target list --installed 2>/dev/null | grep -q "$triple" || rustup target add "$triple" >/dev/null
+rustup target list --installed 2>/dev/null | grep -x -- "$triple" >/dev/null || rustup target add "$triple" >/dev/null
 CROSSARCH_REVISION="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" \
   cargo build -p crossarch-shim -p crossarch-init --profile small --target "$triple"
 mkdir -p "$dist"

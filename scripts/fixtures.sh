@@ -78,7 +78,7 @@ EOF
   done
 }
 
-deb_for() { compgen -G "$OUT/debs/busybox-static_*_$1.deb" | head -1; }
+deb_for() { compgen -G "$OUT/debs/busybox-static_*_$1.deb" | sed -n 1p; }
 
 missing=()
 for a in "${CROSSARCH_ARCHES[@]}"; do

@@ -82,7 +82,7 @@ done
 wait_until_stopped() {
   local _
   for _ in $(seq 100); do
-    ctrx task ls | grep -q "^$1 .*STOPPED" && return 0
+    ctrx task ls | grep "^$1 .*STOPPED" >/dev/null && return 0
     sleep 0.1
   done
 }

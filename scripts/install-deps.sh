@@ -15,7 +15,7 @@ pkgs=(containerd runc qemu-user-static busybox-static criu iproute2 procps util-
   python3-yaml lintian file debootstrap)
 missing=()
 for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
@@ -32,8 +32,8 @@ fi
 # x86_64 and arm64 nodes; the aarch64 build links with the toolchain's rust-lld
 # (.cargo/config.toml), so it needs no cross toolchain from apt.
 for triple in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
-  if ! rustup target list --installed 2>/dev/null | grep -q "$triple"; then
+  if ! rustup target list --installed 2>/dev/null | grep -x -- "$triple" >/dev/null; then
     rustup target add "$triple" >/dev/null
   fi
 done
-echo "install-deps: containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"
+echo "install-deps: containerd $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p)"

@@ -122,8 +122,8 @@ enter() {
 versions() {
   local qemu
   qemu=$(command -v qemu-aarch64 || true)
-  log "lane-sid: containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1), \
-qemu-user ${qemu:+$("$qemu" --version | head -1 | awk '{print $3}')} ($qemu$([ -n "$qemu" ] && file_static "$qemu"))"
+  log "lane-sid: containerd $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p), \
+qemu-user ${qemu:+$("$qemu" --version | awk 'NR == 1 { print $3 }')} ($qemu$([ -n "$qemu" ] && file_static "$qemu"))"
 }
 
 file_static() {
@@ -156,7 +156,7 @@ for line in sys.stdin:
 run_tests() {
   versions
   local runc
-  runc=$(runc --version | head -1 | awk '{print $3}')
+  runc=$(runc --version | awk 'NR == 1 { print $3 }')
   # The lane is there for a runc that execs into foreign containers of pods (1.3 and later).
   if ! printf '1.3\n%s\n' "$runc" | sort -V -C; then
     die "lane-sid: sid's runc is $runc, older than 1.3: this lane would not test what it is \

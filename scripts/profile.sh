@@ -66,7 +66,7 @@ if [ ! -x "$BLOAT" ]; then
   cargo install --quiet --locked --root "$CACHE/tools" --target-dir "$CACHE/tools-target" \
     cargo-bloat --version "=$BLOAT_VERSION" || die "\`cargo install cargo-bloat --version $BLOAT_VERSION\` failed"
 fi
-rustup target list --installed 2>/dev/null | grep -q "$TRIPLE" || rustup target add "$TRIPLE" >/dev/null
+rustup target list --installed 2>/dev/null | grep -x -- "$TRIPLE" >/dev/null || rustup target add "$TRIPLE" >/dev/null
 
 # scripts/build.sh's build, with symbols. Both cargo and cargo bloat read these.
 export CARGO_TARGET_DIR="$CACHE/target" CARGO_PROFILE_SMALL_STRIP=false
@@ -101,7 +101,7 @@ platform=(--platform "$(arch_platform "$ARCH")")
 shim_of() {
   local pid
   for pid in $(_testenv_shim_pids "$TESTENV_DIR/containerd.sock"); do
-    if tr '\0' '\n' <"/proc/$pid/cmdline" | grep -A1 -x -- -id | tail -n1 | grep -qx -- "$1"; then
+    if tr '\0' '\n' <"/proc/$pid/cmdline" | grep -A1 -x -- -id | tail -n1 | grep -x -- "$1" >/dev/null; then
       echo "$pid"
       return 0
     fi
@@ -138,11 +138,11 @@ PERF_PID=
 report() { perf report -i "$WORK/perf.data" --stdio --no-children --percent-limit 0.5 "$@" 2>/dev/null; }
 # (A later --percent-limit wins.)
 # perf's table rows ("  12.34%  comm  dso  symbol"), at most TOP of them.
-rows() { grep -E '^ +[0-9.]+%' | head -n "$TOP" | sed 's/^ *//'; }
+rows() { grep -E '^ +[0-9.]+%' | sed -n "1,${TOP}s/^ *//p"; }
 
 echo "## crossarch profile, $(date -u +%FT%TZ)"
 echo
-echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(runc --version | head -1), shim $CROSSARCH_REVISION (profile small, symbols kept), $ARCH image"
+echo "$(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), kernel $(uname -r), $(runc --version | sed -n 1p), shim $CROSSARCH_REVISION (profile small, symbols kept), $ARCH image"
 echo
 echo "### perf: shim $shim and what it forks, $RUNS starts + $RUNS execs"
 echo

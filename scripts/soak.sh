@@ -93,7 +93,7 @@ remove_container() {
   local _
   for _ in 1 2 3 4 5 6 7 8 9 10; do
     ctrx task rm -f "$1" >/dev/null 2>&1 && break
-    ctrx task ls -q 2>/dev/null | grep -qx "$1" || break
+    ctrx task ls -q 2>/dev/null | grep -x -- "$1" >/dev/null || break
     sleep 0.1
   done
   ctrx container rm "$1" >/dev/null 2>&1 || true
@@ -230,7 +230,7 @@ for rt in "${RUNTIMES[@]}"; do sample execs "$rt" "$EXECS.end"; done
 
 problems=()
 echo
-echo "crossarch soak, $started: $(nproc) CPUs, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | head -1)"
+echo "crossarch soak, $started: $(nproc) CPUs, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p)"
 echo "containers phase $((t1 - t0)) s, execs phase $((t2 - t1)) s (both runtimes interleaved); load average now $(cut -d' ' -f1-3 /proc/loadavg)"
 for rt in "${RUNTIMES[@]}"; do
   s=$(short_name "$rt")

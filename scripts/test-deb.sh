@@ -38,7 +38,7 @@ assert pod["spec"]["runtimeClassName"] == rc["metadata"]["name"], pod
 print("deploy: " + ", ".join(f"{k} x{len(v)}" for k, v in sorted(kinds.items())))
 PY
 
-if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q installed; then
+if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep installed >/dev/null; then
   die "the $PKG package is installed here; this test would purge it"
 fi
 for f in "${FILES[@]}"; do
@@ -65,7 +65,7 @@ WORK=$(mktemp -d /tmp/crossarch-deb.XXXXXX)
 cleanup() {
   local rc=$?
   testenv_stop "$WORK/env" || true
-  if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep -q 'ok installed\|config-files\|half'; then
+  if dpkg-query -W -f='${Status}' "$PKG" 2>/dev/null | grep 'ok installed\|config-files\|half' >/dev/null; then
     dpkg --purge "$PKG" >/dev/null 2>&1 || warn "dpkg --purge $PKG failed"
   fi
   # What this test added as the admin; the files the package owned are dpkg's to remove.
@@ -83,7 +83,7 @@ dpkg -i "$CROSSARCH_DEB" >&2
 for f in /usr/bin/containerd-shim-crossarch-v2 /usr/bin/crossarch-init /etc/crossarch/config.toml; do
   [ -e "$f" ] || die "the package did not install $f"
 done
-dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep -q /etc/crossarch/config.toml ||
+dpkg-query -W -f='${Conffiles}\n' "$PKG" | grep /etc/crossarch/config.toml >/dev/null ||
   die "/etc/crossarch/config.toml is not a conffile"
 cmp etc/config.toml /etc/crossarch/config.toml || die "/etc/crossarch/config.toml is not etc/config.toml"
 /usr/bin/containerd-shim-crossarch-v2 --version >&2

@@ -26,7 +26,7 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== build"
 scripts/build.sh
 
-echo "== tests (lane: host, $(containerd --version | awk '{print $3}'), $(runc --version | head -1))"
+echo "== tests (lane: host, $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p))"
 export CROSSARCH_SHIM_DIR="$CARGO_TARGET_DIR/dist"
 status=0
 cargo test --workspace --no-fail-fast || status=$?

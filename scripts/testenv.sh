@@ -38,7 +38,7 @@ _testenv_pid() {
   [ -f "$dir/containerd.pid" ] || return 1
   pid=$(cat "$dir/containerd.pid")
   [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--config $dir/config.toml" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "--config $dir/config.toml" >/dev/null || return 1
   echo "$pid"
 }
 
@@ -152,8 +152,8 @@ _testenv_shim_pids() {
   local sock=$1 p
   for p in /proc/[0-9]*; do
     [ -r "$p/cmdline" ] || continue
-    if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qxF -- "$sock"; then
-      tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -qx -- '-address' && echo "${p#/proc/}"
+    if tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -xF -- "$sock" >/dev/null; then
+      tr '\0' '\n' <"$p/cmdline" 2>/dev/null | grep -x -- '-address' >/dev/null && echo "${p#/proc/}"
     fi
   done
 }
