@@ -29,8 +29,9 @@ SUITE=sid
 MIRROR="${CROSSARCH_LANE_MIRROR:-http://deb.debian.org/debian}"
 # What the integration harness runs (containerd, ctr, runc, ip, python3, cc -static, ...) and
 # the CNI plugins of the CRI tests. busybox-static: the rootfs fallback without fixtures.
+# docker-registry: the registry the CRI tests pull a multi-arch image from.
 PKGS=(containerd runc qemu-user containernetworking-plugins iproute2 python3 procps
-  busybox-static gcc libc6-dev)
+  busybox-static gcc libc6-dev docker-registry)
 CACHE="${CROSSARCH_LANE_CACHE:-/var/cache/crossarch/lanes}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 export CROSSARCH_FIXTURES="${CROSSARCH_FIXTURES:-$PWD/fixtures/out}"

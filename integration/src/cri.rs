@@ -21,8 +21,8 @@ use k8s_cri::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, IdMapping,
     ImageSpec, LinuxContainerConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
     ListImagesRequest, ListPodSandboxRequest, NamespaceMode, NamespaceOption, PodSandboxMetadata,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest, UserNamespace,
+    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest, UserNamespace,
 };
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -292,6 +292,21 @@ impl Kubelet {
                 }
             },
         );
+    }
+
+    /// PullImage, as the kubelet pulls a pod's image from its registry; returns the image's
+    /// id (the digest of its config).
+    pub fn pull(&mut self, image: &str) -> Result<String, tonic::Status> {
+        let req = PullImageRequest {
+            image: Some(ImageSpec {
+                image: image.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.rt
+            .block_on(self.images.pull_image(req))
+            .map(|r| r.into_inner().image_ref)
     }
 
     /// The pod's sandbox config: network, IPC and (unless `share_pid`) PID per pod.

@@ -81,37 +81,115 @@ pub fn oci_archive_named(rootfs: &Path, work: &Path, name: &str, cmd: &[&str]) -
     })
     .to_string();
     let manifest_digest = put_blob(&layout, manifest.as_bytes());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest,
-            "size": manifest.len(),
-            "platform": {"architecture": host_arch(), "os": "linux"},
-            "annotations": {
-                "io.containerd.image.name": name,
-                "org.opencontainers.image.ref.name": name.rsplit_once(':').map_or("latest", |(_, tag)| tag),
-            },
-        }],
+    let target = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": manifest_digest,
+        "size": manifest.len(),
+        "platform": {"architecture": host_arch(), "os": "linux"},
     });
+    let archive = work.join("image.tar");
+    archive_layout(&layout, target, name, &archive);
+    archive
+}
+
+/// Writes the layout's index.json, whose one image is `target` named `name`, and its
+/// oci-layout, then tars the layout into `archive`.
+fn archive_layout(layout: &Path, mut target: serde_json::Value, name: &str, archive: &Path) {
+    target["annotations"] = serde_json::json!({
+        "io.containerd.image.name": name,
+        "org.opencontainers.image.ref.name": name.rsplit_once(':').map_or("latest", |(_, tag)| tag),
+    });
+    let index = serde_json::json!({"schemaVersion": 2, "manifests": [target]});
     fs::write(layout.join("index.json"), index.to_string()).unwrap();
     fs::write(
         layout.join("oci-layout"),
         r#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-
-    let archive = work.join("image.tar");
     let out = Command::new("tar")
         .arg("-C")
-        .arg(&layout)
+        .arg(layout)
         .arg("-cf")
-        .arg(&archive)
+        .arg(archive)
         .arg("oci-layout")
         .arg("index.json")
         .arg("blobs")
         .output()
         .expect("run tar");
     assert!(out.status.success(), "tar the image: {}", out.show());
-    archive
+}
+
+/// Builds `<work>/multi.tar`: one image named `name` whose target is an image index of the
+/// single-platform images in `archives` (OCI archives such as the fixtures'), each manifest
+/// with its platform, as a multi-arch tag of a registry is. Returns the archive and each
+/// variant's `(architecture, manifest digest)`.
+pub fn multi_platform_archive(
+    archives: &[&Path],
+    work: &Path,
+    name: &str,
+) -> (PathBuf, Vec<(String, String)>) {
+    let layout = work.join("multi-layout");
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    let mut manifests = Vec::new();
+    for archive in archives {
+        let unpacked = work.join("multi-unpacked");
+        let _ = fs::remove_dir_all(&unpacked);
+        fs::create_dir_all(&unpacked).unwrap();
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&unpacked)
+            .arg("-xf")
+            .arg(archive)
+            .output()
+            .expect("run tar");
+        assert!(
+            out.status.success(),
+            "untar {}: {}",
+            archive.display(),
+            out.show()
+        );
+        for blob in fs::read_dir(unpacked.join("blobs/sha256")).unwrap() {
+            let blob = blob.unwrap();
+            fs::copy(
+                blob.path(),
+                layout.join("blobs/sha256").join(blob.file_name()),
+            )
+            .unwrap();
+        }
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+        let mut manifest = index["manifests"][0].clone();
+        assert!(
+            manifest["platform"]["architecture"].is_string(),
+            "{} names its platform: {index}",
+            archive.display()
+        );
+        manifest.as_object_mut().unwrap().remove("annotations");
+        manifests.push(manifest);
+    }
+    let _ = fs::remove_dir_all(work.join("multi-unpacked"));
+    let variants = manifests
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["digest"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let inner = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    })
+    .to_string();
+    let inner_digest = put_blob(&layout, inner.as_bytes());
+    let target = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": inner_digest,
+        "size": inner.len(),
+    });
+    let archive = work.join("multi.tar");
+    archive_layout(&layout, target, name, &archive);
+    (archive, variants)
 }

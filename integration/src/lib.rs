@@ -16,8 +16,9 @@ pub mod cri;
 pub mod crossarch;
 pub mod events;
 pub mod host;
-mod image;
+pub mod image;
 pub mod pty;
+pub mod registry;
 pub mod ttrpc;
 
 use std::env;
@@ -185,7 +186,7 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-fn in_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn in_path(name: &str) -> Option<PathBuf> {
     env::var_os("PATH").and_then(|paths| {
         env::split_paths(&paths)
             .map(|d| d.join(name))

@@ -9,7 +9,8 @@
 
 use crossarch_integration::cri::{Capability, Kubelet, PodSandboxConfig, NAMESPACE, PAUSE_IMAGE};
 use crossarch_integration::crossarch::{crossarch_only, route_record_in, HostGuard, ARM64};
-use crossarch_integration::{runc_joins_user_namespace_first, wait_until, Containerd};
+use crossarch_integration::registry::{self, Registry};
+use crossarch_integration::{image, runc_joins_user_namespace_first, wait_until, Containerd};
 
 const WHAT: &str = "Kubernetes pods with foreign containers";
 const LONG: std::time::Duration = std::time::Duration::from_secs(30);
@@ -35,17 +36,17 @@ fn start_with(kubelet: fn() -> Option<(Containerd, Kubelet)>) -> Option<(Contain
 
 /// `ctr -n k8s.io ARGS` against this daemon: its stdout.
 fn cri_ctr(cd: &Containerd, args: &[&str]) -> String {
+    String::from_utf8_lossy(&ctr_in(cd, NAMESPACE, args).stdout).into_owned()
+}
+
+/// `ctr -n NAMESPACE ARGS` against this daemon.
+fn ctr_in(cd: &Containerd, namespace: &str, args: &[&str]) -> std::process::Output {
     let mut cmd = std::process::Command::new("ctr");
     cmd.arg("--address")
         .arg(cd.address())
-        .args(["-n", NAMESPACE])
+        .args(["-n", namespace])
         .args(args);
-    let out = crossarch_integration::cmd::run_with_timeout(
-        cmd,
-        None,
-        crossarch_integration::DEFAULT_TIMEOUT,
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    crossarch_integration::cmd::run_with_timeout(cmd, None, crossarch_integration::DEFAULT_TIMEOUT)
 }
 
 /// Tasks and containers left in CRI's namespace of this daemon.
@@ -549,6 +550,116 @@ fn foreign_containers_of_a_user_namespaced_pod_join_its_user_namespace_and_share
         || binfmt_entries_of(sandbox, &pod_userns).is_empty(),
     );
     assert_eq!(cri_task_pid(&cd, &pod), sandbox, "the pod lives on");
+
+    kubelet.remove_pod(&pod).expect("remove the pod");
+    assert_eq!(leftovers(&cd), Vec::<String>::new());
+    guard.check();
+}
+
+/// A RuntimeClass cannot choose the platform of a multi-arch tag: containerd 2.1 to 2.3 pull
+/// and resolve the node's variant whatever the handler (deploy/README.md). A pod runs the
+/// foreign variant by naming its manifest digest, as deploy/README.md tells users to. Both
+/// are pulled from a registry over CRI, as the kubelet pulls, from a two-platform image.
+#[test]
+fn a_pod_runs_the_arm64_variant_of_a_multi_arch_image_pinned_by_its_digest() {
+    if !crossarch_only(WHAT) || !ARM64.available() {
+        return;
+    }
+    let Some(registry) = Registry::start() else {
+        assert!(
+            crossarch_integration::containerd_major() < 2,
+            "the second lane has {} (docker-registry); rebuild it with scripts/lane-sid.sh",
+            registry::BINARY
+        );
+        eprintln!(
+            "skipped: no {} on PATH (the second lane has it)",
+            registry::BINARY
+        );
+        return;
+    };
+    let Some((cd, mut kubelet)) = Kubelet::start() else {
+        return;
+    };
+    let guard = HostGuard::new();
+
+    // The multi-arch tag, pushed from a namespace of its own so CRI's has nothing of it.
+    let tag = format!("{}/crossarch/multi:1", registry.host());
+    let native = crossarch_integration::fixtures_dir()
+        .join("images")
+        .join(format!(
+            "busybox-{}.tar",
+            crossarch_integration::host_arch()
+        ));
+    let (archive, variants) = image::multi_platform_archive(
+        &[&native, &ARM64.image_archive()],
+        &cd.dir().join("multi"),
+        &tag,
+    );
+    let arm64 = variants
+        .iter()
+        .find(|(arch, _)| arch == "arm64")
+        .map(|(_, digest)| digest.clone())
+        .expect("an arm64 variant");
+    for args in [
+        &[
+            "images",
+            "import",
+            "--all-platforms",
+            archive.to_str().unwrap(),
+        ][..],
+        &["images", "push", "--plain-http", &tag],
+        &["images", "rm", &tag],
+    ] {
+        let out = ctr_in(&cd, "registry-push", args);
+        assert!(
+            out.status.success(),
+            "ctr {args:?}: {}\nregistry: {}",
+            String::from_utf8_lossy(&out.stderr),
+            registry.logs()
+        );
+    }
+    let pinned = format!("{}/crossarch/multi@{arm64}", registry.host());
+    for image in [&tag, &pinned] {
+        kubelet
+            .pull(image)
+            .unwrap_or_else(|e| panic!("PullImage {image}: {e}\nregistry: {}", registry.logs()));
+    }
+
+    let pod_config = kubelet.pod_config("multi", false);
+    let pod = kubelet.run_pod(&pod_config).expect("RunPodSandbox");
+    let by_tag = kubelet
+        .run_container(&pod, &pod_config, "by-tag", &tag, &["sleep", "2147483647"])
+        .expect("the tag's container starts");
+    let by_digest = kubelet
+        .run_container(
+            &pod,
+            &pod_config,
+            "by-digest",
+            &pinned,
+            &["sleep", "2147483647"],
+        )
+        .expect("the pinned arm64 variant starts");
+    let machine = |kubelet: &mut Kubelet, id: &str| {
+        let r = kubelet
+            .exec_sync(id, &["sh", "-c", "uname -m; (exec uname -m)"])
+            .expect("exec into the container");
+        assert_eq!(r.code, 0, "{r:?}");
+        r.stdout
+    };
+    let host_machine = std::env::consts::ARCH;
+    assert_eq!(
+        machine(&mut kubelet, &by_tag),
+        format!("{host_machine}\n{host_machine}\n"),
+        "the tag gives the node's variant, run natively"
+    );
+    assert_eq!(route_record(&cd, &by_tag)["mode"], "native");
+    assert_eq!(
+        machine(&mut kubelet, &by_digest),
+        "aarch64\naarch64\n",
+        "the digest gives the arm64 variant, its children emulated too"
+    );
+    let record = route_record(&cd, &by_digest);
+    assert_eq!(record["mode"], "userns", "{record}");
 
     kubelet.remove_pod(&pod).expect("remove the pod");
     assert_eq!(leftovers(&cd), Vec::<String>::new());
