@@ -132,14 +132,15 @@ pub fn multi_platform_archive(
     fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
     let mut manifests = Vec::new();
     for archive in archives {
-        let unpacked = work.join("multi-unpacked");
-        let _ = fs::remove_dir_all(&unpacked);
-        fs::create_dir_all(&unpacked).unwrap();
+        // Each archive's blobs join the layout's; its index.json, read at once, is replaced
+        // by the next one's.
         let out = Command::new("tar")
             .arg("-C")
-            .arg(&unpacked)
+            .arg(&layout)
             .arg("-xf")
             .arg(archive)
+            .arg("index.json")
+            .arg("blobs")
             .output()
             .expect("run tar");
         assert!(
@@ -148,16 +149,8 @@ pub fn multi_platform_archive(
             archive.display(),
             out.show()
         );
-        for blob in fs::read_dir(unpacked.join("blobs/sha256")).unwrap() {
-            let blob = blob.unwrap();
-            fs::copy(
-                blob.path(),
-                layout.join("blobs/sha256").join(blob.file_name()),
-            )
-            .unwrap();
-        }
         let index: serde_json::Value =
-            serde_json::from_slice(&fs::read(unpacked.join("index.json")).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
         let mut manifest = index["manifests"][0].clone();
         assert!(
             manifest["platform"]["architecture"].is_string(),
@@ -167,7 +160,6 @@ pub fn multi_platform_archive(
         manifest.as_object_mut().unwrap().remove("annotations");
         manifests.push(manifest);
     }
-    let _ = fs::remove_dir_all(work.join("multi-unpacked"));
     let variants = manifests
         .iter()
         .map(|m| {
