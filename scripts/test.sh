@@ -30,6 +30,8 @@ echo "== tests (lane: host, $(containerd --version | awk '{print $3}'), $(runc -
 export CROSSARCH_SHIM_DIR="$CARGO_TARGET_DIR/dist"
 status=0
 cargo test --workspace --no-fail-fast || status=$?
+echo "== init's process tests again, every one in trace mode (--trace /usr/bin)"
+CROSSARCH_INIT_TEST_TRACE=/usr/bin cargo test -p crossarch-init --test process || status=$?
 
 if [[ " ${CROSSARCH_SKIP_LANES:-} " != *" sid "* ]]; then
   echo "== tests (lane: sid)"
@@ -49,6 +51,16 @@ CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static \
 # The test that only an aarch64 build has: the host decisions were made as an arm64 node's.
 grep -q '^test plan::tests::aarch64_build_decides_as_an_arm64_host \.\.\. ok$' "$log" ||
   { echo "test.sh: the aarch64 host decisions did not run" >&2 && exit 1; }
+rm -f "$log"
+# A multi-threaded arm64 guest in trace mode: the aarch64 route tests (cargo's harness runs
+# them on a pool of threads) under the host's init, which emulates them through the tracer.
+route_tests=$(cargo test -p crossarch-route --lib --target "$aarch64" --no-run 2>&1 |
+  awk '/Executable/ { gsub(/[()]/, "", $NF); path = $NF } END { print path }')
+[ -x "$route_tests" ] || { echo "test.sh: no aarch64 route test binary ($route_tests)" >&2; exit 1; }
+"$CARGO_TARGET_DIR/debug/crossarch-init" --trace /usr/bin -- "$route_tests" --test-threads 4 2>&1 |
+  tee "$log"
+grep -q '^test result: ok\.' "$log" ||
+  { echo "test.sh: the aarch64 route tests failed in trace mode" >&2 && exit 1; }
 rm -f "$log"
 
 echo "== package"

@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::path::PathBuf;
 
 use crate::exit::RemapTable;
 
@@ -11,6 +12,8 @@ usage: crossarch-init [OPTIONS] [--] PROGRAM [ARGS...]
   -g, --pgroup              forward signals to the program's whole process group
   -s, --subreaper           become a child subreaper even as PID 1 (automatic otherwise)
       --remap-exit FROM:TO  exit with TO instead of FROM; a signal n counts as 128+n (repeatable)
+      --trace DIR           run every foreign program of the tree through the qemu-<arch>-static
+                            in DIR, catching each exec with ptrace (trace mode)
       --version             print the version and exit";
 
 #[derive(Debug, PartialEq)]
@@ -25,6 +28,8 @@ pub struct Options {
     pub pgroup: bool,
     pub subreaper: bool,
     pub remap: RemapTable,
+    /// Trace mode's qemu directory.
+    pub trace: Option<PathBuf>,
     /// PROGRAM followed by its arguments, never empty.
     pub program: Vec<OsString>,
 }
@@ -33,6 +38,7 @@ pub struct Options {
 pub enum UsageError {
     UnknownOption(String),
     MissingRemapValue,
+    MissingTraceDir,
     BadRemap(String),
     DuplicateRemap(u8),
     NoProgram,
@@ -43,6 +49,7 @@ impl fmt::Display for UsageError {
         match self {
             Self::UnknownOption(opt) => write!(f, "unknown option {opt}"),
             Self::MissingRemapValue => write!(f, "--remap-exit needs a FROM:TO value"),
+            Self::MissingTraceDir => write!(f, "--trace needs the directory of the qemus"),
             Self::BadRemap(value) => write!(
                 f,
                 "--remap-exit takes FROM:TO with exit codes 0-255, got {value:?}"
@@ -73,6 +80,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             "-s" | "--subreaper" => options.subreaper = true,
             "--version" => return Ok(Command::Version),
             "-h" | "--help" => return Ok(Command::Help),
+            "--trace" => {
+                let dir = args.next().ok_or(UsageError::MissingTraceDir)?;
+                options.trace = Some(dir.into());
+            }
             "--remap-exit" => {
                 let value = args.next().ok_or(UsageError::MissingRemapValue)?;
                 add_remap(&mut options.remap, &value.to_string_lossy())?;
@@ -80,6 +91,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             _ => {
                 if let Some(value) = text.strip_prefix("--remap-exit=") {
                     add_remap(&mut options.remap, value)?;
+                } else if let Some(dir) = text.strip_prefix("--trace=") {
+                    options.trace = Some(dir.into());
                 } else if text.starts_with("--") {
                     return Err(UsageError::UnknownOption(text.to_owned()));
                 } else if let Some(flags) = text.strip_prefix('-').filter(|f| !f.is_empty()) {
@@ -206,6 +219,16 @@ mod tests {
             parse_strs(&["-gx", "x"]),
             Err(UsageError::UnknownOption("-x".into()))
         );
+    }
+
+    #[test]
+    fn trace_takes_a_directory() {
+        let options = run(&["--trace", "/dev/.crossarch", "-g", "--", "sh"]);
+        assert_eq!(options.trace, Some(PathBuf::from("/dev/.crossarch")));
+        assert!(options.pgroup);
+        assert_eq!(run(&["--trace=/q", "sh"]).trace, Some(PathBuf::from("/q")));
+        assert_eq!(run(&["sh"]).trace, None);
+        assert_eq!(parse_strs(&["--trace"]), Err(UsageError::MissingTraceDir));
     }
 
     #[test]

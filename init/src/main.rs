@@ -8,6 +8,7 @@ mod cli;
 mod exit;
 mod signals;
 mod supervise;
+mod trace;
 
 use std::io::Write;
 

@@ -14,6 +14,7 @@ use crate::cli::Options;
 use crate::complain;
 use crate::exit::{exec_failure_code, ChildEnd};
 use crate::signals;
+use crate::trace::{filter, Tracer};
 
 /// Exit code when init itself cannot do its job (no fork, no subreaper when asked for).
 const INIT_FAILURE: i32 = 1;
@@ -39,10 +40,28 @@ pub fn run(options: &Options) -> i32 {
         .map(|arg| CString::new(arg.as_bytes()).expect("argv strings have no NUL byte"))
         .collect();
     let tty = stdin().is_terminal();
+    let mut tracer = options.trace.clone().map(Tracer::new);
+    // In trace mode the child waits on this pipe until init has attached to it, and only
+    // then installs the filter: an exec under that filter without a tracer fails (ENOSYS).
+    let gate = match tracer.as_ref().map(|_| Gate::new()).transpose() {
+        Ok(gate) => gate,
+        Err(err) => {
+            complain!("cannot start trace mode: pipe: {}", err.desc());
+            return INIT_FAILURE;
+        }
+    };
 
     // SAFETY: init has a single thread, so the child may do anything before exec.
     let child = match unsafe { unistd::fork() } {
-        Ok(ForkResult::Child) => exec_program(&argv, tty),
+        Ok(ForkResult::Child) => {
+            let traced = gate.map(|g| {
+                (
+                    g,
+                    tracer.as_ref().expect("gate only with a tracer").filter(),
+                )
+            });
+            exec_program(&argv, tty, traced)
+        }
         Ok(ForkResult::Parent { child }) => child,
         Err(err) => {
             complain!(
@@ -53,6 +72,22 @@ pub fn run(options: &Options) -> i32 {
             return INIT_FAILURE;
         }
     };
+    if let (Some(tracer), Some(gate)) = (&tracer, gate) {
+        if let Err(err) = tracer.seize(child.as_raw()) {
+            complain!(
+                "cannot trace {}: ptrace: {}; the node (kernel.yama.ptrace_scope) or the \
+                 container's seccomp profile refuses ptrace: allow it, or set emulation.mode \
+                 to \"userns\" or \"wrap\" in the crossarch config",
+                argv[0].to_string_lossy(),
+                err.desc()
+            );
+            // The child sees the pipe close without the go byte, and exits.
+            drop(gate);
+            let _ = nix::sys::wait::waitpid(child, None);
+            return INIT_FAILURE;
+        }
+        gate.open();
+    }
     // The child does the same; whichever runs first wins, so a signal forwarded with -g can
     // never find the group missing. Once the child has exec'd this fails, harmlessly.
     let _ = unistd::setpgid(child, child);
@@ -62,7 +97,7 @@ pub fn run(options: &Options) -> i32 {
     } else {
         child.as_raw()
     };
-    let end = supervise(child, target);
+    let end = supervise(child, target, tracer.as_mut());
     i32::from(options.remap.apply(end.exit_code()))
 }
 
@@ -85,8 +120,75 @@ fn become_subreaper(forced: bool) -> Result<(), Errno> {
     }
 }
 
-/// In the child between fork and exec.
-fn exec_program(argv: &[CString], tty: bool) -> ! {
+/// The pipe on which init tells its traced child that it may go on.
+struct Gate {
+    read: libc::c_int,
+    write: libc::c_int,
+}
+
+impl Gate {
+    fn new() -> Result<Gate, Errno> {
+        let mut fds = [0; 2];
+        // SAFETY: pipe2 writes two descriptors into `fds`.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(Errno::last());
+        }
+        Ok(Gate {
+            read: fds[0],
+            write: fds[1],
+        })
+    }
+
+    /// Parent side: lets the child go.
+    fn open(self) {
+        // SAFETY: a one-byte write from a valid buffer to our own descriptor.
+        unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
+    }
+
+    /// Child side: whether the parent let it go (false when the parent closed the pipe).
+    fn wait(&self) -> bool {
+        // SAFETY: the child's copy of the write end; closing it lets EOF through.
+        unsafe { libc::close(self.write) };
+        let mut byte = [0u8];
+        loop {
+            // SAFETY: a one-byte read into a valid buffer.
+            match unsafe { libc::read(self.read, byte.as_mut_ptr().cast(), 1) } {
+                1 => return byte[0] == 1,
+                -1 if Errno::last() == Errno::EINTR => continue,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        // SAFETY: both descriptors are ours; they are closed once, here.
+        unsafe {
+            libc::close(self.read);
+            libc::close(self.write);
+        }
+    }
+}
+
+/// In the child between fork and exec. In trace mode it first waits until init has
+/// attached, then puts itself under the exec filter.
+fn exec_program(argv: &[CString], tty: bool, traced: Option<(Gate, &[filter::Insn])>) -> ! {
+    if let Some((gate, prog)) = traced {
+        if !gate.wait() {
+            // SAFETY: as below; init says why.
+            unsafe { libc::_exit(INIT_FAILURE) }
+        }
+        if let Err(err) = filter::install(prog) {
+            complain!(
+                "cannot run {} in trace mode: seccomp: {}",
+                argv[0].to_string_lossy(),
+                err.desc()
+            );
+            // SAFETY: as below.
+            unsafe { libc::_exit(126) }
+        }
+    }
     let _ = unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
     if tty {
         // Job control (`ctr run -t`, Ctrl-C) needs the program's group in the terminal's
@@ -112,10 +214,10 @@ fn exec_program(argv: &[CString], tty: bool) -> ! {
 }
 
 /// Forwards signals and reaps until the program has ended, then returns how it ended.
-fn supervise(child: Pid, target: libc::pid_t) -> ChildEnd {
+fn supervise(child: Pid, target: libc::pid_t, mut tracer: Option<&mut Tracer>) -> ChildEnd {
     loop {
         // Reaping before waiting also catches a program that ended before the first wait.
-        if let Some(end) = reap_ready(child) {
+        if let Some(end) = reap_ready(child, tracer.as_deref_mut()) {
             return end;
         }
         match signals::wait(REAP_INTERVAL) {
@@ -131,15 +233,17 @@ fn supervise(child: Pid, target: libc::pid_t) -> ChildEnd {
 
 /// Reaps every zombie that is ready, and tells how the program ended if it was among them.
 /// It drains everything, so the zombies present when the program ends are reaped before exit.
+/// In trace mode it also hands every ptrace stop of the tree to the tracer.
 ///
 /// Raw waitpid rather than nix's: nix cannot decode a death by a real-time signal and would
 /// report an error for a child it had already reaped.
-fn reap_ready(child: Pid) -> Option<ChildEnd> {
+fn reap_ready(child: Pid, mut tracer: Option<&mut Tracer>) -> Option<ChildEnd> {
+    let flags = libc::WNOHANG | if tracer.is_some() { libc::__WALL } else { 0 };
     let mut end = None;
     loop {
         let mut status = 0;
         // SAFETY: `status` is a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
         match pid {
             0 => return end,
             -1 => match Errno::last() {
@@ -150,6 +254,11 @@ fn reap_ready(child: Pid) -> Option<ChildEnd> {
                     return end;
                 }
             },
+            pid if libc::WIFSTOPPED(status) => {
+                if let Some(tracer) = tracer.as_deref_mut() {
+                    tracer.on_stop(pid, status);
+                }
+            }
             pid if pid == child.as_raw() => {
                 end = end.or(ChildEnd::from_wait_status(status));
             }

@@ -175,6 +175,23 @@ impl fmt::Display for Decision {
     }
 }
 
+/// The name qemu for `arch` has in the container's qemu directory.
+pub fn qemu_file_name(arch: Arch) -> String {
+    format!("qemu-{}-static", arch.qemu_name())
+}
+
+/// The argv that runs `args`, resolved as `resolved`, through the qemu at `qemu`:
+/// `[qemu, "-0", argv0, ELF, args...]`, where argv0 and the args are what the kernel would
+/// hand the ELF after its `#!` hops ([`Resolved::exec_argv`]).
+pub fn wrapped_argv(qemu: &str, resolved: &Resolved, args: &[String]) -> Vec<String> {
+    let argv = resolved.exec_argv(args);
+    let mut wrapped = vec![qemu.to_owned(), "-0".to_owned()];
+    wrapped.extend(argv.first().cloned());
+    wrapped.push(resolved.elf_path.to_string_lossy().into_owned());
+    wrapped.extend(argv.into_iter().skip(1));
+    wrapped
+}
+
 /// Decides how the process `args`, resolved as `resolved`, runs in `container` on `host`.
 /// `find_qemu` is called at most once, and only for a foreign binary the policy allows.
 pub fn decide(
@@ -216,15 +233,8 @@ pub fn decide(
         ),
         Ok(arch) => match find_qemu(arch) {
             Ok(q) => {
-                let in_container = policy
-                    .qemu_dir_in_container
-                    .join(format!("qemu-{}-static", arch.qemu_name()));
-                let argv = resolved.exec_argv(args);
-                let mut wrapped =
-                    vec![in_container.to_string_lossy().into_owned(), "-0".to_owned()];
-                wrapped.extend(argv.first().cloned());
-                wrapped.push(resolved.elf_path.to_string_lossy().into_owned());
-                wrapped.extend(argv.into_iter().skip(1));
+                let in_container = policy.qemu_dir_in_container.join(qemu_file_name(arch));
+                let wrapped = wrapped_argv(&in_container.to_string_lossy(), resolved, args);
                 let why = format!(
                     "{arch} binary on a {} host, emulated by {}",
                     host.arch,

@@ -6,4 +6,4 @@ pub mod bootstrap;
 pub mod caps;
 pub mod config;
 pub mod error;
-pub mod inspect;
+pub use crossarch_rootfs as inspect;

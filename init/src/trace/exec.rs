@@ -1,0 +1,222 @@
+//! One exec stop: what the tracee is about to execute, and, when it is foreign, the exec of
+//! qemu that replaces it.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crossarch_rootfs::Root;
+use crossarch_route::arch::Arch;
+use crossarch_route::plan;
+
+use super::memory::{self, Arg};
+use super::regs::{self, Regs};
+
+/// The kernel's limits: a path, one argument string, and (far above what ARG_MAX lets
+/// through) the number of arguments init will read.
+const PATH_MAX: usize = 4096;
+const ARG_MAX_STRLEN: usize = 128 * 1024;
+const MAX_ARGS: usize = 1 << 18;
+
+/// The exec syscall as the tracee made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    /// `execveat`'s directory (None: AT_FDCWD, and always for `execve`).
+    pub dirfd: Option<i32>,
+    pub path: u64,
+    pub argv: u64,
+    /// `execveat`'s flags.
+    pub flags: i32,
+    pub at: bool,
+}
+
+impl Call {
+    fn decode(regs: &Regs) -> Option<Call> {
+        let nr = regs.syscall();
+        if nr == libc::SYS_execve as u64 {
+            Some(Call {
+                dirfd: None,
+                path: regs.arg(0),
+                argv: regs.arg(1),
+                flags: 0,
+                at: false,
+            })
+        } else if nr == libc::SYS_execveat as u64 {
+            let dirfd = regs.arg(0) as i32;
+            Some(Call {
+                dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
+                path: regs.arg(1),
+                argv: regs.arg(2),
+                flags: regs.arg(4) as i32,
+                at: true,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+/// `host_path`, a path as init sees it, as the tracee whose root init sees at `root` sees
+/// it; None when it is outside that root.
+pub fn in_tracee_root(root: &[u8], host_path: &[u8]) -> Option<Vec<u8>> {
+    if root == b"/" {
+        return Some(host_path.to_vec());
+    }
+    let rest = host_path.strip_prefix(root)?;
+    match rest {
+        [] => Some(b"/".to_vec()),
+        [b'/', ..] => Some(rest.to_vec()),
+        _ => None,
+    }
+}
+
+/// The absolute path, in the tracee's root, that the exec names: `path` against `base` (the
+/// cwd, or `execveat`'s directory), or the directory's file itself for AT_EMPTY_PATH.
+pub fn target(path: &[u8], base: &[u8], empty_path: bool) -> Vec<u8> {
+    if path.is_empty() && empty_path {
+        return base.to_vec();
+    }
+    if path.starts_with(b"/") {
+        return path.to_vec();
+    }
+    let mut out = base.to_vec();
+    if !out.ends_with(b"/") {
+        out.push(b'/');
+    }
+    out.extend_from_slice(path);
+    out
+}
+
+fn readlink(path: &str) -> std::io::Result<Vec<u8>> {
+    std::fs::read_link(path).map(|p| p.into_os_string().into_encoded_bytes())
+}
+
+fn errno(e: &std::io::Error) -> &'static str {
+    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).desc()
+}
+
+/// Handles the exec stop of `tid`. Ok when it goes on as it is or was rewritten; Err says
+/// what init could not read or write.
+pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), String> {
+    let mut regs =
+        Regs::get(tid).map_err(|e| format!("cannot read the registers of {tid}: {}", e.desc()))?;
+    let Some(call) = Call::decode(&regs) else {
+        return Ok(());
+    };
+    // Until it is known to be foreign, anything unreadable is the kernel's to refuse.
+    let Ok(path) = memory::read_cstr(tid, call.path, PATH_MAX) else {
+        return Ok(());
+    };
+    let Ok(argv) = memory::read_pointers(tid, call.argv, MAX_ARGS) else {
+        return Ok(());
+    };
+    let Ok(root_link) = readlink(&format!("/proc/{tid}/root")) else {
+        return Ok(());
+    };
+    let view =
+        |link: std::io::Result<Vec<u8>>| link.ok().and_then(|l| in_tracee_root(&root_link, &l));
+    let Some(cwd) = view(readlink(&format!("/proc/{tid}/cwd"))) else {
+        return Ok(());
+    };
+    let base = match call.dirfd {
+        Some(fd) if call.at => match view(readlink(&format!("/proc/{tid}/fd/{fd}"))) {
+            Some(dir) => dir,
+            None => return Ok(()),
+        },
+        _ => cwd.clone(),
+    };
+    let target = target(&path, &base, call.flags & libc::AT_EMPTY_PATH != 0);
+    let Ok(cwd) = String::from_utf8(cwd) else {
+        return Ok(());
+    };
+
+    let Ok(root) = Root::open(format!("/proc/{tid}/root")) else {
+        return Ok(());
+    };
+    let candidate = PathBuf::from(OsStr::from_bytes(&target));
+    let Ok(resolved) = crossarch_rootfs::in_root(&root, &[candidate], &cwd) else {
+        return Ok(());
+    };
+    let Ok(arch) = Arch::from_elf(&resolved.elf) else {
+        return Ok(());
+    };
+    if Some(arch) == Arch::host() {
+        return Ok(());
+    }
+    let name = plan::qemu_file_name(arch);
+    if !qemu_dir.join(&name).is_file() {
+        // Not emulated on this node (or run natively): the kernel decides.
+        return Ok(());
+    }
+    let qemu = qemu_for(qemu_dir, &name, &root_link);
+
+    let argv0 = match argv.first() {
+        Some(&at) => match memory::read_cstr(tid, at, ARG_MAX_STRLEN) {
+            Ok(s) => vec![String::from_utf8_lossy(&s).into_owned()],
+            Err(_) => return Ok(()),
+        },
+        None => Vec::new(),
+    };
+    let wrapped = plan::wrapped_argv(&String::from_utf8_lossy(&qemu), &resolved, &argv0);
+    let new_argv: Vec<Arg> = wrapped
+        .into_iter()
+        .map(|s| Arg::New(s.into_bytes()))
+        .chain(argv.iter().skip(1).map(|&p| Arg::Old(p)))
+        .collect();
+    let block = memory::layout(regs.sp(), regs::RED_ZONE + 128, &qemu, &new_argv)
+        .ok_or_else(|| format!("no room below the stack of {tid}"))?;
+    memory::write(tid, block.base, &block.bytes).map_err(|e| {
+        format!(
+            "cannot write the qemu exec of {} below the stack of {tid}: {}",
+            String::from_utf8_lossy(&target),
+            errno(&e)
+        )
+    })?;
+    if call.at {
+        regs.set_arg(0, libc::AT_FDCWD as i64 as u64);
+        regs.set_arg(1, block.filename);
+        regs.set_arg(2, block.argv);
+        regs.set_arg(4, 0);
+    } else {
+        regs.set_arg(0, block.filename);
+        regs.set_arg(1, block.argv);
+    }
+    regs.set(tid)
+        .map_err(|e| format!("cannot set the registers of {tid}: {}", e.desc()))
+}
+
+/// The qemu's path as the tracee sees it: init's own path when they share a root, and
+/// through `/proc/<init>/root` when the tracee has chrooted (a package's maintainer
+/// script, debootstrap's second stage) and needs its own /proc for it.
+fn qemu_for(qemu_dir: &Path, name: &str, root_link: &[u8]) -> Vec<u8> {
+    let path = qemu_dir.join(name);
+    if root_link == b"/" {
+        return path.into_os_string().into_encoded_bytes();
+    }
+    let mut through = format!("/proc/{}/root", std::process::id()).into_bytes();
+    through.extend_from_slice(path.as_os_str().as_bytes());
+    through
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_seen_from_the_tracees_root() {
+        assert_eq!(in_tracee_root(b"/", b"/a/b").unwrap(), b"/a/b");
+        assert_eq!(in_tracee_root(b"/target", b"/target/a").unwrap(), b"/a");
+        assert_eq!(in_tracee_root(b"/target", b"/target").unwrap(), b"/");
+        assert_eq!(in_tracee_root(b"/target", b"/targetx/a"), None);
+        assert_eq!(in_tracee_root(b"/target", b"/etc"), None);
+    }
+
+    #[test]
+    fn the_target_is_the_path_against_its_base() {
+        assert_eq!(target(b"/bin/sh", b"/home", false), b"/bin/sh");
+        assert_eq!(target(b"./x", b"/home", false), b"/home/./x");
+        assert_eq!(target(b"x", b"/", false), b"/x");
+        assert_eq!(target(b"", b"/bin/sh", true), b"/bin/sh");
+        assert_eq!(target(b"", b"/bin", false), b"/bin/");
+    }
+}

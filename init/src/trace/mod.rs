@@ -1,0 +1,131 @@
+//! Trace mode: every process of the program's tree runs through qemu when it is foreign,
+//! without binfmt_misc. The program starts under a seccomp filter that stops `execve` and
+//! `execveat` for init ([`filter`]); init follows the whole tree with ptrace (fork, vfork
+//! and clone), and at each exec stop resolves the target as the shim does, in that process's
+//! own root and cwd, `#!` interpreters included ([`exec`]). A native target goes on
+//! untouched. A foreign one is turned into an exec of the qemu in the qemu directory, with
+//! `-0 argv0 path args...` written below the tracee's stack pointer ([`memory`]). qemu's own
+//! execs for the guest's children stop the same way, so every descendant is emulated.
+//!
+//! Everything else a stop can be passes through as if nothing traced the process: a
+//! signal-delivery stop re-injects its signal, a group stop stays stopped (PTRACE_LISTEN)
+//! until SIGCONT, and exit statuses are the kernel's.
+//!
+//! The tracer is init itself, in the container, with the container's credentials: it opens
+//! files only below the tracee's root (`openat2(RESOLVE_IN_ROOT)`) and writes only into the
+//! tracee.
+
+mod exec;
+pub mod filter;
+mod memory;
+mod regs;
+
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::complain;
+
+/// What traces the program's process tree.
+pub struct Tracer {
+    /// Where the qemus are, as init sees it: `qemu-<name>-static` per emulated architecture.
+    qemu_dir: PathBuf,
+    filter: Vec<filter::Insn>,
+    /// Exec stops that ran into something init could not read or write; told once.
+    told_failure: bool,
+}
+
+const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
+    | libc::PTRACE_O_TRACEFORK
+    | libc::PTRACE_O_TRACEVFORK
+    | libc::PTRACE_O_TRACECLONE;
+
+impl Tracer {
+    pub fn new(qemu_dir: PathBuf) -> Tracer {
+        Tracer {
+            qemu_dir,
+            filter: filter::program(filter::HOST),
+            told_failure: false,
+        }
+    }
+
+    /// The filter the child installs before it execs, after [`Tracer::seize`].
+    pub fn filter(&self) -> &[filter::Insn] {
+        &self.filter
+    }
+
+    /// Attaches to the program's process, which waits for this before it installs the filter.
+    pub fn seize(&self, pid: libc::pid_t) -> Result<(), Errno> {
+        // SAFETY: PTRACE_SEIZE takes integers only.
+        let rc = unsafe {
+            libc::ptrace(
+                libc::PTRACE_SEIZE,
+                pid,
+                std::ptr::null_mut::<libc::c_void>(),
+                OPTIONS as usize as *mut libc::c_void,
+            )
+        };
+        if rc == -1 {
+            return Err(Errno::last());
+        }
+        Ok(())
+    }
+
+    /// Handles one ptrace stop of `tid` that waitpid reported with `status`, and lets the
+    /// thread go on.
+    pub fn on_stop(&mut self, tid: libc::pid_t, status: i32) {
+        let signal = libc::WSTOPSIG(status);
+        match status >> 16 {
+            // A signal on its way to the thread: deliver it.
+            0 => resume(Resume::Cont, tid, signal),
+            libc::PTRACE_EVENT_STOP if is_stop_signal(signal) => {
+                // A group stop: stay stopped, as without a tracer, until SIGCONT.
+                resume(Resume::Listen, tid, 0)
+            }
+            libc::PTRACE_EVENT_SECCOMP => {
+                if let Err(err) = exec::on_exec(&self.qemu_dir, tid) {
+                    if !self.told_failure {
+                        complain!("warning: trace mode: {err}; the exec runs as it is");
+                        self.told_failure = true;
+                    }
+                }
+                resume(Resume::Cont, tid, 0)
+            }
+            // Fork, vfork and clone events, a new thread's or child's first stop, or the end
+            // of a group stop.
+            _ => resume(Resume::Cont, tid, 0),
+        }
+    }
+}
+
+fn is_stop_signal(signal: i32) -> bool {
+    matches!(
+        signal,
+        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
+    )
+}
+
+enum Resume {
+    Cont,
+    Listen,
+}
+
+/// Resumes a stopped tracee. ESRCH means it is gone (SIGKILL), which is not init's concern.
+fn resume(how: Resume, tid: libc::pid_t, signal: i32) {
+    let data = signal as usize as *mut libc::c_void;
+    let addr = std::ptr::null_mut::<libc::c_void>();
+    // SAFETY: integer arguments only. (The request's C type differs between C libraries,
+    // so each call names its constant.)
+    let rc = unsafe {
+        match how {
+            Resume::Cont => libc::ptrace(libc::PTRACE_CONT, tid, addr, data),
+            Resume::Listen => libc::ptrace(libc::PTRACE_LISTEN, tid, addr, data),
+        }
+    };
+    if rc == -1 && Errno::last() != Errno::ESRCH {
+        complain!(
+            "warning: trace mode: cannot resume {tid}: {}",
+            Errno::last().desc()
+        );
+    }
+}
