@@ -892,3 +892,39 @@ fn trace_mode_runs_twenty_foreign_trees_in_parallel() {
         assert!(out.status.success());
     }
 }
+
+/// A chrooted tracee (a maintainer script, debootstrap's second stage) gets qemu through
+/// init's root, `/proc/<init>/root/...`, from the /proc mounted in its chroot. The mount is
+/// made in a mount namespace of the test's own and goes with it.
+#[test]
+fn trace_mode_follows_a_tree_into_a_chroot() {
+    let Some((root, qemu_dir)) = foreign_fixture() else {
+        return;
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: a chroot and a proc mount need root");
+        return;
+    }
+    let r = root.to_str().unwrap();
+    let out = run(
+        Command::new(INIT).args([
+            "--trace",
+            &qemu_dir,
+            "--",
+            "unshare",
+            "-m",
+            "--propagation",
+            "private",
+            "sh",
+            "-c",
+            &format!(
+                "mount -t proc proc {r}/proc && \
+                 chroot {r} /bin/sh -c 'cd /bin && ./uname -m; exec /bin/sh -c \"uname -m | cat\"'"
+            ),
+        ]),
+        b"",
+    );
+    assert_eq!(out.stdout, "aarch64\naarch64\n", "{out:?}");
+    assert_eq!(out.code, 0, "{out:?}");
+}
