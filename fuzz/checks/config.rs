@@ -116,6 +116,7 @@ pub fn render(c: &Config) -> String {
     let mode = match c.emulation.mode {
         EmulationMode::Auto => "auto",
         EmulationMode::Userns => "userns",
+        EmulationMode::Trace => "trace",
         EmulationMode::Wrap => "wrap",
         EmulationMode::Off => "off",
     };

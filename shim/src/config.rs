@@ -63,6 +63,9 @@ pub enum EmulationMode {
     Auto,
     /// A private binfmt_misc in the container's user namespace: every process is emulated.
     Userns,
+    /// The injected init traces the process tree (ptrace, a seccomp filter on exec) and
+    /// runs every foreign exec through qemu: every process emulated, on any kernel.
+    Trace,
     /// qemu in front of the process itself only; its children are not emulated.
     Wrap,
     /// Foreign binaries are refused.

@@ -598,7 +598,7 @@ fn without_userns(mode: EmulationMode, auto_falls_back: bool) -> Level {
         EmulationMode::Userns => Level::Fail,
         EmulationMode::Auto if auto_falls_back => Level::Warn,
         EmulationMode::Auto => Level::Fail,
-        EmulationMode::Wrap | EmulationMode::Off => Level::Ok,
+        EmulationMode::Trace | EmulationMode::Wrap | EmulationMode::Off => Level::Ok,
     }
 }
 

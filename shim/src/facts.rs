@@ -131,6 +131,13 @@ impl Node {
         }
     }
 
+    /// Why this node's kernel refuses trace mode's init the ptrace of its own children, or
+    /// `None` when it allows it. Read at each Create: an admin may change it any time.
+    pub fn trace_unsupported(&self) -> Option<String> {
+        let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok()?;
+        yama_refuses_trace(&scope)
+    }
+
     /// Whether the host runs binaries of `arch` without an emulator.
     pub fn runs_natively(&self, arch: Arch) -> bool {
         self.host
@@ -211,6 +218,11 @@ impl Node {
             } else {
                 None
             },
+            trace_unsupported: if foreign {
+                self.trace_unsupported()
+            } else {
+                None
+            },
             registrations: Box::new(move || {
                 self.registrations(
                     &config.emulation.qemu_dirs,
@@ -225,6 +237,19 @@ impl Node {
                     .joined()
                     .is_some_and(|path| crate::ns::same_namespace(path, "/proc/self/ns/net")),
         }
+    }
+}
+
+/// Why Yama's `kernel.yama.ptrace_scope` (`scope`, as read) refuses a process the ptrace of
+/// its own children: 0 and 1 allow it, 2 asks CAP_SYS_PTRACE of the tracer, which no
+/// container should get for it, and 3 forbids ptrace altogether.
+pub fn yama_refuses_trace(scope: &str) -> Option<String> {
+    match scope.trim() {
+        "0" | "1" => None,
+        other => Some(format!(
+            "kernel.yama.ptrace_scope is {other}, which refuses a container's init the ptrace of \
+             its own processes (trace mode needs 0 or 1)"
+        )),
     }
 }
 
@@ -312,6 +337,16 @@ fn user_namespaces_disabled(max_user_namespaces: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn yama_allows_trace_mode_at_0_and_1() {
+        assert_eq!(yama_refuses_trace("0\n"), None);
+        assert_eq!(yama_refuses_trace("1\n"), None);
+        assert!(yama_refuses_trace("2\n")
+            .unwrap()
+            .contains("ptrace_scope is 2"));
+        assert!(yama_refuses_trace("3").unwrap().contains("needs 0 or 1"));
+    }
 
     #[test]
     fn parses_kernel_releases() {

@@ -90,10 +90,14 @@ pub fn skip_reason(
 }
 
 /// The process args with the init in front.
-pub fn prefix(args: &[String], pgroup: bool) -> Vec<String> {
+pub fn prefix(args: &[String], pgroup: bool, trace: bool) -> Vec<String> {
     let mut v = vec![in_container_path()];
     if pgroup {
         v.push("-g".into());
+    }
+    if trace {
+        v.push("--trace".into());
+        v.push(IN_CONTAINER_DIR.into());
     }
     v.push("--".into());
     v.extend(args.iter().cloned());
@@ -152,12 +156,23 @@ mod tests {
     #[test]
     fn prefixes_args() {
         assert_eq!(
-            prefix(&args(&["sh", "-c", "x"]), false),
+            prefix(&args(&["sh", "-c", "x"]), false, false),
             args(&["/dev/.crossarch/init", "--", "sh", "-c", "x"])
         );
         assert_eq!(
-            prefix(&args(&["sh"]), true),
+            prefix(&args(&["sh"]), true, false),
             args(&["/dev/.crossarch/init", "-g", "--", "sh"])
+        );
+        assert_eq!(
+            prefix(&args(&["sh"]), true, true),
+            args(&[
+                "/dev/.crossarch/init",
+                "-g",
+                "--trace",
+                "/dev/.crossarch",
+                "--",
+                "sh"
+            ])
         );
     }
 }

@@ -47,6 +47,8 @@ pub type Registered = Vec<(Arch, PathBuf)>;
 pub struct NodeView<'a> {
     /// Why this node cannot give containers a private binfmt_misc, `None` when it can.
     pub userns_unsupported: Option<String>,
+    /// Why this node refuses trace mode's ptrace, `None` when it allows it.
+    pub trace_unsupported: Option<String>,
     /// What a private binfmt_misc would register. Asked only in userns mode: a shim serves
     /// one container, mostly, so a probe of the qemu table is paid by that Create alone.
     pub registrations: Box<dyn Fn() -> Registered + 'a>,
@@ -63,7 +65,10 @@ pub enum Mode {
     Native,
     /// Every process emulated through a private binfmt_misc.
     Userns,
-    /// Only its own process emulated, with the reason userns mode was not used.
+    /// Every process emulated by the injected init, which traces their execs; with the
+    /// reason userns mode was not used.
+    Trace(String),
+    /// Only its own process emulated, with the reason neither userns nor trace mode was used.
     Wrap(String),
 }
 
@@ -72,6 +77,7 @@ impl Mode {
         match self {
             Mode::Native => "native",
             Mode::Userns => "userns",
+            Mode::Trace(_) => "trace",
             Mode::Wrap(_) => "wrap",
         }
     }
@@ -125,6 +131,9 @@ pub struct Plan {
     pub registered: Registered,
     /// The architecture whose qemu is mounted in the container (wrap mode).
     pub wrapped: Option<Arch>,
+    /// The qemus mounted in the container for its tracing init, at their paths in it
+    /// (trace mode; empty otherwise).
+    pub traced: Registered,
     /// A user namespace of its own while it joins namespaces another one owns: runc before
     /// 1.3 cannot exec into it ([`EXEC_HINT`]).
     pub exec_needs_two_stage_runc: bool,
@@ -148,6 +157,7 @@ impl Plan {
             record: None,
             registered: Vec::new(),
             wrapped: None,
+            traced: Vec::new(),
             exec_needs_two_stage_runc: false,
             log: Vec::new(),
         }
@@ -191,24 +201,36 @@ impl Plan {
     }
 }
 
-/// Picks the mode of a foreign container from the config and what stands in userns mode's
-/// way (`unsupported`).
+/// Picks the mode of a foreign container from the config, what stands in userns mode's way
+/// (`userns_blocked`) and what stands in trace mode's (`trace_blocked`). Auto takes the
+/// first of userns, trace and wrap that can run.
 pub fn choose_mode(
     id: &str,
     configured: EmulationMode,
-    unsupported: Option<String>,
+    userns_blocked: Option<String>,
+    trace_blocked: Option<String>,
 ) -> Result<Mode> {
-    match (configured, unsupported) {
-        (EmulationMode::Wrap, _) => Ok(Mode::Wrap(
+    let refuse = |mode: &str, why: String| {
+        Error::failed_precondition(format!(
+            "container {id}: emulation.mode is \"{mode}\" but {why}; use \"auto\" or \"wrap\""
+        ))
+    };
+    match (configured, userns_blocked, trace_blocked) {
+        (EmulationMode::Wrap, _, _) => Ok(Mode::Wrap(
             "emulation.mode is \"wrap\" in the crossarch config".into(),
         )),
-        (EmulationMode::Userns | EmulationMode::Auto, None) => Ok(Mode::Userns),
-        (EmulationMode::Auto, Some(why)) => Ok(Mode::Wrap(why)),
-        (EmulationMode::Userns, Some(why)) => Err(Error::failed_precondition(format!(
-            "container {id}: emulation.mode is \"userns\" but {why}; use \"auto\" or \"wrap\""
+        (EmulationMode::Userns | EmulationMode::Auto, None, _) => Ok(Mode::Userns),
+        (EmulationMode::Userns, Some(why), _) => Err(refuse("userns", why)),
+        (EmulationMode::Trace, _, None) => Ok(Mode::Trace(
+            "emulation.mode is \"trace\" in the crossarch config".into(),
+        )),
+        (EmulationMode::Trace, _, Some(why)) => Err(refuse("trace", why)),
+        (EmulationMode::Auto, Some(why), None) => Ok(Mode::Trace(why)),
+        (EmulationMode::Auto, Some(userns), Some(trace)) => Ok(Mode::Wrap(format!(
+            "{userns}; and trace mode cannot run: {trace}"
         ))),
         // Refused earlier by the routing policy; never reached with a Wrap route.
-        (EmulationMode::Off, _) => Ok(Mode::Wrap("emulation is off".into())),
+        (EmulationMode::Off, _, _) => Ok(Mode::Wrap("emulation is off".into())),
     }
 }
 
@@ -279,9 +301,11 @@ pub fn create(
                     .userns_unsupported
                     .clone()
                     .or_else(|| new_user_namespace_blocked(&view.namespaces));
-                plan.mode = choose_mode(id, config.emulation.mode, blocked)?;
+                let trace_blocked = trace_blocked(node, config, view, &plan.args());
+                plan.mode = choose_mode(id, config.emulation.mode, blocked, trace_blocked)?;
                 match plan.mode.clone() {
                     Mode::Userns => userns(&mut plan, node, view),
+                    Mode::Trace(why) => trace(&mut plan, node, view, &why),
                     Mode::Wrap(why) => {
                         plan.warn(format!(
                             "container {id}: only {} itself is emulated (wrap mode: {why}); programs it starts \
@@ -322,8 +346,9 @@ pub fn create(
             }
             let host_init = node.init.clone().map_err(Error::failed_precondition)?;
             plan.host_file(view, host_init, init::in_container_path(), "init");
+            let traced = matches!(plan.mode, Mode::Trace(_));
             plan.process
-                .set_args(Some(init::prefix(&args, config.init.pgroup)));
+                .set_args(Some(init::prefix(&args, config.init.pgroup, traced)));
         }
     }
 
@@ -332,7 +357,7 @@ pub fn create(
             decision,
             mode: plan.mode.name(),
             mode_why: match &plan.mode {
-                Mode::Wrap(why) => why.clone(),
+                Mode::Wrap(why) | Mode::Trace(why) => why.clone(),
                 _ => String::new(),
             },
             binfmt: plan
@@ -344,6 +369,52 @@ pub fn create(
         });
     }
     Ok(plan)
+}
+
+/// Why trace mode cannot run container `view` with `args`: the node's ptrace policy, the
+/// container's seccomp profile, or no injected init to do the tracing.
+fn trace_blocked(
+    node: &NodeView<'_>,
+    config: &Config,
+    view: &ContainerView,
+    args: &[String],
+) -> Option<String> {
+    node.trace_unsupported
+        .clone()
+        .or_else(|| view.seccomp_refuses_trace.clone())
+        .or_else(|| {
+            init::skip_reason(
+                &config.init,
+                view.own_pid_namespace(),
+                view.annotation(init::ANNOTATION),
+                args,
+            )
+            .map(|why| format!("the injected init, which traces, is not used ({why})"))
+        })
+}
+
+/// Trace mode: the injected init runs every foreign exec of the tree through a qemu bound
+/// read-only in the container, one per architecture the node emulates; the process is left
+/// as the image asked.
+fn trace(plan: &mut Plan, node: &NodeView<'_>, view: &ContainerView, why: &str) {
+    for (arch, host_path) in (node.registrations)() {
+        let destination = std::path::Path::new(IN_CONTAINER_DIR)
+            .join(crossarch_route::plan::qemu_file_name(arch));
+        plan.host_file(
+            view,
+            host_path,
+            destination.to_string_lossy().into_owned(),
+            &format!("qemu-{}", arch.qemu_name()),
+        );
+        plan.traced.push((arch, destination));
+    }
+    let arches: Vec<String> = plan.traced.iter().map(|(a, _)| a.to_string()).collect();
+    plan.info(format!(
+        "container {}: every process is emulated by the injected init, which traces their execs \
+         (trace mode: {why}) ({})",
+        view.id,
+        arches.join(", ")
+    ));
 }
 
 /// Userns mode: the kernel runs qemu for every process; the process is left as the image
@@ -427,6 +498,8 @@ pub struct ExecContext<'a> {
     pub registered: &'a Registered,
     /// The architecture whose qemu was mounted in the container at Create (wrap mode).
     pub wrapped: Option<Arch>,
+    /// The qemus mounted for the container's tracing init (trace mode).
+    pub traced: &'a Registered,
 }
 
 impl ExecContext<'_> {
@@ -434,8 +507,9 @@ impl ExecContext<'_> {
     /// since Create): what its private binfmt_misc registered, or the one mounted in it.
     pub fn held(&self) -> Registered {
         let mut held = self.registered.clone();
+        held.extend(self.traced.iter().cloned());
         if let Some(arch) = self.wrapped {
-            let name = format!("qemu-{}-static", arch.qemu_name());
+            let name = crossarch_route::plan::qemu_file_name(arch);
             held.push((arch, std::path::Path::new(IN_CONTAINER_DIR).join(name)));
         }
         held
@@ -473,6 +547,8 @@ pub fn exec(
         Route::Refused { reason } => return Err(Error::failed_precondition(reason.to_string())),
         // The container's binfmt_misc runs it; the process is left as it is.
         Route::Wrap { arch, .. } if ctx.registered.iter().any(|(a, _)| a == arch) => {}
+        // The init in front, below, runs it through qemu.
+        Route::Wrap { arch, .. } if ctx.traced.iter().any(|(a, _)| a == arch) => {}
         Route::Wrap {
             arch,
             qemu_in_container_path,
@@ -492,6 +568,15 @@ pub fn exec(
             }
             process.set_args(Some(args.clone()));
         }
+    }
+    if !ctx.traced.is_empty() {
+        // Trace mode: the exec's tree is traced by an init of its own, as the container's is.
+        let args = process.args().clone().unwrap_or_default();
+        process.set_args(Some(init::prefix(&args, ctx.config.init.pgroup, true)));
+        log.push((
+            log::Level::Info,
+            format!("{what}: runs under the injected init, which traces its execs (trace mode)"),
+        ));
     }
     Ok((process, log))
 }

@@ -111,6 +111,8 @@ pub struct ContainerView {
     pub mounts: Vec<MountView>,
     /// The spec sets `net.ipv4.ip_unprivileged_port_start` itself.
     pub sets_port_start: bool,
+    /// Why the container's seccomp profile would stop trace mode's init, if it does.
+    pub seccomp_refuses_trace: Option<String>,
 }
 
 impl ContainerView {
@@ -156,6 +158,7 @@ impl ContainerView {
             sets_port_start: value["linux"]["sysctl"]
                 .get(crate::spec::UNPRIVILEGED_PORT_START)
                 .is_some(),
+            seccomp_refuses_trace: seccomp_refuses_trace(&value["linux"]["seccomp"]),
         })
     }
 
@@ -185,10 +188,94 @@ impl ContainerView {
     }
 }
 
+/// The syscalls trace mode's init makes that a seccomp profile may refuse: it attaches with
+/// ptrace, its child sets no_new_privs and installs the exec filter, and it reads and writes
+/// the tracee's exec arguments.
+const TRACE_SYSCALLS: [&str; 5] = [
+    "ptrace",
+    "prctl",
+    "seccomp",
+    "process_vm_readv",
+    "process_vm_writev",
+];
+
+/// Which of [`TRACE_SYSCALLS`] the OCI seccomp profile `seccomp` refuses, as a sentence;
+/// None when there is no profile or it allows them all. A rule with argument conditions
+/// counts as allowing, as containerd's and Docker's default profiles allow ptrace on every
+/// kernel this runs on.
+pub fn seccomp_refuses_trace(seccomp: &serde_json::Value) -> Option<String> {
+    if !seccomp.is_object() {
+        return None;
+    }
+    let allows = |action: &serde_json::Value| {
+        matches!(action.as_str(), Some("SCMP_ACT_ALLOW" | "SCMP_ACT_LOG"))
+    };
+    let default_allows = allows(&seccomp["defaultAction"]);
+    let rules = seccomp["syscalls"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let refused: Vec<&str> = TRACE_SYSCALLS
+        .into_iter()
+        .filter(|name| {
+            let naming: Vec<_> = rules
+                .iter()
+                .filter(|r| {
+                    r["names"]
+                        .as_array()
+                        .is_some_and(|n| n.iter().any(|n| n.as_str() == Some(name)))
+                })
+                .collect();
+            if naming.iter().any(|r| allows(&r["action"])) {
+                return false;
+            }
+            let unconditional_refusal = naming.iter().any(|r| {
+                r["args"].as_array().is_none_or(|a| a.is_empty()) && !allows(&r["action"])
+            });
+            unconditional_refusal || !default_allows
+        })
+        .collect();
+    (!refused.is_empty()).then(|| {
+        format!(
+            "its seccomp profile refuses {}, which trace mode's init needs",
+            refused.join(", ")
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn trace_mode_needs_ptrace_and_seccomp_from_the_profile() {
+        assert_eq!(seccomp_refuses_trace(&serde_json::Value::Null), None);
+        // containerd's and Docker's default shape: errno by default, an allow list.
+        let default = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read", "ptrace", "prctl", "seccomp", "process_vm_readv",
+                       "process_vm_writev"], "action": "SCMP_ACT_ALLOW"},
+        ]});
+        assert_eq!(seccomp_refuses_trace(&default), None);
+        let no_ptrace = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read", "prctl", "seccomp", "process_vm_readv", "process_vm_writev"],
+             "action": "SCMP_ACT_ALLOW"},
+        ]});
+        assert_eq!(
+            seccomp_refuses_trace(&no_ptrace).unwrap(),
+            "its seccomp profile refuses ptrace, which trace mode's init needs"
+        );
+        let denied = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["ptrace", "process_vm_writev"], "action": "SCMP_ACT_ERRNO"},
+        ]});
+        assert!(seccomp_refuses_trace(&denied)
+            .unwrap()
+            .contains("ptrace, process_vm_writev,"));
+        let conditional = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+            {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0}]},
+        ]});
+        assert_eq!(seccomp_refuses_trace(&conditional), None);
+    }
 
     #[test]
     fn an_empty_path_is_a_namespace_of_its_own_as_runc_reads_it() {

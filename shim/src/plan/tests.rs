@@ -69,6 +69,7 @@ fn view_of(value: Value) -> (ContainerView, Document) {
 fn node() -> NodeView<'static> {
     NodeView {
         userns_unsupported: None,
+        trace_unsupported: None,
         registrations: Box::new(|| vec![(Arch::Aarch64, QEMU.into())]),
         init: Ok(INIT.into()),
         joins_host_network: false,
@@ -274,9 +275,82 @@ fn a_shared_pid_namespace_means_wrap_mode_or_a_clear_error() {
 }
 
 #[test]
-fn an_old_kernel_means_wrap_mode_with_qemu_bound_in() {
+fn an_old_kernel_means_trace_mode_with_every_qemu_bound_in_and_the_init_tracing() {
     let old = NodeView {
         userns_unsupported: Some("Linux 6.1.0 has no per-user-namespace binfmt_misc".into()),
+        registrations: Box::new(|| {
+            vec![
+                (Arch::Aarch64, QEMU.into()),
+                (Arch::S390x, "/usr/bin/qemu-s390x-static".into()),
+            ]
+        }),
+        ..node()
+    };
+    let plan = run(&old, &Config::default(), alone(), foreign()).unwrap();
+    assert!(
+        matches!(&plan.mode, Mode::Trace(w) if w.contains("6.1.0")),
+        "{:?}",
+        plan.mode
+    );
+    // The process is the image's; the init in front traces it.
+    assert_eq!(
+        args(&plan),
+        [
+            "/dev/.crossarch/init",
+            "--trace",
+            "/dev/.crossarch",
+            "--",
+            "sh",
+            "-c",
+            "exec httpd"
+        ]
+    );
+    for (source, destination) in [
+        (QEMU, QEMU_IN),
+        (
+            "/usr/bin/qemu-s390x-static",
+            "/dev/.crossarch/qemu-s390x-static",
+        ),
+    ] {
+        assert!(plan.binds.contains(&Bind {
+            source: source.into(),
+            destination: destination.into()
+        }));
+    }
+    assert_eq!(plan.traced.len(), 2);
+    assert_eq!(plan.wrapped, None);
+    assert!(plan.registered.is_empty() && !plan.add_user_namespace);
+    let record = plan.record.unwrap();
+    assert_eq!(
+        (record.mode, record.mode_why.contains("6.1.0")),
+        ("trace", true)
+    );
+
+    // With the init off there is nothing to trace: wrap mode, and why.
+    let mut config = Config::default();
+    config.init.enabled = false;
+    let plan = run(&old, &config, alone(), foreign()).unwrap();
+    assert!(
+        matches!(&plan.mode, Mode::Wrap(w) if w.contains("binfmt_misc; and trace mode cannot run: the injected init, which traces, is not used (init.enabled is false")),
+        "{:?}",
+        plan.mode
+    );
+    // A seccomp profile that refuses ptrace: the same.
+    let mut v = alone();
+    v["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []});
+    let plan = run(&old, &Config::default(), v, foreign()).unwrap();
+    assert!(
+        matches!(&plan.mode, Mode::Wrap(w) if w.contains("its seccomp profile refuses ptrace")),
+        "{:?}",
+        plan.mode
+    );
+}
+
+#[test]
+fn an_old_kernel_without_ptrace_means_wrap_mode_with_qemu_bound_in() {
+    let old = NodeView {
+        userns_unsupported: Some("Linux 6.1.0 has no per-user-namespace binfmt_misc".into()),
+        trace_unsupported: Some("kernel.yama.ptrace_scope is 3".into()),
         ..node()
     };
     let plan = run(&old, &Config::default(), alone(), foreign()).unwrap();
@@ -461,8 +535,11 @@ fn exec_ctx<'a>(
         terminal: true,
         registered,
         wrapped,
+        traced: &NONE,
     }
 }
+
+static NONE: Registered = Vec::new();
 
 fn exec_process() -> Process {
     let (view, _) = view_of(alone());
@@ -505,20 +582,61 @@ fn an_exec_runs_through_the_containers_binfmt_misc_or_its_wrap_mount() {
 }
 
 #[test]
+fn an_exec_into_a_traced_container_runs_under_a_tracing_init() {
+    let config = Config::default();
+    let traced = vec![(Arch::Aarch64, PathBuf::from(QEMU_IN))];
+    let ctx = ExecContext {
+        traced: &traced,
+        ..exec_ctx(&config, &NONE, None)
+    };
+    for what in [foreign(), native()] {
+        let (p, log) = exec(&ctx, exec_process(), what).unwrap();
+        assert_eq!(
+            p.args().clone().unwrap(),
+            [
+                "/dev/.crossarch/init",
+                "--trace",
+                "/dev/.crossarch",
+                "--",
+                "sh",
+                "-c",
+                "exec httpd"
+            ]
+        );
+        assert!(log.iter().any(|(_, l)| l.contains("(trace mode)")));
+    }
+    assert_eq!(ctx.held(), traced);
+}
+
+#[test]
 fn mode_follows_config_and_node() {
     let no = || Some("Linux 5.10 has no per-user-namespace binfmt_misc".to_string());
+    let yama = || Some("kernel.yama.ptrace_scope is 3".to_string());
     assert_eq!(
-        choose_mode("a", EmulationMode::Auto, None).unwrap(),
+        choose_mode("a", EmulationMode::Auto, None, yama()).unwrap(),
         Mode::Userns
     );
     assert!(
-        matches!(choose_mode("a", EmulationMode::Auto, no()).unwrap(), Mode::Wrap(w) if w.contains("5.10"))
+        matches!(choose_mode("a", EmulationMode::Auto, no(), None).unwrap(), Mode::Trace(w) if w.contains("5.10"))
+    );
+    assert!(
+        matches!(choose_mode("a", EmulationMode::Auto, no(), yama()).unwrap(), Mode::Wrap(w) if w.contains("5.10") && w.contains("ptrace_scope"))
     );
     assert!(matches!(
-        choose_mode("a", EmulationMode::Wrap, None).unwrap(),
+        choose_mode("a", EmulationMode::Wrap, None, None).unwrap(),
         Mode::Wrap(_)
     ));
-    let e = choose_mode("web", EmulationMode::Userns, no()).unwrap_err();
+    assert!(matches!(
+        choose_mode("a", EmulationMode::Trace, None, None).unwrap(),
+        Mode::Trace(_)
+    ));
+    let e = choose_mode("web", EmulationMode::Trace, None, yama()).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("container web: emulation.mode is \"trace\" but kernel.yama"),
+        "{e}"
+    );
+    let e = choose_mode("web", EmulationMode::Userns, no(), None).unwrap_err();
     assert_eq!(e.kind(), Kind::FailedPrecondition);
     assert!(
         e.to_string()

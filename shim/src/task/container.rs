@@ -50,6 +50,8 @@ pub struct Container {
     pub registered: crate::plan::Registered,
     /// The architecture whose qemu is mounted in the container (wrap mode).
     pub wrapped: Option<crossarch_route::arch::Arch>,
+    /// The qemus mounted for the container's tracing init (trace mode; empty otherwise).
+    pub traced: crate::plan::Registered,
     /// The init's pidfd, from just after `runc create`.
     pub init_pidfd: std::sync::OnceLock<std::os::fd::OwnedFd>,
     /// The mount that keeps the container's private binfmt_misc alive, until Delete.

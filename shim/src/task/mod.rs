@@ -405,6 +405,7 @@ impl Shared {
             kill_all_on_exit: !own_pid_namespace,
             registered: prepared.registered,
             wrapped: prepared.wrapped,
+            traced: prepared.traced,
             init_pidfd: std::sync::OnceLock::new(),
             binfmt: Mutex::new(None),
             exec_hint,
@@ -559,7 +560,7 @@ impl Shared {
         let spec = {
             let (id, exec_id, config) = (c.id.clone(), req.exec_id.clone(), c.config.clone());
             let (privileged, terminal) = (c.privileged, req.terminal);
-            let (registered, wrapped) = (c.registered.clone(), c.wrapped);
+            let (registered, wrapped, traced) = (c.registered.clone(), c.wrapped, c.traced.clone());
             inspect_off_runtime(&what, move || {
                 let ctx = crate::plan::ExecContext {
                     id: &id,
@@ -569,6 +570,7 @@ impl Shared {
                     terminal,
                     registered: &registered,
                     wrapped,
+                    traced: &traced,
                 };
                 crate::prepare::exec(&ctx, &root, slot)
             })
