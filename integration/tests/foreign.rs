@@ -1,7 +1,7 @@
 //! Foreign-architecture containers (issues 3 and 4), as a `ctr` user sees them: busybox
 //! images of arm64, armhf, s390x (big-endian), riscv64 and ppc64le run on this host through
 //! qemu-user, in userns mode (a private binfmt_misc, so every child is emulated too) and in
-//! wrap mode (only the container's process itself). Every test also proves that the host's
+//! wrap mode (only the container's process itself); trace mode has tests/trace.rs. Every test also proves that the host's
 //! `/proc/sys/fs/binfmt_misc` is untouched: no mount and no entry before or after. That
 //! directory is only ever read.
 //!
@@ -123,9 +123,10 @@ fn wrap_mode_runs_arm64_and_s390x() {
 
 /// A chrooted containerd (some node images run it so): the kernel refuses its shims and
 /// runc user namespaces, so runc would fail a userns-mode container with a bare "EOF".
-/// Auto mode asks the kernel first, picks wrap mode, and says why.
+/// Auto mode asks the kernel first and picks trace mode, saying why; with the injected init
+/// turned off, which trace mode needs, it picks wrap mode.
 #[test]
-fn auto_mode_picks_wrap_where_the_kernel_refuses_user_namespaces() {
+fn auto_mode_picks_trace_then_wrap_where_the_kernel_refuses_user_namespaces() {
     if !ready(&ARM64) {
         return;
     }
@@ -143,14 +144,31 @@ fn auto_mode_picks_wrap_where_the_kernel_refuses_user_namespaces() {
         ARM64.platform,
         "chrooted",
         &["--rm"],
+        &["sh", "-c", "uname -m; /bin/uname -m"],
+    );
+    out.ok();
+    assert_eq!(out.stdout_text(), "aarch64\naarch64\n", "{}", out.show());
+    wait_for_log(
+        &cd,
+        "container chrooted: every process is emulated by the injected init, which traces their \
+         execs (trace mode: the kernel refuses the shim a user namespace (Operation not \
+         permitted): containerd runs chrooted",
+    );
+    let no_init = config_file(&cd, "[init]\nenabled = false\n");
+    let out = run_image(
+        &cd,
+        &image,
+        ARM64.platform,
+        "chrooted-no-init",
+        &["--rm", "--runtime-config-path", &no_init],
         &["uname", "-m"],
     );
     out.ok();
     assert_eq!(out.stdout_text().trim(), ARM64.uname, "{}", out.show());
     wait_for_log(
         &cd,
-        "container chrooted: only /bin/uname itself is emulated (wrap mode: the kernel refuses \
-         the shim a user namespace (Operation not permitted): containerd runs chrooted",
+        "container chrooted-no-init: only /bin/uname itself is emulated (wrap mode: the kernel \
+         refuses the shim a user namespace (Operation not permitted): containerd runs chrooted",
     );
     guard.check();
 }

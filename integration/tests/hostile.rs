@@ -245,8 +245,9 @@ fn exe_attack(target: &str) -> String {
 }
 
 /// The host's qemu behind an emulated process: `/proc/PID/exe` of a foreign `sleep` and of
-/// the foreign shell itself, in userns mode (the kernel's binfmt_misc opened qemu) and in
-/// wrap mode (qemu is bind-mounted). Nothing may change the host's file.
+/// the foreign shell itself, in userns mode (the kernel's binfmt_misc opened qemu), in
+/// wrap mode and in trace mode (qemu is bind-mounted, and in trace mode the init's exec of
+/// it replaced the guest's). Nothing may change the host's file.
 #[test]
 fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     let Some(t) = Hostile::start(&[ARM64]) else {
@@ -255,6 +256,7 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     let cd = &t.cd;
     let image = import_busybox(cd, &ARM64);
     let wrap = config_file(cd, "[emulation]\nmode = \"wrap\"\n");
+    let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
     // A node whose qemu is found through a symlink (as in Debian's /usr/libexec/qemu-binfmt):
     // the link must not lead the kernel's open to a writable mount.
     let links = cd.dir().join("qemu-links");
@@ -277,6 +279,10 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
         (
             "exe-wrap",
             vec!["--rm", "--mount", &mount, "--runtime-config-path", &wrap],
+        ),
+        (
+            "exe-trace",
+            vec!["--rm", "--mount", &mount, "--runtime-config-path", &trace],
         ),
         (
             "exe-linked-qemu",
@@ -304,8 +310,8 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     }
 }
 
-/// The injected init, `/proc/1/exe`: in a native container, an arm64 one in userns mode and
-/// one in wrap mode.
+/// The injected init, `/proc/1/exe`: in a native container, and arm64 ones in userns, wrap
+/// and trace mode (where the init is also the tracer).
 #[test]
 fn proc_1_exe_cannot_change_the_hosts_init() {
     let Some(t) = Hostile::start(&[ARM64]) else {
@@ -314,6 +320,7 @@ fn proc_1_exe_cannot_change_the_hosts_init() {
     let cd = &t.cd;
     let image = import_busybox(cd, &ARM64);
     let wrap = config_file(cd, "[emulation]\nmode = \"wrap\"\n");
+    let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
     let mount = t.helper_mount();
     let script = format!("{}true", exe_attack("/proc/1/exe"));
     let argv = ["sh", "-c", script.as_str()];
@@ -347,6 +354,17 @@ fn proc_1_exe_cannot_change_the_hosts_init() {
                 ARM64.platform,
                 "init-wrap",
                 &["--rm", "--mount", &mount, "--runtime-config-path", &wrap],
+                &argv,
+            ),
+        ),
+        (
+            "init-trace",
+            image_run_args(
+                cd,
+                &image,
+                ARM64.platform,
+                "init-trace",
+                &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
                 &argv,
             ),
         ),
@@ -1094,7 +1112,6 @@ fn setuid_under_emulation_does_not_run_qemu_as_root() {
         fs::metadata(&suid).unwrap().mode(),
         fs::metadata(&suid).unwrap().uid()
     );
-    let config = config_file(cd, "[capabilities]\nno_new_privileges = false\n");
     let unprivileged = |mut spec: serde_json::Value, env: &[&str]| {
         spec["process"]["user"] = serde_json::json!({"uid": 1000, "gid": 1000});
         spec["process"]["noNewPrivileges"] = serde_json::json!(false);
@@ -1106,57 +1123,71 @@ fn setuid_under_emulation_does_not_run_qemu_as_root() {
         spec["process"]["env"] = serde_json::json!(all);
         spec
     };
-    // qemu opens its log before the guest runs, with the credentials exec gave it.
-    let id_spec = unprivileged(
-        spec_for(cd, "suid-id", &root, &["/bin/busybox-suid", "id", "-u"]),
-        &["QEMU_LOG_FILENAME=/tmp/qlog", "QEMU_LOG=page"],
-    );
-    let id_out = run_spec(cd, "suid-id", &id_spec, Some(&config));
-    let qlog = root.join("tmp/qlog");
-    let log_owner = fs::metadata(&qlog)
-        .ok()
-        .map(|m| (m.uid(), m.gid(), m.len()));
-    println!(
-        "qemu's log {}: {}",
-        qlog.display(),
-        match log_owner {
-            Some((u, g, len)) => format!("owner {u}:{g}, {len} bytes"),
-            None => "not created".into(),
-        }
-    );
-    // su needs euid 0; root has no password in this image.
-    let su_spec = unprivileged(
-        spec_for(
+    // The default mode (userns here), and trace mode, where the init turns the exec of the
+    // setuid binary into an exec of qemu.
+    let mut outcomes = Vec::new();
+    for (mode, extra) in [("", ""), ("-trace", "[emulation]\nmode = \"trace\"\n")] {
+        let config = config_file(
             cd,
-            "suid-su",
-            &root,
-            &[
-                "/bin/busybox-suid",
-                "su",
-                "root",
-                "-c",
-                "echo GUEST-EUID $(id -u); grep Uid /proc/self/status",
-            ],
-        ),
-        &[],
-    );
-    let su_out = run_spec(cd, "suid-su", &su_spec, Some(&config));
-    let su_text = su_out.stdout_text();
+            &format!("[capabilities]\nno_new_privileges = false\n{extra}"),
+        );
+        let qlog = root.join("tmp/qlog");
+        let _ = fs::remove_file(&qlog);
+        // qemu opens its log before the guest runs, with the credentials exec gave it.
+        let id = format!("suid-id{mode}");
+        let id_spec = unprivileged(
+            spec_for(cd, &id, &root, &["/bin/busybox-suid", "id", "-u"]),
+            &["QEMU_LOG_FILENAME=/tmp/qlog", "QEMU_LOG=page"],
+        );
+        let id_out = run_spec(cd, &id, &id_spec, Some(&config));
+        let log_owner = fs::metadata(&qlog)
+            .ok()
+            .map(|m| (m.uid(), m.gid(), m.len()));
+        println!(
+            "{id}: qemu's log {}: {}",
+            qlog.display(),
+            match log_owner {
+                Some((u, g, len)) => format!("owner {u}:{g}, {len} bytes"),
+                None => "not created".into(),
+            }
+        );
+        // su needs euid 0; root has no password in this image.
+        let su = format!("suid-su{mode}");
+        let su_spec = unprivileged(
+            spec_for(
+                cd,
+                &su,
+                &root,
+                &[
+                    "/bin/busybox-suid",
+                    "su",
+                    "root",
+                    "-c",
+                    "echo GUEST-EUID $(id -u); grep Uid /proc/self/status",
+                ],
+            ),
+            &[],
+        );
+        let su_out = run_spec(cd, &su, &su_spec, Some(&config));
+        outcomes.push((id, id_out, log_owner, su_out));
+    }
     t.finish();
-    assert!(
-        !id_out.stdout_text().starts_with("0\n"),
-        "the guest ran as root: {}",
-        id_out.show()
-    );
-    assert!(
-        log_owner.is_none_or(|(uid, _, _)| uid != 0),
-        "qemu wrote QEMU_LOG_FILENAME as root for uid 1000: {log_owner:?}"
-    );
-    assert!(
-        !su_text.contains("GUEST-EUID 0"),
-        "uid 1000 got a root shell through a setuid foreign binary: {}",
-        su_out.show()
-    );
+    for (id, id_out, log_owner, su_out) in outcomes {
+        assert!(
+            id_out.status.success() && !id_out.stdout_text().starts_with("0\n"),
+            "{id}: the guest ran as root, or not at all: {}",
+            id_out.show()
+        );
+        assert!(
+            log_owner.is_none_or(|(uid, _, _)| uid != 0),
+            "{id}: qemu wrote QEMU_LOG_FILENAME as root for uid 1000: {log_owner:?}"
+        );
+        assert!(
+            !su_out.stdout_text().contains("GUEST-EUID 0"),
+            "{id}: uid 1000 got a root shell through a setuid foreign binary: {}",
+            su_out.show()
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

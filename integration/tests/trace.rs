@@ -1,0 +1,238 @@
+//! Trace mode (`emulation.mode = "trace"`), as a `ctr` user sees it: the injected init traces
+//! the container's process tree and runs every foreign exec through qemu, with no
+//! binfmt_misc anywhere, so it works on kernels before 6.7 and where user namespaces are
+//! refused. Forced here on a kernel that has the private binfmt_misc too. Every test checks
+//! that the host's binfmt_misc is untouched.
+
+use std::path::Path;
+use std::thread;
+
+use crossarch_integration::crossarch::{
+    config_file, crossarch_only, exit_status_after_signal, import_busybox, route_record, run_image,
+    run_image_detached, HostGuard, ARM64, FOREIGN,
+};
+use crossarch_integration::{containerd, Containerd, OutputExt};
+
+const WHAT: &str = "trace mode";
+const TRACE: &str = "[emulation]\nmode = \"trace\"\n";
+
+fn trace_config(cd: &Containerd) -> String {
+    config_file(cd, TRACE)
+}
+
+#[test]
+fn every_process_of_a_foreign_tree_is_emulated_children_pipelines_scripts() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    let out = run_image(
+        &cd,
+        &image,
+        ARM64.platform,
+        "kids",
+        &["--rm", "--runtime-config-path", &trace],
+        &[
+            "sh",
+            "-c",
+            "uname -m; /bin/uname -m | cat; sh -c 'sh -c \"echo nested $(/bin/uname -m)\"'; \
+             echo olleh | rev | cat | tr a-z A-Z; seq 1 200 | grep 7 | wc -l; \
+             printf '#!/bin/sh\\necho script $(/bin/uname -m)\\n' > /tmp/s; chmod +x /tmp/s; /tmp/s; \
+             grep -c binfmt_misc /proc/self/mountinfo; \
+             grep TracerPid /proc/self/status | tr -d '\\t'",
+        ],
+    );
+    out.ok();
+    let text = out.stdout_text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "aarch64",
+            "aarch64",
+            "nested aarch64",
+            "HELLO",
+            "38",
+            "script aarch64",
+            "0",
+            "TracerPid:1",
+        ],
+        "{}",
+        out.show()
+    );
+    guard.check();
+}
+
+#[test]
+fn the_record_says_trace_and_an_exec_is_traced_too() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    run_image_detached(
+        &cd,
+        &image,
+        ARM64.platform,
+        "c",
+        &["--runtime-config-path", &trace],
+        &["sleep", "1000"],
+    );
+    let record = route_record(&cd, "c");
+    assert_eq!(record["mode"], "trace", "{record:#}");
+    assert_eq!(
+        record["mode_why"], "emulation.mode is \"trace\" in the crossarch config",
+        "{record:#}"
+    );
+    assert_eq!(
+        record["args"].as_array().map(|a| a[..3].to_vec()),
+        Some(vec![
+            "/dev/.crossarch/init".into(),
+            "--trace".into(),
+            "/dev/.crossarch".into()
+        ]),
+        "{record:#}"
+    );
+    let out = cd.ctr(&[
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "c",
+        "sh",
+        "-c",
+        "uname -m; /bin/uname -m | cat; ps | grep -c '[q]emu-aarch64-static -0 sleep /bin/sleep 1000'; exit 3",
+    ]);
+    assert_eq!(out.code(), 3, "{}", out.show());
+    // ps of the traced exec lists the container's sleep, as qemu runs it.
+    assert_eq!(out.stdout_text(), "aarch64\naarch64\n1\n", "{}", out.show());
+    cd.ctr(&["task", "kill", "-s", "SIGKILL", "c"]).ok();
+    cd.wait_status("c", "STOPPED", std::time::Duration::from_secs(30));
+    guard.check();
+}
+
+#[test]
+fn exit_codes_and_sigterm_pass_through_the_tracer() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    let opts = ["--rm", "--runtime-config-path", trace.as_str()];
+    for code in [0, 3, 255] {
+        let out = run_image(
+            &cd,
+            &image,
+            ARM64.platform,
+            &format!("exit{code}"),
+            &opts,
+            &["sh", "-c", &format!("/bin/sh -c 'exit {code}'; exit $?")],
+        );
+        assert_eq!(out.code(), code, "{}", out.show());
+    }
+    let ready_loop = "touch /tmp/ready; while true; do /bin/sleep 0.1; done";
+    for (id, script, want) in [
+        ("trapped", format!("trap 'exit 42' TERM; {ready_loop}"), 42),
+        ("untrapped", ready_loop.to_string(), 143),
+    ] {
+        run_image_detached(
+            &cd,
+            &image,
+            ARM64.platform,
+            id,
+            &["--runtime-config-path", &trace],
+            &["sh", "-c", &script],
+        );
+        let ready = format!("/proc/{}/root/tmp/ready", cd.task_pid(id));
+        assert_eq!(
+            exit_status_after_signal(&cd, id, Path::new(&ready), "SIGTERM"),
+            want,
+            "{id}"
+        );
+    }
+    guard.check();
+}
+
+#[test]
+fn every_foreign_architecture_and_its_children() {
+    if !crossarch_only(WHAT) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let trace = trace_config(&cd);
+    let mut ran = 0;
+    for arch in FOREIGN.iter().filter(|a| a.available()) {
+        let image = import_busybox(&cd, arch);
+        let out = run_image(
+            &cd,
+            &image,
+            arch.platform,
+            &format!("arch-{}", arch.deb),
+            &["--rm", "--runtime-config-path", &trace],
+            &["sh", "-c", "uname -m; /bin/uname -m | cat"],
+        );
+        out.ok();
+        assert_eq!(
+            out.stdout_text(),
+            format!("{0}\n{0}\n", arch.uname),
+            "{}: {}",
+            arch.deb,
+            out.show()
+        );
+        ran += 1;
+    }
+    assert!(ran >= 1, "no foreign fixture was available");
+    guard.check();
+}
+
+#[test]
+fn twenty_traced_containers_in_parallel() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    let check = "m=$(/bin/uname -m | cat); echo $m; [ \"$m\" = aarch64 ] || exit 9";
+    let results: Vec<(String, String, i32)> = thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|w| {
+                let (cd, image, trace) = (&cd, &image, &trace);
+                s.spawn(move || {
+                    (0..5)
+                        .map(|i| {
+                            let id = format!("t{w}-{i}");
+                            let out = run_image(
+                                cd,
+                                image,
+                                ARM64.platform,
+                                &id,
+                                &["--rm", "--runtime-config-path", trace],
+                                &["sh", "-c", check],
+                            );
+                            (id, out.show(), out.code())
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert_eq!(results.len(), 20);
+    for (id, shown, code) in &results {
+        assert_eq!(*code, 0, "{id} did not see aarch64: {shown}");
+    }
+    guard.check();
+}
