@@ -3,7 +3,7 @@
 # a native container, foreign ones (arm64 first), a foreign #! script and an exec into a
 # running container. Everything it starts is removed on exit, even on failure or Ctrl-C.
 #
-# Usage: sudo scripts/demo.sh
+# Usage (as root): scripts/demo.sh
 # Env:
 #   CROSSARCH_DEMO_RUNTIME       runtime to demo (default io.containerd.crossarch.v2); set it to
 #                                io.containerd.runc.v2 to check the demo itself without the shim

@@ -2,10 +2,10 @@
 # Installs crossarch on this node: the shim and its init into PREFIX/bin (default /usr/local),
 # and a commented default config at /etc/crossarch/config.toml unless one exists.
 #
-#   sudo scripts/install.sh              build, then install
-#   sudo scripts/install.sh --no-build   install what scripts/build.sh staged in target/dist
+#   scripts/install.sh              build, then install
+#   scripts/install.sh --no-build   install what scripts/build.sh staged in target/dist
 #                                        (target/dist-aarch64 on an arm64 node)
-#   PREFIX=/opt/crossarch sudo -E scripts/install.sh
+#   PREFIX=/opt/crossarch scripts/install.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 prefix="${PREFIX:-/usr/local}"

@@ -14,7 +14,7 @@
 # binary that is installed is stripped. perf (Debian's linux-perf) is installed with apt if it
 # is missing, cargo-bloat with `cargo install` into PROFILE_CACHE.
 #
-# Usage: sudo scripts/profile.sh
+# Usage (as root): scripts/profile.sh
 # Env:
 #   PROFILE_RUNS     starts, and execs, recorded (default 30)
 #   PROFILE_ARCH     the image's architecture: amd64 (native) or arm64 (emulated) (default amd64)

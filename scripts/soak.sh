@@ -19,7 +19,7 @@
 # runc-v2 cannot run arm64 without the host's binfmt_misc, which this script never touches:
 # when its arm64 probe fails, its arm64 steps run native and the report says so.
 #
-# Usage: sudo scripts/soak.sh
+# Usage (as root): scripts/soak.sh
 # Env:
 #   SOAK_CONTAINERS     sequential containers per runtime (default 500)
 #   SOAK_EXECS          execs per runtime (default 2000)

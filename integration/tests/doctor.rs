@@ -173,6 +173,8 @@ fn doctor_json_has_the_schema() {
             "host",
             "native",
             "private_binfmt",
+            "trace",
+            "modes",
             "user_namespaces",
             "qemu",
             "qemu_package",
@@ -186,6 +188,58 @@ fn doctor_json_has_the_schema() {
             assert!(facts["qemu"]["linux/arm64"].is_string(), "{doc:#}");
         }
     }
+}
+
+/// Which modes a foreign container can get here: trace mode is tried for real, with the
+/// injected init beside the shim, and drops out when the init is turned off.
+#[test]
+fn doctor_says_which_modes_run_here() {
+    if !crossarch() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let default = dir.path().join("default.toml");
+    std::fs::write(&default, "").unwrap();
+    let no_init = dir.path().join("no-init.toml");
+    std::fs::write(&no_init, "[init]\nenabled = false\n").unwrap();
+    let forced = dir.path().join("trace.toml");
+    std::fs::write(
+        &forced,
+        "[init]\nenabled = false\n[emulation]\nmode = \"trace\"\n",
+    )
+    .unwrap();
+    let doctor = |config: &Path| {
+        json(
+            Command::new(shim())
+                .args(["doctor", "--json", "--config"])
+                .arg(config),
+        )
+    };
+    let (_, doc) = doctor(&default);
+    assert_eq!(doc["facts"]["trace"]["supported"], true, "{doc:#}");
+    assert_eq!(
+        doc["facts"]["modes"],
+        serde_json::json!(["userns", "trace", "wrap"]),
+        "{doc:#}"
+    );
+    assert_eq!(check(&doc, "trace")["level"], "ok", "{doc:#}");
+
+    let (_, doc) = doctor(&no_init);
+    assert_eq!(doc["facts"]["modes"], serde_json::json!(["userns", "wrap"]));
+    assert!(doc["facts"]["trace"]["why_not"]
+        .as_str()
+        .unwrap()
+        .contains("init.enabled = false"));
+    assert_eq!(check(&doc, "trace")["level"], "warn", "{doc:#}");
+
+    let (code, doc) = doctor(&forced);
+    assert_eq!(
+        code, 1,
+        "trace mode forced where it cannot run fails: {doc:#}"
+    );
+    let trace = check(&doc, "trace");
+    assert_eq!(trace["level"], "fail", "{doc:#}");
+    assert!(trace["fix"].as_str().unwrap().contains("ptrace_scope"));
 }
 
 #[test]
@@ -277,6 +331,16 @@ fn doctor_warns_when_user_namespaces_are_off() {
     assert!(userns["fix"].as_str().unwrap().contains("sysctl"));
     assert_eq!(doc["facts"]["user_namespaces"]["allowed"], false);
     assert_eq!(doc["facts"]["user_namespaces"]["max_user_namespaces"], 0);
+    // Without user namespaces, auto falls back to trace mode, which runs here.
+    assert_eq!(
+        doc["facts"]["modes"],
+        serde_json::json!(["trace", "wrap"]),
+        "{doc:#}"
+    );
+    assert!(check(&doc, "emulation")["message"]
+        .as_str()
+        .unwrap()
+        .contains("auto picks trace mode"));
     assert_eq!(
         std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
         host_before,

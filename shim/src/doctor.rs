@@ -208,6 +208,11 @@ struct Facts {
     euid: u32,
     emulation_mode: String,
     private_binfmt: PrivateBinfmt,
+    /// Whether the injected init can trace its processes here (trace mode).
+    trace: Trace,
+    /// The modes a foreign container can run in on this node, best first: `userns`,
+    /// `trace`, `wrap`.
+    modes: Vec<&'static str>,
     user_namespaces: UserNamespaces,
     /// Whether `/` differs from PID 1's root; `None` when either cannot be read.
     root_differs_from_pid1: Option<bool>,
@@ -226,6 +231,12 @@ struct Facts {
 
 #[derive(Serialize)]
 struct PrivateBinfmt {
+    supported: bool,
+    why_not: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Trace {
     supported: bool,
     why_not: Option<String>,
 }
@@ -261,6 +272,8 @@ struct Userns {
     roots: (Option<FileId>, Option<FileId>),
     /// Whether a mount is at `/` ([`root_is_a_mount`]), `None` without /proc.
     root_mount: Option<bool>,
+    /// Whether trace mode works here, so that auto falls back to it.
+    trace_ok: bool,
 }
 
 fn run(args: &Args) -> (Vec<Check>, Facts) {
@@ -362,18 +375,31 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
     let node = facts::node();
     let mode_name = format!("{:?}", config.emulation.mode).to_lowercase();
     let userns_unsupported = node.userns_unsupported();
-    checks.push(match &userns_unsupported {
-        None => Check::new(
+    let trace = try_trace(node, &config, &init_path);
+    checks.push(match (&userns_unsupported, &trace) {
+        (None, _) => Check::new(
             Level::Ok,
             "emulation",
             format!("mode {mode_name}: private binfmt_misc per container available"),
         ),
-        Some(why) => Check::new(
+        (Some(why), Ok(())) => Check::new(
+            Level::Ok,
+            "emulation",
+            format!(
+                "no private binfmt_misc ({why}): auto picks trace mode, where the injected \
+                 init runs every foreign exec through qemu"
+            ),
+        ),
+        (Some(why), Err(trace_why)) => Check::new(
             Level::Warn,
             "emulation",
-            format!("wrap mode only ({why}): children of emulated programs fail"),
+            format!(
+                "wrap mode only ({why}; and trace mode cannot run: {trace_why}): children of \
+                 emulated programs fail"
+            ),
         ),
     });
+    checks.push(trace_check(config.emulation.mode, &trace));
 
     let userns = Userns {
         mode: config.emulation.mode,
@@ -389,6 +415,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
         root_mount: std::fs::read_to_string("/proc/self/mountinfo")
             .ok()
             .map(|m| root_is_a_mount(&m)),
+        trace_ok: trace.is_ok(),
     };
     checks.push(userns_check(&userns));
     checks.push(chroot_check(&userns));
@@ -408,7 +435,11 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
         ),
         _ => None,
     };
-    checks.push(binfmt_check(config.emulation.mode, binfmt_tried));
+    checks.push(binfmt_check(
+        config.emulation.mode,
+        binfmt_tried,
+        trace.is_ok(),
+    ));
 
     let host = node.host.map(|h| h.arch);
     let dirs = &config.emulation.qemu_dirs;
@@ -487,9 +518,21 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
             .unwrap_or_default(),
         euid: euid.as_raw(),
         emulation_mode: mode_name,
+        modes: [
+            ("userns", userns_unsupported.is_none()),
+            ("trace", trace.is_ok()),
+            ("wrap", true),
+        ]
+        .into_iter()
+        .filter_map(|(m, ok)| ok.then_some(m))
+        .collect(),
         private_binfmt: PrivateBinfmt {
             supported: userns_unsupported.is_none(),
             why_not: userns_unsupported,
+        },
+        trace: Trace {
+            supported: trace.is_ok(),
+            why_not: trace.err(),
         },
         user_namespaces: UserNamespaces {
             allowed: userns.create.is_ok(),
@@ -591,8 +634,9 @@ fn handler_check(path: &Path, found: Option<&Result<containerd_config::Found, St
 }
 
 /// The level of a problem that keeps containers from getting a user namespace: a failure
-/// when `mode` needs one and does not fall back by itself (`auto` falls back to wrap mode
-/// only for what `facts` knows: the kernel, the shim's euid, `max_user_namespaces`).
+/// when `mode` needs one and does not fall back by itself (`auto` falls back to trace mode
+/// where that works, and to wrap mode for what `facts` knows: the kernel, the shim's euid,
+/// `max_user_namespaces`).
 fn without_userns(mode: EmulationMode, auto_falls_back: bool) -> Level {
     match mode {
         EmulationMode::Userns => Level::Fail,
@@ -645,18 +689,18 @@ fn userns_check(u: &Userns) -> Check {
             Check::new(Level::Ok, "userns", msg)
         }
         Err(_) if chrooted(u) => Check::new(
-            without_userns(u.mode, false),
+            without_userns(u.mode, u.trace_ok),
             "userns",
             "the kernel refused to create one (EPERM): see chroot",
         ),
         Err(errno) if errno == libc::ENOSPC => Check::new(
-            without_userns(u.mode, false),
+            without_userns(u.mode, u.trace_ok),
             "userns",
             "the kernel refused to create one (ENOSPC): user.max_user_namespaces is reached",
         )
         .fix("raise user.max_user_namespaces"),
         Err(errno) => Check::new(
-            without_userns(u.mode, false),
+            without_userns(u.mode, u.trace_ok),
             "userns",
             format!(
                 "the kernel refused to create one ({}): runc fails foreign containers in \
@@ -696,7 +740,7 @@ fn chroot_check(u: &Userns) -> Check {
              (CLONE_NEWUSER fails with EPERM), so runc fails foreign containers with a bare \
              \"EOF\""
         );
-        let check = Check::new(without_userns(u.mode, false), "chroot", msg);
+        let check = Check::new(without_userns(u.mode, u.trace_ok), "chroot", msg);
         return if needs {
             check.fix(
                 "run containerd under pivot_root (in a mount namespace of its own), not \
@@ -721,6 +765,66 @@ fn chroot_check(u: &Userns) -> Check {
     }
 }
 
+/// Whether trace mode works here, tried for real: Yama's ptrace_scope, then the injected init
+/// in trace mode, which attaches to a child of its own, puts it under its exec filter and
+/// sees it exec (the init itself, `--version`). It runs in doctor's security context, which
+/// may differ from containerd's, and without the container's seccomp profile, which Create
+/// checks per container.
+fn try_trace(node: &facts::Node, config: &Config, init: &Path) -> Result<(), String> {
+    if let Some(why) = node.trace_unsupported() {
+        return Err(why);
+    }
+    if !config.init.enabled {
+        return Err("the injected init, which traces, is off (init.enabled = false)".into());
+    }
+    let out = std::process::Command::new(init)
+        .args(["--trace", "/nonexistent", "--"])
+        .arg(init)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{} does not run: {e}", init.display()))?;
+    if out.status.success() && out.stdout.starts_with(b"crossarch-init ") {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    Err(format!(
+        "the injected init could not trace a process ({}): {}",
+        out.status,
+        said.trim()
+    ))
+}
+
+/// What [`try_trace`] found, at the level the configured mode gives it.
+fn trace_check(mode: EmulationMode, tried: &Result<(), String>) -> Check {
+    match (mode, tried) {
+        (EmulationMode::Wrap | EmulationMode::Off, _) => Check::new(
+            Level::Ok,
+            "trace",
+            format!("not needed in mode {mode:?}").to_lowercase(),
+        ),
+        (_, Ok(())) => Check::new(
+            Level::Ok,
+            "trace",
+            "the injected init can trace its processes (ptrace and a seccomp filter on exec)",
+        ),
+        (mode, Err(why)) => Check::new(
+            if mode == EmulationMode::Trace {
+                Level::Fail
+            } else {
+                Level::Warn
+            },
+            "trace",
+            format!("trace mode cannot run: {why}"),
+        )
+        .fix(
+            "set kernel.yama.ptrace_scope to 0 or 1, and let containerd's shims use ptrace and \
+             seccomp (an AppArmor or SELinux denial, a seccomp filter); or emulation.mode = \
+             \"userns\" or \"wrap\"",
+        ),
+    }
+}
+
 /// Whether `/proc/self/mountinfo` (its text) lists a mount at `/`. In a chroot into a
 /// directory that is no mount point, none is: the kernel leaves out the mounts whose mount
 /// point is outside the process's root (`show_mountinfo`).
@@ -736,6 +840,7 @@ pub fn root_is_a_mount(mountinfo: &str) -> bool {
 fn binfmt_check(
     mode: EmulationMode,
     tried: Option<Result<(), (crate::host::BinfmtStep, i32)>>,
+    trace_ok: bool,
 ) -> Check {
     use crate::host::BinfmtStep as Step;
     let Some(result) = tried else {
@@ -769,7 +874,7 @@ fn binfmt_check(
     };
     let lsm = matches!(errno, libc::EACCES | libc::EPERM);
     Check::new(
-        without_userns(mode, false),
+        without_userns(mode, trace_ok),
         "binfmt_misc",
         format!("{what}: foreign containers in userns mode would fail"),
     )
@@ -819,6 +924,7 @@ mod tests {
             create,
             roots: (Some((1, 2)), Some((1, 2))),
             root_mount: Some(true),
+            trace_ok: false,
         }
     }
 
@@ -868,13 +974,17 @@ mod tests {
     fn the_binfmt_misc_probe_names_the_refused_step_and_the_fix() {
         use crate::host::BinfmtStep;
         assert_eq!(
-            binfmt_check(EmulationMode::Auto, Some(Ok(()))).level,
+            binfmt_check(EmulationMode::Auto, Some(Ok(())), false).level,
             Level::Ok
         );
-        assert_eq!(binfmt_check(EmulationMode::Auto, None).level, Level::Ok);
+        assert_eq!(
+            binfmt_check(EmulationMode::Auto, None, false).level,
+            Level::Ok
+        );
         let denied = binfmt_check(
             EmulationMode::Auto,
             Some(Err((BinfmtStep::Mount, libc::EACCES))),
+            false,
         );
         assert_eq!(denied.level, Level::Fail);
         assert!(
@@ -886,6 +996,7 @@ mod tests {
         let wrap = binfmt_check(
             EmulationMode::Wrap,
             Some(Err((BinfmtStep::Register, libc::EINVAL))),
+            false,
         );
         assert_eq!(wrap.level, Level::Ok, "wrap mode needs no binfmt_misc");
         assert!(wrap.fix.unwrap().contains("wrap"));
@@ -1017,6 +1128,30 @@ mod tests {
             (a.message.as_str(), s.message.as_str()),
             ("not enabled", "not enabled")
         );
+    }
+
+    #[test]
+    fn trace_mode_levels_follow_the_configured_mode() {
+        let refused = Err("kernel.yama.ptrace_scope is 3".to_string());
+        assert_eq!(trace_check(EmulationMode::Auto, &Ok(())).level, Level::Ok);
+        assert_eq!(
+            trace_check(EmulationMode::Auto, &refused).level,
+            Level::Warn
+        );
+        let forced = trace_check(EmulationMode::Trace, &refused);
+        assert_eq!(forced.level, Level::Fail);
+        assert!(
+            forced.message.contains("ptrace_scope is 3"),
+            "{}",
+            forced.message
+        );
+        assert!(forced.fix.unwrap().contains("ptrace_scope to 0 or 1"));
+        assert_eq!(trace_check(EmulationMode::Wrap, &refused).level, Level::Ok);
+        // Where trace mode works, a refused user namespace only makes auto fall back.
+        let mut u = userns(EmulationMode::Auto, "100", Err(libc::EACCES));
+        assert_eq!(userns_check(&u).level, Level::Fail);
+        u.trace_ok = true;
+        assert_eq!(userns_check(&u).level, Level::Warn);
     }
 
     #[test]
