@@ -9,7 +9,7 @@
 # runtime io.containerd.runcrs.v2 (a copy named containerd-shim-runcrs-v2 on the daemon's PATH).
 # When it cannot be built or does not start a container, its column says why.
 #
-# Usage: sudo scripts/bench.sh
+# Usage (as root): scripts/bench.sh
 # Env:
 #   BENCH_RUNTIMES   runtimes; the ratio is the last one's value over the first one's
 #                    (default "io.containerd.runc.v2 io.containerd.runcrs.v2 io.containerd.crossarch.v2")
@@ -20,8 +20,8 @@
 #   BENCH_GROUPS     which measurement groups to run, in order
 #                    (default "run exec idle parallel sigterm foreign init inspect shimcost pod
 #                    foreignexec size")
-#                    foreign: arm64 start latency in userns mode (default config, mode "auto")
-#                      and in wrap mode, interleaved with native crossarch and native baseline;
+#                    foreign: arm64 start latency in userns mode (default config, mode "auto"),
+#                      in trace mode and in wrap mode, interleaved with native crossarch and native baseline;
 #                    init: start cost of the injected init (enabled vs `[init] enabled = false`)
 #                      and the init's memory;
 #                    inspect: the shim's "inspected and planned in N µs" (inspection and the
@@ -31,7 +31,8 @@
 #                    shimcost: `ctr run --rm` against bare `runc run` of the same bundle;
 #                    pod: RSS and start latency of one shim serving a pod group (BENCH_POD_SIZES);
 #                    foreignexec: per-exec cost of a loop of `/bin/true` in an arm64 container,
-#                      against the same loop of qemu-aarch64-static on the host;
+#                      against the same loop of qemu-aarch64-static on the host, and in trace
+#                      mode against userns mode, with a fork-only loop beside it;
 #                    size: bytes of each shim binary (and of crossarch's init)
 #   BENCH_IDLE       idle containers for the memory figures (default 10)
 #   BENCH_SIGTERM_RUNS  samples for the SIGTERM figures (default 5)
@@ -547,7 +548,9 @@ group_foreign() {
   figure foreign_userns_p95 ms "arm64, userns mode, p95 of $N"
   figure foreign_wrap ms "arm64, wrap mode (\`--runtime-config-path\`: \`[emulation] mode = \"wrap\"\`), median of $N"
   figure foreign_wrap_p95 ms "arm64, wrap mode, p95 of $N"
-  for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95; do
+  figure foreign_trace ms "arm64, trace mode (\`[emulation] mode = \"trace\"\`: the init traces the tree), median of $N"
+  figure foreign_trace_p95 ms "arm64, trace mode, p95 of $N"
+  for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95 foreign_trace foreign_trace_p95; do
     ratio_ref "$k" foreign_native "$base" "of $(short_name "$base") native"
   done
   # The others run arm64 only through the host's binfmt_misc, which crossarch never needs.
@@ -558,7 +561,7 @@ group_foreign() {
     else
       ok="cannot run"
     fi
-    for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95; do note "$k" "$rt" "$ok"; done
+    for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95 foreign_trace foreign_trace_p95; do note "$k" "$rt" "$ok"; done
   done
   declare -A broken=()
   for i in $(seq 1 "$N"); do
@@ -582,18 +585,28 @@ group_foreign() {
       note foreign_wrap "$xa" failed
       note foreign_wrap_p95 "$xa" failed
     fi
+    if [ -z "${broken[trace]:-}" ] &&
+      ! run_once foreign_trace "$xa" ftrace --platform linux/arm64 --runtime-config-path "$WORK/trace.toml" "$FOREIGN_IMAGE"; then
+      broken[trace]=1
+      note foreign_trace "$xa" failed
+      note foreign_trace_p95 "$xa" failed
+    fi
   done
   derive foreign_native foreign_native 50
   derive foreign_userns foreign_userns 50
   derive foreign_userns_p95 foreign_userns 95
   derive foreign_wrap foreign_wrap 50
   derive foreign_wrap_p95 foreign_wrap 95
+  derive foreign_trace foreign_trace 50
+  derive foreign_trace_p95 foreign_trace 95
   [ -n "$xa" ] || return 0
   # Say which route the shim really took (its info lines), so a silent fallback shows.
   n=$(logged_count fuserns "every process is emulated through a private binfmt_misc in a new user namespace")
   LABEL[foreign_userns]+=" [shim logged userns for $n]"
   n=$(logged_count fwrap "itself is emulated (wrap mode")
   LABEL[foreign_wrap]+=" [shim logged wrap for $n]"
+  n=$(logged_count ftrace "which traces their execs (trace mode")
+  LABEL[foreign_trace]+=" [shim logged trace for $n]"
 }
 
 # The injected init: what it adds to a native start (crossarch with it against crossarch
@@ -918,11 +931,15 @@ group_foreignexec() {
   figure fexec_host ms "host: one \`qemu-aarch64-static -L ROOTFS ROOTFS/bin/true\` (same rootfs) of a $FOREIGN_EXECS× loop in bash, median of $FOREIGN_EXEC_REPEAT loops"
   figure fexec_native_sh ms "arm64 container, the same loop in a native static \`sh\` mounted into it (no emulated shell forks: each \`/bin/true\` goes through the container's binfmt_misc to qemu), median of $FOREIGN_EXEC_REPEAT loops"
   figure fexec_host_sh ms "host: the same loop in that rootfs's emulated \`sh\`, chrooted, through a private binfmt_misc in a user namespace of the bench's own (qemu alone, the shell's emulated forks included), median of $FOREIGN_EXEC_REPEAT loops"
+  figure fexec_trace ms "arm64 container in trace mode: the same \`/bin/true\` loop in its \`sh\`, median of $FOREIGN_EXEC_REPEAT loops"
+  figure fork_userns ms "arm64 container, userns mode: one \`( : )\` (a subshell fork, no exec) of a $FOREIGN_EXECS× loop in its \`sh\`, median of $FOREIGN_EXEC_REPEAT loops"
+  figure fork_trace ms "arm64 container, trace mode: the same fork-only loop, median of $FOREIGN_EXEC_REPEAT loops"
   ratio_ref fexec_container fexec_host_sh "$base" "of qemu alone with the same emulated sh"
   ratio_ref fexec_native_sh fexec_host "$base" "of host qemu"
   target fexec_container ratio 1.05 "≤ 1.05×"
   note_same fexec_host
   note_same fexec_host_sh
+  for k in fexec_trace fork_userns fork_trace; do note_others "$k" "cannot run arm64 (no host binfmt_misc)"; done
   if ! qemu=$(command -v qemu-aarch64-static); then
     note fexec_host "$base" "no qemu-aarch64-static"
     qemu=
@@ -943,9 +960,22 @@ group_foreignexec() {
       remove_container "$id"
     fi
   done
+  local traced=''
+  if [ -n "${target[$CROSSARCH]:-}" ]; then
+    new_id "$CROSSARCH" ftexec
+    if ctrx run -d --runtime "$CROSSARCH" --platform linux/arm64 --runtime-config-path "$WORK/trace.toml" \
+      "$FOREIGN_IMAGE" "$ID" sleep 3600 </dev/null >/dev/null 2>&1; then
+      traced=$ID
+    else
+      note fexec_trace "$CROSSARCH" failed
+      remove_container "$ID"
+    fi
+  fi
   [ -n "$rootfs" ] && [ -x "$rootfs/bin/true" ] || rootfs=$FIXTURES/rootfs/arm64
   # shellcheck disable=SC2016 # expanded by the container's sh
   local loop='read a _ </proc/uptime; i=0; while [ $i -lt '"$FOREIGN_EXECS"' ]; do /bin/true || exit 1; i=$((i + 1)); done; read b _ </proc/uptime; echo "$a $b"'
+  # shellcheck disable=SC2016 # expanded by the container's sh
+  local forks='read a _ </proc/uptime; i=0; while [ $i -lt '"$FOREIGN_EXECS"' ]; do ( : ) || exit 1; i=$((i + 1)); done; read b _ </proc/uptime; echo "$a $b"'
   for r in $(seq 1 "$FOREIGN_EXEC_REPEAT"); do
     if [ -n "$qemu" ]; then
       t0=$(us_now)
@@ -980,12 +1010,37 @@ group_foreignexec() {
         note fexec_native_sh "$rt" failed
       fi
     done
+    if [ -n "$traced" ]; then
+      per_exec_of fexec_trace "$traced" "trace$r" "$loop"
+      per_exec_of fork_trace "$traced" "tfork$r" "$forks"
+      per_exec_of fork_userns "${target[$CROSSARCH]}" "ufork$r" "$forks"
+    fi
   done
   for rt in "${!target[@]}"; do remove_container "${target[$rt]}"; done
+  [ -z "$traced" ] || remove_container "$traced"
+  derive fexec_trace fexec_trace 50
+  derive fork_userns fork_userns 50
+  derive fork_trace fork_trace 50
+  ratio_ref fexec_trace fexec_container "$CROSSARCH" "of userns mode"
+  ratio_ref fork_trace fork_userns "$CROSSARCH" "of userns mode"
+  target fexec_trace ratio 1.2 "≤ 1.2×"
+  target fork_trace ratio 1.05 "≤ 1.05× (no measurable cost)"
   derive fexec_host fexec_host 50
   derive fexec_container fexec_container 50
   derive fexec_native_sh fexec_native_sh 50
   derive fexec_host_sh fexec_host_sh 50
+}
+
+# Samples FIGURE with the per-iteration ms of LOOP (which echoes two uptimes) run by
+# `ctr task exec` in crossarch's container ID, or notes that it failed.
+per_exec_of() { # per_exec_of FIGURE ID EXEC_ID LOOP
+  local out a b
+  if out=$(ctrx task exec --exec-id "$3" "$2" sh -c "$4" </dev/null 2>/dev/null) &&
+    read -r a b <<<"$out" && [ -n "$b" ]; then
+    sample "$1" "$CROSSARCH" "$(awk -v a="$a" -v b="$b" -v n="$FOREIGN_EXECS" 'BEGIN { print (b - a) * 1000 / n }')"
+  else
+    note "$1" "$CROSSARCH" failed
+  fi
 }
 
 # Runs LOOP in ROOTFS's own `sh`, chrooted, with QEMU registered for aarch64 in a private
@@ -1089,6 +1144,7 @@ done
 
 # Per-container crossarch configs, passed with `ctr run --runtime-config-path`.
 printf '[emulation]\nmode = "wrap"\n' >"$WORK/wrap.toml"
+printf '[emulation]\nmode = "trace"\n' >"$WORK/trace.toml"
 printf '[init]\nenabled = true\n' >"$WORK/init.toml"
 printf '[init]\nenabled = false\n' >"$WORK/noinit.toml"
 
