@@ -20,6 +20,11 @@
  *   attack rawsock                  socket(AF_INET, SOCK_RAW, ICMP), socket(AF_PACKET, SOCK_RAW)
  *   attack symlink TARGET LINK      symlink(2)
  *   attack readlink PATH...         prints `LINK <path> -> <target>` (no RESULT line)
+ *   attack badexec PATH             execs of PATH (a foreign binary) that hand a tracer
+ *                                   hostile arguments, each in a child: an unmapped path, an
+ *                                   unmapped argv, an unmapped argv[0], a path running into
+ *                                   an unmapped page, and the stack pointer moved to an
+ *                                   unmapped page just before the syscall (x86_64 only)
  *   attack lease SRC DST            copies SRC to DST (mode 0755), takes a write lease on DST
  *                                   (fcntl F_SETLEASE F_WRLCK), ignores the lease-break
  *                                   signal, creates DST.ready and sleeps until killed
@@ -35,7 +40,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -68,6 +76,9 @@ static const char *errname(int e)
 	case ETXTBSY: return "ETXTBSY";
 	case ENOTDIR: return "ENOTDIR";
 	case EISDIR: return "EISDIR";
+	case EFAULT: return "EFAULT";
+	case ENOEXEC: return "ENOEXEC";
+	case E2BIG: return "E2BIG";
 	default: return "E?";
 	}
 }
@@ -255,6 +266,69 @@ static int do_lease(const char *src, const char *dst)
 		pause();
 }
 
+/* execve with the stack pointer on an unmapped page: a tracer that writes below it must
+ * fail cleanly. The real stack pointer is restored after the syscall returns. */
+static long execve_low_stack(const char *path, char *const argv[], char *const envp[])
+{
+#if defined(__x86_64__)
+	long ret;
+	__asm__ volatile("mov %%rsp, %%r12\n\t"
+			 "mov $0x10000, %%rsp\n\t"
+			 "syscall\n\t"
+			 "mov %%r12, %%rsp\n\t"
+			 : "=a"(ret)
+			 : "a"((long)SYS_execve), "D"(path), "S"(argv), "d"(envp)
+			 : "rcx", "r11", "r12", "memory");
+	if (ret < 0) {
+		errno = (int)-ret;
+		return -1;
+	}
+	return ret;
+#else
+	return syscall(SYS_execve, path, argv, envp);
+#endif
+}
+
+/* One hostile exec in a child; its RESULT is the child's: ok only if the exec happened. */
+static void bad_exec(const char *what, const char *path, char *const argv[], int low_stack)
+{
+	char *envp[] = {NULL};
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid == 0) {
+		long rc = low_stack ? execve_low_stack(path, argv, envp)
+				    : syscall(SYS_execve, path, argv, envp);
+		result(what, (int)rc);
+		_exit(0);
+	}
+	int status;
+	waitpid(pid, &status, 0);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		/* The exec happened (or the child died): the program ran, or crashed. */
+		successes++;
+		printf("RESULT %s ok (child status %d)\n", what, status);
+	}
+}
+
+static int do_badexec(const char *path)
+{
+	char *argv[] = {(char *)path, NULL};
+	char *bad_argv0[] = {(char *)8, NULL};
+	long page = sysconf(_SC_PAGESIZE);
+	char *two = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (two == MAP_FAILED)
+		return 100;
+	munmap(two + page, page);
+	memset(two, 'a', page);
+	bad_exec("execve-unmapped-path", (const char *)8, argv, 0);
+	char *const *volatile unmapped = (char *const *)8;
+	bad_exec("execve-unmapped-argv", path, unmapped, 0);
+	bad_exec("execve-unmapped-argv0", path, bad_argv0, 0);
+	bad_exec("execve-path-into-unmapped-page", two, argv, 0);
+	bad_exec("execve-stack-pointer-unmapped", path, argv, 1);
+	return successes;
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = strrchr(argv[0], '/');
@@ -283,6 +357,8 @@ int main(int argc, char **argv)
 		return do_symlink(argv[2], argv[3]);
 	if (argc >= 3 && strcmp(argv[1], "readlink") == 0)
 		return do_readlink(argc - 2, argv + 2);
+	if (argc == 3 && strcmp(argv[1], "badexec") == 0)
+		return do_badexec(argv[2]);
 	if (argc == 4 && strcmp(argv[1], "lease") == 0)
 		return do_lease(argv[2], argv[3]);
 	fprintf(stderr, "attack: bad arguments (see the comment at the top of attack.c)\n");

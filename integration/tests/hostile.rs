@@ -310,6 +310,52 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     }
 }
 
+/// A traced process hands trace mode's init hostile exec arguments (unmapped path, argv and
+/// argv[0], a path running into an unmapped page, and its stack pointer moved to an
+/// unmapped page, where the init would write the qemu exec). Each exec fails as it would
+/// without a tracer, the init says once what it could not write, and it goes on tracing:
+/// the foreign children after it are still emulated.
+#[test]
+fn hostile_exec_arguments_do_not_break_trace_modes_init() {
+    let Some(t) = Hostile::start(&[ARM64]) else {
+        return;
+    };
+    let cd = &t.cd;
+    let image = import_busybox(cd, &ARM64);
+    let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
+    let mount = t.helper_mount();
+    let args = image_run_args(
+        cd,
+        &image,
+        ARM64.platform,
+        "badexec",
+        &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
+        &[
+            "sh",
+            "-c",
+            "/attack badexec /bin/true; echo attack=$?; uname -m; /bin/uname -m | cat",
+        ],
+    );
+    let out = run_shown(cd, "badexec", &args);
+    let text = out.stdout_text();
+    let all = attempts(&text);
+    show_attempts("badexec", &all);
+    let shown = out.show();
+    t.finish();
+    assert_eq!(all.len(), 5, "five hostile execs: {shown}");
+    let won = succeeded("badexec", &all);
+    assert!(won.is_empty(), "execs that ran: {won:?}");
+    assert!(
+        text.ends_with("attack=0\naarch64\naarch64\n"),
+        "the init still traces after them: {shown}"
+    );
+    assert!(
+        out.stderr_text()
+            .contains("crossarch-init: warning: trace mode: cannot write the qemu exec"),
+        "{shown}"
+    );
+}
+
 /// The injected init, `/proc/1/exe`: in a native container, and arm64 ones in userns, wrap
 /// and trace mode (where the init is also the tracer).
 #[test]
