@@ -76,6 +76,10 @@ impl Tracer {
     pub fn on_stop(&mut self, tid: libc::pid_t, status: i32) {
         let signal = libc::WSTOPSIG(status);
         match status >> 16 {
+            // A stop signal that a SIGCONT overtook while init held it: without a tracer,
+            // that SIGCONT would have discarded it (the kernel flushes pending stop signals),
+            // so it is dropped, and the process does not stop after it was continued.
+            0 if is_stop_signal(signal) && sigcont_pending(tid) => resume(Resume::Cont, tid, 0),
             // A signal on its way to the thread: deliver it.
             0 => resume(Resume::Cont, tid, signal),
             libc::PTRACE_EVENT_STOP if is_stop_signal(signal) => {
@@ -96,6 +100,24 @@ impl Tracer {
             _ => resume(Resume::Cont, tid, 0),
         }
     }
+}
+
+/// Whether SIGCONT is pending for `tid` or its process (`SigPnd`/`ShdPnd` of its status).
+fn sigcont_pending(tid: libc::pid_t) -> bool {
+    std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .is_ok_and(|status| pending_has(&status, libc::SIGCONT))
+}
+
+/// Whether a `/proc/PID/status` text shows `signal` in `SigPnd` or `ShdPnd`.
+fn pending_has(status: &str, signal: i32) -> bool {
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & (1 << (signal - 1)) != 0)
 }
 
 fn is_stop_signal(signal: i32) -> bool {
@@ -127,5 +149,29 @@ fn resume(how: Resume, tid: libc::pid_t, signal: i32) {
             "warning: trace mode: cannot resume {tid}: {}",
             Errno::last().desc()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pending_sigcont_is_read_from_either_mask() {
+        let status = |sig: &str, shd: &str| format!("Name:\tsh\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n");
+        // SIGCONT is 18: bit 17.
+        assert!(pending_has(
+            &status("0000000000000000", "0000000000020000"),
+            libc::SIGCONT
+        ));
+        assert!(pending_has(
+            &status("0000000000020000", "0000000000000000"),
+            libc::SIGCONT
+        ));
+        assert!(!pending_has(
+            &status("0000000000010000", "0000000000000000"),
+            libc::SIGCONT
+        ));
+        assert!(!pending_has("garbage", libc::SIGCONT));
     }
 }
