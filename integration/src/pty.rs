@@ -13,6 +13,9 @@ use crate::cmd::{run_with_timeout, OutputExt};
 pub enum Step {
     /// Wait until everything printed so far contains this text.
     Expect(String),
+    /// Wait until this text is printed after what the previous `Expect` or `ExpectNew`
+    /// found: the next prompt, say, before typing a line a shell would otherwise read early.
+    ExpectNew(String),
     /// Type this text.
     Send(String),
     /// Change the terminal's window size (the kernel sends SIGWINCH to the foreground job),
@@ -68,6 +71,7 @@ def fail(msg):
     child.kill()
     sys.exit(124)
 open_ = True
+mark = 0
 for step in plan:
     kind = step[0]
     deadline = time.time() + 30
@@ -76,6 +80,13 @@ for step in plan:
             if not open_ or time.time() > deadline:
                 fail("pty: never saw %r" % step[1])
             open_ = pump(0.1)
+        mark = max(mark, out.find(step[1].encode()) + len(step[1]))
+    elif kind == "expect_new":
+        while out.find(step[1].encode(), mark) < 0:
+            if not open_ or time.time() > deadline:
+                fail("pty: never saw %r after the previous expectation" % step[1])
+            open_ = pump(0.1)
+        mark = out.find(step[1].encode(), mark) + len(step[1])
     elif kind == "send":
         os.write(master, step[1].encode())
     elif kind == "resize_until":
@@ -99,7 +110,10 @@ for step in plan:
             end = time.time() + 0.3
             while open_ and time.time() < end and step[2].encode() not in out:
                 open_ = pump(0.05)
+deadline = time.time() + 30
 while open_:
+    if time.time() > deadline:
+        fail("pty: the program did not end after the last step")
     open_ = pump(1.0)
 code = child.wait()
 sys.stdout.buffer.write(bytes(out))
@@ -113,6 +127,7 @@ pub fn run_in_pty(argv: &[String], rows: u16, cols: u16, plan: &[Step]) -> PtyRe
         .iter()
         .map(|s| match s {
             Step::Expect(t) => serde_json::json!(["expect", t]),
+            Step::ExpectNew(t) => serde_json::json!(["expect_new", t]),
             Step::Send(t) => serde_json::json!(["send", t]),
             Step::ResizeUntil {
                 rows,

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::thread;
 
 use crossarch_integration::crossarch::{
-    config_file, crossarch_only, exit_status_after_signal, import_busybox, route_record, run_image,
-    run_image_detached, HostGuard, ARM64, FOREIGN,
+    config_file, crossarch_only, exit_status_after_signal, image_run_args, import_busybox,
+    route_record, run_image, run_image_detached, HostGuard, ARM64, FOREIGN,
 };
-use crossarch_integration::{containerd, Containerd, OutputExt};
+use crossarch_integration::{containerd, pty::run_in_pty, Containerd, OutputExt, Step};
 
 const WHAT: &str = "trace mode";
 const TRACE: &str = "[emulation]\nmode = \"trace\"\n";
@@ -234,5 +234,75 @@ fn twenty_traced_containers_in_parallel() {
     for (id, shown, code) in &results {
         assert_eq!(*code, 0, "{id} did not see aarch64: {shown}");
     }
+    guard.check();
+}
+
+/// What busybox's line editor prints at the end of each prompt: a cursor position query.
+const PROMPT: &str = "\x1b[6n";
+
+/// `ctr run -t` of a foreign shell in trace mode: job control (a background job, Ctrl-Z of
+/// a foreground one and `fg` of it, with group stops left to the tracer's PTRACE_LISTEN),
+/// Ctrl-C, and the shell's exit code.
+#[test]
+fn a_terminal_keeps_job_control_ctrl_z_and_ctrl_c() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    let args = image_run_args(
+        &cd,
+        &image,
+        ARM64.platform,
+        "tty",
+        &["--rm", "-t", "--runtime-config-path", &trace],
+        &["sh"],
+    );
+    let argv = cd.ctr_argv(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let res = run_in_pty(
+        &argv,
+        24,
+        80,
+        &[
+            Step::Send("sleep 100 &\r".into()),
+            Step::Send("jobs; echo job-$((1+1))\r".into()),
+            Step::Expect("job-2".into()),
+            // Each next line only at the next prompt, which busybox's line editor ends with a
+            // cursor position query (ESC[6n): typed earlier, an emulated shell may read it
+            // as the answer.
+            Step::ExpectNew(PROMPT.into()),
+            Step::Send("kill %1; wait; echo killed-$((2+1))\r".into()),
+            Step::Expect("killed-3".into()),
+            Step::ExpectNew(PROMPT.into()),
+            // Ctrl-Z stops the foreground job; the shell sees it stopped and gets it back.
+            Step::Send("sleep 100\r".into()),
+            Step::SendUntil {
+                text: "\x1a".into(),
+                until: "Stopped".into(),
+            },
+            Step::Expect("Stopped".into()),
+            Step::ExpectNew(PROMPT.into()),
+            Step::Send("echo stopped-$((2+2)); fg\r".into()),
+            Step::Expect("stopped-4".into()),
+            Step::SendUntil {
+                text: "\x03".into(),
+                until: "^C".into(),
+            },
+            Step::Expect("^C".into()),
+            Step::ExpectNew(PROMPT.into()),
+            Step::Send("echo back-$((3+4)) $(uname -m)\r".into()),
+            Step::Expect("back-7 aarch64".into()),
+            Step::ExpectNew(PROMPT.into()),
+            Step::Send("exit 7\r".into()),
+        ],
+    );
+    assert_eq!(res.code, 7, "{}", res.screen);
+    assert!(
+        res.screen.contains("Running") && res.screen.contains("sleep 100"),
+        "jobs lists the background job: {}",
+        res.screen
+    );
     guard.check();
 }
