@@ -248,6 +248,7 @@ make_image script-amd64.tar crossarch.test/script:amd64 amd64 \
   --add "$hello_file:$SCRIPT_PATH:0755" --entrypoint "[\"$SCRIPT_PATH\"]" --cmd null
 make_image script-arm64.tar crossarch.test/script:arm64 arm64 \
   --add "$hello_file:$SCRIPT_PATH:0755" --entrypoint null --cmd "[\"$SCRIPT_PATH\"]"
+"$CROSSARCH_REPO/scripts/fixture-debroot.sh" # debroot/arm64: debootstrap's first stage (~20 s once, 220 MB)
 
 # ---------------------------------------------------------------------------------------------
 # 4. report
