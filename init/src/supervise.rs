@@ -19,6 +19,9 @@ use crate::trace::{filter, Tracer};
 /// Exit code when init itself cannot do its job (no fork, no subreaper when asked for).
 const INIT_FAILURE: i32 = 1;
 
+/// Ptrace stops handled before init looks at its pending signals again.
+const TRACE_BATCH: usize = 64;
+
 /// A lost SIGCHLD can only delay reaping by this much; signals wake init at once regardless.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -146,9 +149,10 @@ impl Gate {
     }
 
     /// Child side: whether the parent let it go (false when the parent closed the pipe).
-    fn wait(&self) -> bool {
+    fn wait(&mut self) -> bool {
         // SAFETY: the child's copy of the write end; closing it lets EOF through.
         unsafe { libc::close(self.write) };
+        self.write = -1;
         let mut byte = [0u8];
         loop {
             // SAFETY: a one-byte read into a valid buffer.
@@ -163,10 +167,11 @@ impl Gate {
 
 impl Drop for Gate {
     fn drop(&mut self) {
-        // SAFETY: both descriptors are ours; they are closed once, here.
-        unsafe {
-            libc::close(self.read);
-            libc::close(self.write);
+        for fd in [self.read, self.write] {
+            if fd >= 0 {
+                // SAFETY: the descriptor is ours and still open; it is closed once, here.
+                unsafe { libc::close(fd) };
+            }
         }
     }
 }
@@ -174,7 +179,7 @@ impl Drop for Gate {
 /// In the child between fork and exec. In trace mode it first waits until init has
 /// attached, then puts itself under the exec filter.
 fn exec_program(argv: &[CString], tty: bool, traced: Option<(Gate, &[filter::Insn])>) -> ! {
-    if let Some((gate, prog)) = traced {
+    if let Some((mut gate, prog)) = traced {
         if !gate.wait() {
             // SAFETY: as below; init says why.
             unsafe { libc::_exit(INIT_FAILURE) }
@@ -240,7 +245,14 @@ fn supervise(child: Pid, target: libc::pid_t, mut tracer: Option<&mut Tracer>) -
 fn reap_ready(child: Pid, mut tracer: Option<&mut Tracer>) -> Option<ChildEnd> {
     let flags = libc::WNOHANG | if tracer.is_some() { libc::__WALL } else { 0 };
     let mut end = None;
+    // Each resumed tracee may stop again at once (signals to many threads), so in trace mode
+    // a batch is bounded: the caller then takes pending signals (a SIGTERM to forward, the
+    // SIGCHLD that brings it back here) before the next one.
+    let mut stops = 0;
     loop {
+        if stops == TRACE_BATCH {
+            return end;
+        }
         let mut status = 0;
         // SAFETY: `status` is a valid out-pointer.
         let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
@@ -257,6 +269,7 @@ fn reap_ready(child: Pid, mut tracer: Option<&mut Tracer>) -> Option<ChildEnd> {
             pid if libc::WIFSTOPPED(status) => {
                 if let Some(tracer) = tracer.as_deref_mut() {
                     tracer.on_stop(pid, status);
+                    stops += 1;
                 }
             }
             pid if pid == child.as_raw() => {

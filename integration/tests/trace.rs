@@ -306,3 +306,37 @@ fn a_terminal_keeps_job_control_ctrl_z_and_ctrl_c() {
     );
     guard.check();
 }
+
+/// A known limit, pinned: a process that switches to another user (`su`) can no longer be
+/// read by the init, which has no CAP_SYS_PTRACE, so its foreign execs are not emulated. The
+/// init says so once, with the ways out.
+#[test]
+fn a_switch_to_another_user_is_told() {
+    if !(crossarch_only(WHAT) && ARM64.available()) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let trace = trace_config(&cd);
+    let out = run_image(
+        &cd,
+        &image,
+        ARM64.platform,
+        "su",
+        &["--rm", "--runtime-config-path", &trace],
+        &[
+            "sh",
+            "-c",
+            "su -s /bin/sh nobody -c '/bin/uname -m'; echo su=$?",
+        ],
+    );
+    assert_eq!(out.stdout_text(), "su=1\n", "{}", out.show());
+    assert!(
+        out.stderr_text()
+            .contains("crossarch-init: warning: trace mode: the kernel refuses init the exec"),
+        "{}",
+        out.show()
+    );
+    guard.check();
+}

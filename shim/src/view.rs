@@ -189,14 +189,15 @@ impl ContainerView {
 }
 
 /// The syscalls trace mode's init makes that a seccomp profile may refuse: it attaches with
-/// ptrace, its child sets no_new_privs and installs the exec filter, and it reads and writes
-/// the tracee's exec arguments.
-const TRACE_SYSCALLS: [&str; 5] = [
+/// ptrace, its child sets no_new_privs and installs the exec filter, it reads and writes the
+/// tracee's exec arguments, and it looks up the exec's target in the tracee's root.
+const TRACE_SYSCALLS: [&str; 6] = [
     "ptrace",
     "prctl",
     "seccomp",
     "process_vm_readv",
     "process_vm_writev",
+    "openat2",
 ];
 
 /// Which of [`TRACE_SYSCALLS`] the OCI seccomp profile `seccomp` refuses, as a sentence;
@@ -254,12 +255,12 @@ mod tests {
         // containerd's and Docker's default shape: errno by default, an allow list.
         let default = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
             {"names": ["read", "ptrace", "prctl", "seccomp", "process_vm_readv",
-                       "process_vm_writev"], "action": "SCMP_ACT_ALLOW"},
+                       "process_vm_writev", "openat2"], "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(seccomp_refuses_trace(&default), None);
         let no_ptrace = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-            {"names": ["read", "prctl", "seccomp", "process_vm_readv", "process_vm_writev"],
-             "action": "SCMP_ACT_ALLOW"},
+            {"names": ["read", "prctl", "seccomp", "process_vm_readv", "process_vm_writev",
+                       "openat2"], "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(
             seccomp_refuses_trace(&no_ptrace).unwrap(),

@@ -32,8 +32,9 @@ pub struct Call {
 
 impl Call {
     fn decode(regs: &Regs) -> Option<Call> {
-        let nr = regs.syscall();
-        if nr == libc::SYS_execve as u64 {
+        // The kernel (and seccomp) take the number's low 32 bits.
+        let nr = regs.syscall() as u32;
+        if nr == libc::SYS_execve as u32 {
             Some(Call {
                 dirfd: None,
                 path: regs.arg(0),
@@ -41,7 +42,7 @@ impl Call {
                 flags: 0,
                 at: false,
             })
-        } else if nr == libc::SYS_execveat as u64 {
+        } else if nr == libc::SYS_execveat as u32 {
             let dirfd = regs.arg(0) as i32;
             Some(Call {
                 dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
@@ -95,37 +96,70 @@ fn errno(e: &std::io::Error) -> &'static str {
     nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).desc()
 }
 
-/// Handles the exec stop of `tid`. Ok when it goes on as it is or was rewritten; Err says
-/// what init could not read or write.
-pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), String> {
-    let mut regs =
-        Regs::get(tid).map_err(|e| format!("cannot read the registers of {tid}: {}", e.desc()))?;
+/// Why an exec stop could not be handled.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The kernel refused init the process's memory or /proc files: it runs as another user
+    /// (or made itself non-dumpable), and init has no CAP_SYS_PTRACE.
+    Denied,
+    /// Something else init could not read or write, said.
+    Other(String),
+}
+
+/// Whether an error is the kernel's ptrace access check refusing.
+fn denied(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// Handles the exec stop of `tid`. Ok when it goes on as it is or was rewritten (or the
+/// process is gone); Err says what init could not read or write.
+pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), Failure> {
+    let mut regs = match Regs::get(tid) {
+        Ok(regs) => regs,
+        // Killed (SIGKILL) while it was stopped.
+        Err(nix::errno::Errno::ESRCH) => return Ok(()),
+        Err(e) => {
+            return Err(Failure::Other(format!(
+                "cannot read the registers of {tid}: {}",
+                e.desc()
+            )))
+        }
+    };
     let Some(call) = Call::decode(&regs) else {
         return Ok(());
     };
-    // Until it is known to be foreign, anything unreadable is the kernel's to refuse.
-    let Ok(path) = memory::read_cstr(tid, call.path, PATH_MAX) else {
-        return Ok(());
+    // Until it is known to be foreign, anything unreadable is the kernel's to refuse, but a
+    // refused access check means no exec of that process can be emulated: that is said.
+    let path = match memory::read_cstr(tid, call.path, PATH_MAX) {
+        Ok(path) => path,
+        Err(e) if denied(&e) => return Err(Failure::Denied),
+        Err(_) => return Ok(()),
     };
     let Ok(argv) = memory::read_pointers(tid, call.argv, MAX_ARGS) else {
         return Ok(());
     };
-    let Ok(root_link) = readlink(&format!("/proc/{tid}/root")) else {
-        return Ok(());
+    let root_link = match readlink(&format!("/proc/{tid}/root")) {
+        Ok(link) => link,
+        Err(e) if denied(&e) => return Err(Failure::Denied),
+        Err(_) => return Ok(()),
     };
     let view =
         |link: std::io::Result<Vec<u8>>| link.ok().and_then(|l| in_tracee_root(&root_link, &l));
     let Some(cwd) = view(readlink(&format!("/proc/{tid}/cwd"))) else {
         return Ok(());
     };
+    let empty_path = call.flags & libc::AT_EMPTY_PATH != 0;
     let base = match call.dirfd {
-        Some(fd) if call.at => match view(readlink(&format!("/proc/{tid}/fd/{fd}"))) {
-            Some(dir) => dir,
-            None => return Ok(()),
-        },
+        // The kernel ignores the directory of an absolute path.
+        Some(fd) if call.at && !path.starts_with(b"/") => {
+            match view(readlink(&format!("/proc/{tid}/fd/{fd}"))) {
+                Some(dir) => dir,
+                None => return Ok(()),
+            }
+        }
         _ => cwd.clone(),
     };
-    let target = target(&path, &base, call.flags & libc::AT_EMPTY_PATH != 0);
+    let target = target(&path, &base, empty_path);
     let Ok(cwd) = String::from_utf8(cwd) else {
         return Ok(());
     };
@@ -164,13 +198,13 @@ pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), String> {
         .chain(argv.iter().skip(1).map(|&p| Arg::Old(p)))
         .collect();
     let block = memory::layout(regs.sp(), regs::RED_ZONE + 128, &qemu, &new_argv)
-        .ok_or_else(|| format!("no room below the stack of {tid}"))?;
+        .ok_or_else(|| Failure::Other(format!("no room below the stack of {tid}")))?;
     memory::write(tid, block.base, &block.bytes).map_err(|e| {
-        format!(
+        Failure::Other(format!(
             "cannot write the qemu exec of {} below the stack of {tid}: {}",
             String::from_utf8_lossy(&target),
             errno(&e)
-        )
+        ))
     })?;
     if call.at {
         regs.set_arg(0, libc::AT_FDCWD as i64 as u64);
@@ -181,8 +215,10 @@ pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), String> {
         regs.set_arg(0, block.filename);
         regs.set_arg(1, block.argv);
     }
-    regs.set(tid)
-        .map_err(|e| format!("cannot set the registers of {tid}: {}", e.desc()))
+    regs.set(tid).map_err(|e| match e {
+        nix::errno::Errno::ESRCH => Failure::Other(format!("{tid} was killed at its exec")),
+        e => Failure::Other(format!("cannot set the registers of {tid}: {}", e.desc())),
+    })
 }
 
 /// The qemu's path as the tracee sees it: init's own path when they share a root, and

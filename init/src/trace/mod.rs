@@ -33,6 +33,8 @@ pub struct Tracer {
     filter: Vec<filter::Insn>,
     /// Exec stops that ran into something init could not read or write; told once.
     told_failure: bool,
+    /// Exec stops of a process the kernel would not let init read; told once.
+    told_denied: bool,
 }
 
 const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
@@ -46,6 +48,7 @@ impl Tracer {
             qemu_dir,
             filter: filter::program(filter::HOST),
             told_failure: false,
+            told_denied: false,
         }
     }
 
@@ -87,11 +90,23 @@ impl Tracer {
                 resume(Resume::Listen, tid, 0)
             }
             libc::PTRACE_EVENT_SECCOMP => {
-                if let Err(err) = exec::on_exec(&self.qemu_dir, tid) {
-                    if !self.told_failure {
-                        complain!("warning: trace mode: {err}; the exec runs as it is");
-                        self.told_failure = true;
+                match exec::on_exec(&self.qemu_dir, tid) {
+                    Ok(()) => {}
+                    Err(exec::Failure::Denied) if !self.told_denied => {
+                        self.told_denied = true;
+                        complain!(
+                            "warning: trace mode: the kernel refuses init the exec of process \
+                             {tid}, which runs as another user (su, setpriv, a service that \
+                             drops privileges): foreign programs it starts are not emulated \
+                             (they fail with \"exec format error\"); run the container as \
+                             that user, or use userns mode (Linux 6.7 or later)"
+                        );
                     }
+                    Err(exec::Failure::Other(err)) if !self.told_failure => {
+                        self.told_failure = true;
+                        complain!("warning: trace mode: {err}; the exec runs as it is");
+                    }
+                    Err(_) => {}
                 }
                 resume(Resume::Cont, tid, 0)
             }
