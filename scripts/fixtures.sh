@@ -54,28 +54,10 @@ mkdir -p "$OUT"/{debs,rootfs,images,stamps}
 APT_DIR="$OUT/apt"
 apt_opts=()
 private_apt_setup() {
-  mkdir -p "$APT_DIR"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d}
   local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
   [ -r "$keyring" ] || die "$keyring missing; apt-get install debian-archive-keyring"
-  cat >"$APT_DIR/sources.list" <<EOF
-deb [arch=amd64,arm64,armhf,s390x,ppc64el signed-by=$keyring] $MIRROR $SUITE main
-deb [arch=riscv64 signed-by=$keyring] $MIRROR $RISCV64_SUITE main
-EOF
-  apt_opts=(
-    -o "Dir::State::Lists=$APT_DIR/lists"
-    -o "Dir::Cache=$APT_DIR/cache"
-    -o "Dir::Etc::SourceList=$APT_DIR/sources.list"
-    -o "Dir::Etc::SourceParts=$APT_DIR/sources.list.d"
-    -o "Dir::Etc::Preferences=$APT_DIR/preferences"
-    -o "Dir::Etc::PreferencesParts=$APT_DIR/preferences.d"
-    -o "APT::Sandbox::User=root"
-    -o "Debug::NoLocking=1"
-    -o "APT::Architectures::=amd64"
-  )
-  local a
-  for a in "${CROSSARCH_ARCHES[@]}"; do
-    apt_opts+=(-o "APT::Architectures::=$a")
-  done
+  private_apt "$APT_DIR" "deb [arch=amd64,arm64,armhf,s390x,ppc64el signed-by=$keyring] $MIRROR $SUITE main
+deb [arch=riscv64 signed-by=$keyring] $MIRROR $RISCV64_SUITE main" "${CROSSARCH_ARCHES[@]}"
 }
 
 deb_for() { compgen -G "$OUT/debs/busybox-static_*_$1.deb" | sed -n 1p; }

@@ -5,7 +5,9 @@
 # runc 1.3+ and qemu-user (scripts/lane-sid.sh, whose root is cached between runs); the unit
 # tests of route/ and init/ built for aarch64 and run under qemu-aarch64-static, as on an
 # arm64 node; then the Debian package installed, used and purged (scripts/test-deb.sh), and
-# the arm64 package checked and its shim run under qemu (scripts/test-deb-arm64.sh).
+# the arm64 package checked and its shim run under qemu (scripts/test-deb-arm64.sh), and
+# the aarch64 init's trace mode run on a real arm64 kernel in a VM
+# (scripts/test-trace-arm64-vm.sh).
 # Installs what it needs first. Must run as root.
 #
 #   scripts/test.sh                 everything
@@ -66,3 +68,6 @@ rm -f "$log"
 echo "== package"
 scripts/test-deb.sh
 scripts/test-deb-arm64.sh
+
+echo "== trace mode on an aarch64 kernel (an arm64 VM under qemu-system-aarch64)"
+scripts/test-trace-arm64-vm.sh

@@ -75,3 +75,28 @@ short_name() {
     *) echo "${1//./-}" ;;
   esac
 }
+
+# private_apt DIR SOURCES ARCH...: a private apt configuration in DIR (its own lists, cache
+# and sources; the host's sources and dpkg architectures stay untouched) for SOURCES, the
+# lines of a sources.list, with amd64 and each ARCH. Sets the array apt_opts, for
+# `apt-get "${apt_opts[@]}" update` and `... download PKG:ARCH`.
+private_apt() {
+  local dir=$1 sources=$2 a
+  shift 2
+  mkdir -p "$dir"/{lists/partial,cache/archives/partial,sources.list.d,preferences.d}
+  printf '%s\n' "$sources" >"$dir/sources.list"
+  apt_opts=(
+    -o "Dir::State::Lists=$dir/lists"
+    -o "Dir::Cache=$dir/cache"
+    -o "Dir::Etc::SourceList=$dir/sources.list"
+    -o "Dir::Etc::SourceParts=$dir/sources.list.d"
+    -o "Dir::Etc::Preferences=$dir/preferences"
+    -o "Dir::Etc::PreferencesParts=$dir/preferences.d"
+    -o "APT::Sandbox::User=root"
+    -o "Debug::NoLocking=1"
+    -o "APT::Architectures::=amd64"
+  )
+  for a in "$@"; do
+    apt_opts+=(-o "APT::Architectures::=$a")
+  done
+}
