@@ -16,19 +16,49 @@ use crossarch_integration::{containerd, pty::run_in_pty, Containerd, OutputExt, 
 const WHAT: &str = "trace mode";
 const TRACE: &str = "[emulation]\nmode = \"trace\"\n";
 
+/// What most tests here start from: the host's binfmt_misc guard, a containerd with the
+/// arm64 busybox image, and the trace-mode config. None (skip) without crossarch under test
+/// or the arm64 fixture, or where the suite cannot start containerd.
+struct Arm64 {
+    guard: HostGuard,
+    cd: Containerd,
+    image: String,
+    trace: String,
+}
+
+impl Arm64 {
+    fn start() -> Option<Arm64> {
+        if !(crossarch_only(WHAT) && ARM64.available()) {
+            return None;
+        }
+        let guard = HostGuard::new();
+        let cd = Containerd::start()?;
+        let image = import_busybox(&cd, &ARM64);
+        let trace = trace_config(&cd);
+        Some(Arm64 {
+            guard,
+            cd,
+            image,
+            trace,
+        })
+    }
+}
+
 fn trace_config(cd: &Containerd) -> String {
     config_file(cd, TRACE)
 }
 
 #[test]
 fn every_process_of_a_foreign_tree_is_emulated_children_pipelines_scripts() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     let out = run_image(
         &cd,
         &image,
@@ -68,13 +98,15 @@ fn every_process_of_a_foreign_tree_is_emulated_children_pipelines_scripts() {
 
 #[test]
 fn the_record_says_trace_and_an_exec_is_traced_too() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     run_image_detached(
         &cd,
         &image,
@@ -118,13 +150,15 @@ fn the_record_says_trace_and_an_exec_is_traced_too() {
 
 #[test]
 fn exit_codes_and_sigterm_pass_through_the_tracer() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     let opts = ["--rm", "--runtime-config-path", trace.as_str()];
     for code in [0, 3, 255] {
         let out = run_image(
@@ -195,13 +229,15 @@ fn every_foreign_architecture_and_its_children() {
 
 #[test]
 fn twenty_traced_containers_in_parallel() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     let check = "m=$(/bin/uname -m | cat); echo $m; [ \"$m\" = aarch64 ] || exit 9";
     let results: Vec<(String, String, i32)> = thread::scope(|s| {
         let workers: Vec<_> = (0..4)
@@ -245,13 +281,15 @@ const PROMPT: &str = "\x1b[6n";
 /// Ctrl-C, and the shell's exit code.
 #[test]
 fn a_terminal_keeps_job_control_ctrl_z_and_ctrl_c() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     let args = image_run_args(
         &cd,
         &image,
@@ -312,13 +350,15 @@ fn a_terminal_keeps_job_control_ctrl_z_and_ctrl_c() {
 /// init says so once, with the ways out.
 #[test]
 fn a_switch_to_another_user_is_told() {
-    if !(crossarch_only(WHAT) && ARM64.available()) {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
         return;
-    }
-    let guard = HostGuard::new();
-    let cd = containerd!();
-    let image = import_busybox(&cd, &ARM64);
-    let trace = trace_config(&cd);
+    };
     let out = run_image(
         &cd,
         &image,

@@ -125,6 +125,16 @@ fn with_init(args: &[&str]) -> Vec<String> {
     v
 }
 
+/// `args` behind the init in trace mode.
+fn with_tracing_init(args: &[&str]) -> Vec<String> {
+    let mut v = vec!["/dev/.crossarch/init", "--trace", "/dev/.crossarch"]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+    v.extend(with_init(args).into_iter().skip(1));
+    v
+}
+
 fn staged(name: &str) -> PathBuf {
     crate::staging::path(Path::new(BUNDLE), name)
 }
@@ -293,18 +303,7 @@ fn an_old_kernel_means_trace_mode_with_every_qemu_bound_in_and_the_init_tracing(
         plan.mode
     );
     // The process is the image's; the init in front traces it.
-    assert_eq!(
-        args(&plan),
-        [
-            "/dev/.crossarch/init",
-            "--trace",
-            "/dev/.crossarch",
-            "--",
-            "sh",
-            "-c",
-            "exec httpd"
-        ]
-    );
+    assert_eq!(args(&plan), with_tracing_init(&["sh", "-c", "exec httpd"]));
     for (source, destination) in [
         (QEMU, QEMU_IN),
         (
@@ -593,15 +592,7 @@ fn an_exec_into_a_traced_container_runs_under_a_tracing_init() {
         let (p, log) = exec(&ctx, exec_process(), what).unwrap();
         assert_eq!(
             p.args().clone().unwrap(),
-            [
-                "/dev/.crossarch/init",
-                "--trace",
-                "/dev/.crossarch",
-                "--",
-                "sh",
-                "-c",
-                "exec httpd"
-            ]
+            with_tracing_init(&["sh", "-c", "exec httpd"])
         );
         assert!(log.iter().any(|(_, l)| l.contains("(trace mode)")));
     }
