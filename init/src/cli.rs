@@ -13,7 +13,7 @@ usage: crossarch-init [OPTIONS] [--] PROGRAM [ARGS...]
   -s, --subreaper           become a child subreaper even as PID 1 (automatic otherwise)
       --remap-exit FROM:TO  exit with TO instead of FROM; a signal n counts as 128+n (repeatable)
       --trace DIR           run every foreign program of the tree through the qemu-<arch>-static
-                            in DIR, catching each exec with ptrace (trace mode)
+                            in DIR, catching each exec with a seccomp listener (trace mode)
       --version             print the version and exit";
 
 #[derive(Debug, PartialEq)]

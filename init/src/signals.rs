@@ -107,6 +107,38 @@ pub fn wait(timeout: Duration) -> Option<i32> {
     }
 }
 
+/// A signalfd for every signal, for a wait that also watches another descriptor (trace
+/// mode's listener). The signals stay blocked; reading one takes it as sigtimedwait would.
+pub fn fd() -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    let set = [0xffu8; KERNEL_SIGSET_BYTES];
+    // SAFETY: the kernel reads KERNEL_SIGSET_BYTES from `set`.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_signalfd4,
+            -1,
+            set.as_ptr(),
+            KERNEL_SIGSET_BYTES,
+            libc::SFD_CLOEXEC | libc::SFD_NONBLOCK,
+        )
+    };
+    if fd < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new descriptor, ours.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The next signal pending on a [`fd`], if any.
+pub fn take(fd: std::os::fd::RawFd) -> Option<i32> {
+    // SAFETY: plain integers.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads at most `size` bytes into `info`.
+    let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    (n == size as isize).then_some(info.ssi_signo as i32)
+}
+
 /// Sends `signal` to `target` (a pid, or a negated process group id). A target that is already
 /// gone is not an error: the program may exit while a signal is on its way.
 pub fn send(target: libc::pid_t, signal: i32) -> Result<(), Errno> {

@@ -2,7 +2,7 @@
 
 use std::ffi::CString;
 use std::io::{stdin, IsTerminal};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::time::Duration;
 
@@ -14,13 +14,10 @@ use crate::cli::Options;
 use crate::complain;
 use crate::exit::{exec_failure_code, ChildEnd};
 use crate::signals;
-use crate::trace::{filter, Tracer};
+use crate::trace::{filter, listener, Tracer};
 
 /// Exit code when init itself cannot do its job (no fork, no subreaper when asked for).
 const INIT_FAILURE: i32 = 1;
-
-/// Ptrace stops handled before init looks at its pending signals again.
-const TRACE_BATCH: usize = 64;
 
 /// A lost SIGCHLD can only delay reaping by this much; signals wake init at once regardless.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
@@ -44,12 +41,19 @@ pub fn run(options: &Options) -> i32 {
         .collect();
     let tty = stdin().is_terminal();
     let mut tracer = options.trace.clone().map(Tracer::new);
-    // In trace mode the child waits on this pipe until init has attached to it, and only
-    // then installs the filter: an exec under that filter without a tracer fails (ENOSYS).
-    let gate = match tracer.as_ref().map(|_| Gate::new()).transpose() {
-        Ok(gate) => gate,
+    // In trace mode the child hands init its filter's listener over this pair, then waits
+    // for init's go.
+    let sockets = match tracer.as_ref().map(|_| listener::pair()).transpose() {
+        Ok(sockets) => sockets,
         Err(err) => {
-            complain!("cannot start trace mode: pipe: {}", err.desc());
+            complain!("cannot start trace mode: socketpair: {}", err.desc());
+            return INIT_FAILURE;
+        }
+    };
+    let signal_fd = match tracer.as_ref().map(|_| signals::fd()).transpose() {
+        Ok(fd) => fd,
+        Err(err) => {
+            complain!("cannot start trace mode: signalfd: {}", err.desc());
             return INIT_FAILURE;
         }
     };
@@ -57,11 +61,14 @@ pub fn run(options: &Options) -> i32 {
     // SAFETY: init has a single thread, so the child may do anything before exec.
     let child = match unsafe { unistd::fork() } {
         Ok(ForkResult::Child) => {
-            let traced = gate.map(|g| {
-                (
-                    g,
-                    tracer.as_ref().expect("gate only with a tracer").filter(),
-                )
+            let traced = sockets.map(|(ours, theirs)| {
+                // So that the child sees EOF when init closes its end.
+                drop(ours);
+                let prog = tracer
+                    .as_ref()
+                    .expect("sockets only with a tracer")
+                    .filter();
+                (theirs, prog)
             });
             exec_program(&argv, tty, traced)
         }
@@ -75,21 +82,26 @@ pub fn run(options: &Options) -> i32 {
             return INIT_FAILURE;
         }
     };
-    if let (Some(tracer), Some(gate)) = (&tracer, gate) {
-        if let Err(err) = tracer.seize(child.as_raw()) {
-            complain!(
-                "cannot trace {}: ptrace: {}; the node (kernel.yama.ptrace_scope) or the \
-                 container's seccomp profile refuses ptrace: allow it, or set emulation.mode \
-                 to \"userns\" or \"wrap\" in the crossarch config",
-                argv[0].to_string_lossy(),
-                err.desc()
-            );
-            // The child sees the pipe close without the go byte, and exits.
-            drop(gate);
-            let _ = nix::sys::wait::waitpid(child, None);
-            return INIT_FAILURE;
+    if let (Some(tracer), Some((ours, theirs))) = (tracer.as_mut(), sockets) {
+        drop(theirs);
+        // Nothing comes when the child could not install the filter: it says why and exits.
+        if let Ok(Some(fd)) = listener::receive_fd(ours.as_raw_fd()) {
+            tracer.listen(fd);
+            if let Err(err) = tracer.probe(child.as_raw()) {
+                complain!(
+                    "cannot trace {}: ptrace: {}; the node (kernel.yama.ptrace_scope, an LSM) \
+                     or the container's seccomp profile refuses ptrace: allow it, or set \
+                     emulation.mode to \"userns\" or \"wrap\" in the crossarch config",
+                    argv[0].to_string_lossy(),
+                    err.desc()
+                );
+                // The child sees the socket close without the go byte, and exits.
+                drop(ours);
+                let _ = nix::sys::wait::waitpid(child, None);
+                return INIT_FAILURE;
+            }
+            listener::go(ours.as_raw_fd());
         }
-        gate.open();
     }
     // The child does the same; whichever runs first wins, so a signal forwarded with -g can
     // never find the group missing. Once the child has exec'd this fails, harmlessly.
@@ -100,7 +112,7 @@ pub fn run(options: &Options) -> i32 {
     } else {
         child.as_raw()
     };
-    let end = supervise(child, target, tracer.as_mut());
+    let end = supervise(child, target, tracer.as_mut().zip(signal_fd.as_ref()));
     i32::from(options.remap.apply(end.exit_code()))
 }
 
@@ -123,75 +135,31 @@ fn become_subreaper(forced: bool) -> Result<(), Errno> {
     }
 }
 
-/// The pipe on which init tells its traced child that it may go on.
-struct Gate {
-    read: libc::c_int,
-    write: libc::c_int,
-}
-
-impl Gate {
-    fn new() -> Result<Gate, Errno> {
-        let mut fds = [0; 2];
-        // SAFETY: pipe2 writes two descriptors into `fds`.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(Errno::last());
-        }
-        Ok(Gate {
-            read: fds[0],
-            write: fds[1],
-        })
-    }
-
-    /// Parent side: lets the child go.
-    fn open(self) {
-        // SAFETY: a one-byte write from a valid buffer to our own descriptor.
-        unsafe { libc::write(self.write, [1u8].as_ptr().cast(), 1) };
-    }
-
-    /// Child side: whether the parent let it go (false when the parent closed the pipe).
-    fn wait(&mut self) -> bool {
-        // SAFETY: the child's copy of the write end; closing it lets EOF through.
-        unsafe { libc::close(self.write) };
-        self.write = -1;
-        let mut byte = [0u8];
-        loop {
-            // SAFETY: a one-byte read into a valid buffer.
-            match unsafe { libc::read(self.read, byte.as_mut_ptr().cast(), 1) } {
-                1 => return byte[0] == 1,
-                -1 if Errno::last() == Errno::EINTR => continue,
-                _ => return false,
+/// In the child between fork and exec. In trace mode it first puts itself under the exec
+/// filter, hands init the filter's listener on `socket`, and waits for init's go.
+fn exec_program(argv: &[CString], tty: bool, traced: Option<(OwnedFd, &[filter::Insn])>) -> ! {
+    if let Some((socket, prog)) = traced {
+        let listener = match filter::install(prog) {
+            Ok(listener) => listener,
+            Err(err) => {
+                complain!(
+                    "cannot run {} in trace mode: seccomp: {}",
+                    argv[0].to_string_lossy(),
+                    err.desc()
+                );
+                // SAFETY: as below.
+                unsafe { libc::_exit(126) }
             }
-        }
-    }
-}
-
-impl Drop for Gate {
-    fn drop(&mut self) {
-        for fd in [self.read, self.write] {
-            if fd >= 0 {
-                // SAFETY: the descriptor is ours and still open; it is closed once, here.
-                unsafe { libc::close(fd) };
-            }
-        }
-    }
-}
-
-/// In the child between fork and exec. In trace mode it first waits until init has
-/// attached, then puts itself under the exec filter.
-fn exec_program(argv: &[CString], tty: bool, traced: Option<(Gate, &[filter::Insn])>) -> ! {
-    if let Some((mut gate, prog)) = traced {
-        if !gate.wait() {
-            // SAFETY: as below; init says why.
+        };
+        if let Err(err) = listener::send_fd(socket.as_raw_fd(), listener.as_raw_fd()) {
+            complain!("cannot start trace mode: sendmsg: {}", err.desc());
+            // SAFETY: as below.
             unsafe { libc::_exit(INIT_FAILURE) }
         }
-        if let Err(err) = filter::install(prog) {
-            complain!(
-                "cannot run {} in trace mode: seccomp: {}",
-                argv[0].to_string_lossy(),
-                err.desc()
-            );
-            // SAFETY: as below.
-            unsafe { libc::_exit(126) }
+        drop(listener);
+        if !listener::wait_go(socket.as_raw_fd()) {
+            // SAFETY: as below; init says why.
+            unsafe { libc::_exit(INIT_FAILURE) }
         }
     }
     let _ = unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
@@ -218,14 +186,27 @@ fn exec_program(argv: &[CString], tty: bool, traced: Option<(Gate, &[filter::Ins
     unsafe { libc::_exit(exec_failure_code(err)) }
 }
 
-/// Forwards signals and reaps until the program has ended, then returns how it ended.
-fn supervise(child: Pid, target: libc::pid_t, mut tracer: Option<&mut Tracer>) -> ChildEnd {
+/// Forwards signals and reaps until the program has ended, then returns how it ended. In
+/// trace mode it also answers the execs waiting on the listener.
+fn supervise(
+    child: Pid,
+    target: libc::pid_t,
+    mut traced: Option<(&mut Tracer, &OwnedFd)>,
+) -> ChildEnd {
+    // The program's end, when init reaped it while it held it for an exec.
+    let mut ended = None;
     loop {
         // Reaping before waiting also catches a program that ended before the first wait.
-        if let Some(end) = reap_ready(child, tracer.as_deref_mut()) {
+        if let Some(end) = reap_ready(child).or(ended.take()) {
             return end;
         }
-        match signals::wait(REAP_INTERVAL) {
+        let signal = match traced.as_mut() {
+            None => signals::wait(REAP_INTERVAL),
+            Some((tracer, signal_fd)) => {
+                wait_traced(tracer, signal_fd.as_raw_fd(), child, &mut ended)
+            }
+        };
+        match signal {
             None | Some(libc::SIGCHLD) => {}
             Some(signal) => {
                 if let Err(err) = signals::send(target, signal) {
@@ -236,26 +217,61 @@ fn supervise(child: Pid, target: libc::pid_t, mut tracer: Option<&mut Tracer>) -
     }
 }
 
+/// Trace mode's wait: for a signal, or an exec on the listener, which it answers. Pending
+/// signals come first, so that a storm of execs cannot hold up forwarding.
+fn wait_traced(
+    tracer: &mut Tracer,
+    signal_fd: RawFd,
+    child: Pid,
+    ended: &mut Option<ChildEnd>,
+) -> Option<i32> {
+    if let Some(signal) = signals::take(signal_fd) {
+        return Some(signal);
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: signal_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: tracer.listener().unwrap_or(-1),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: two valid pollfds; a negative fd is skipped.
+    unsafe {
+        libc::poll(
+            fds.as_mut_ptr(),
+            2,
+            REAP_INTERVAL.as_millis() as libc::c_int,
+        )
+    };
+    if fds[1].revents & libc::POLLIN != 0 {
+        if let Some((pid, status)) = tracer.on_exec() {
+            if pid == child.as_raw() {
+                *ended = ChildEnd::from_wait_status(status);
+            }
+        }
+    } else if fds[1].revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
+        // No process is left under the filter.
+        tracer.close();
+    }
+    signals::take(signal_fd)
+}
+
 /// Reaps every zombie that is ready, and tells how the program ended if it was among them.
 /// It drains everything, so the zombies present when the program ends are reaped before exit.
-/// In trace mode it also hands every ptrace stop of the tree to the tracer.
 ///
 /// Raw waitpid rather than nix's: nix cannot decode a death by a real-time signal and would
 /// report an error for a child it had already reaped.
-fn reap_ready(child: Pid, mut tracer: Option<&mut Tracer>) -> Option<ChildEnd> {
-    let flags = libc::WNOHANG | if tracer.is_some() { libc::__WALL } else { 0 };
+fn reap_ready(child: Pid) -> Option<ChildEnd> {
     let mut end = None;
-    // Each resumed tracee may stop again at once (signals to many threads), so in trace mode
-    // a batch is bounded: the caller then takes pending signals (a SIGTERM to forward, the
-    // SIGCHLD that brings it back here) before the next one.
-    let mut stops = 0;
     loop {
-        if stops == TRACE_BATCH {
-            return end;
-        }
         let mut status = 0;
         // SAFETY: `status` is a valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, flags) };
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
         match pid {
             0 => return end,
             -1 => match Errno::last() {
@@ -266,13 +282,7 @@ fn reap_ready(child: Pid, mut tracer: Option<&mut Tracer>) -> Option<ChildEnd> {
                     return end;
                 }
             },
-            pid if libc::WIFSTOPPED(status) => {
-                if let Some(tracer) = tracer.as_deref_mut() {
-                    tracer.on_stop(pid, status);
-                    stops += 1;
-                }
-            }
-            pid if pid == child.as_raw() => {
+            pid if pid == child.as_raw() && !libc::WIFSTOPPED(status) => {
                 end = end.or(ChildEnd::from_wait_status(status));
             }
             _ => {}

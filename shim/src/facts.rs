@@ -134,6 +134,12 @@ impl Node {
     /// Why this node's kernel refuses trace mode's init the ptrace of its own children, or
     /// `None` when it allows it. Read at each Create: an admin may change it any time.
     pub fn trace_unsupported(&self) -> Option<String> {
+        let release = nix::sys::utsname::uname()
+            .map(|u| u.release().to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(why) = trace_kernel_unsupported(&release) {
+            return Some(why);
+        }
         let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok()?;
         yama_refuses_trace(&scope)
     }
@@ -237,6 +243,18 @@ impl Node {
                     .joined()
                     .is_some_and(|path| crate::ns::same_namespace(path, "/proc/self/ns/net")),
         }
+    }
+}
+
+/// Why a kernel `release` cannot run trace mode: its init waits for each exec on a seccomp
+/// listener and lets a native one go on (SECCOMP_USER_NOTIF_FLAG_CONTINUE), which came with
+/// Linux 5.5.
+pub fn trace_kernel_unsupported(release: &str) -> Option<String> {
+    match kernel_version(release) {
+        Some(v) if v >= (5, 5) => None,
+        _ => Some(format!(
+            "Linux {release} cannot let a seccomp listener's exec go on (trace mode needs 5.5)"
+        )),
     }
 }
 
@@ -346,6 +364,16 @@ mod tests {
             .unwrap()
             .contains("ptrace_scope is 2"));
         assert!(yama_refuses_trace("3").unwrap().contains("needs 0 or 1"));
+    }
+
+    #[test]
+    fn trace_mode_needs_linux_5_5() {
+        assert_eq!(trace_kernel_unsupported("5.5.0"), None);
+        assert_eq!(trace_kernel_unsupported("6.18.44"), None);
+        assert!(trace_kernel_unsupported("5.4.0-150-generic")
+            .unwrap()
+            .contains("needs 5.5"));
+        assert!(trace_kernel_unsupported("4.18.0-553.el8").is_some());
     }
 
     #[test]

@@ -188,16 +188,21 @@ impl ContainerView {
     }
 }
 
-/// The syscalls trace mode's init makes that a seccomp profile may refuse: it attaches with
-/// ptrace, its child sets no_new_privs and installs the exec filter, it reads and writes the
-/// tracee's exec arguments, and it looks up the exec's target in the tracee's root.
-const TRACE_SYSCALLS: [&str; 6] = [
+/// The syscalls trace mode's init makes that a seccomp profile may refuse: its child sets
+/// no_new_privs, installs the exec filter and hands init the filter's listener over a socket
+/// pair; init waits on it and its signals (signalfd4), answers its execs (ioctl), looks up
+/// their targets in the process's root, and, for a foreign one, attaches with ptrace. (It
+/// reads and writes the process's memory through /proc/PID/mem, which no profile refuses.)
+const TRACE_SYSCALLS: [&str; 9] = [
     "ptrace",
     "prctl",
     "seccomp",
-    "process_vm_readv",
-    "process_vm_writev",
     "openat2",
+    "socketpair",
+    "sendmsg",
+    "recvmsg",
+    "ioctl",
+    "signalfd4",
 ];
 
 /// Which of [`TRACE_SYSCALLS`] the OCI seccomp profile `seccomp` refuses, as a sentence;
@@ -207,6 +212,16 @@ const TRACE_SYSCALLS: [&str; 6] = [
 pub fn seccomp_refuses_trace(seccomp: &serde_json::Value) -> Option<String> {
     if !seccomp.is_object() {
         return None;
+    }
+    if seccomp["listenerPath"]
+        .as_str()
+        .is_some_and(|p| !p.is_empty())
+    {
+        return Some(
+            "its seccomp profile hands its notifications to an agent (listenerPath), and a \
+             process can be under only one seccomp listener, which trace mode's init needs"
+                .into(),
+        );
     }
     let allows = |action: &serde_json::Value| {
         matches!(action.as_str(), Some("SCMP_ACT_ALLOW" | "SCMP_ACT_LOG"))
@@ -254,24 +269,29 @@ mod tests {
         assert_eq!(seccomp_refuses_trace(&serde_json::Value::Null), None);
         // containerd's and Docker's default shape: errno by default, an allow list.
         let default = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-            {"names": ["read", "ptrace", "prctl", "seccomp", "process_vm_readv",
-                       "process_vm_writev", "openat2"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["read", "ptrace", "prctl", "seccomp", "openat2", "socketpair",
+                       "sendmsg", "recvmsg", "ioctl", "signalfd4"], "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(seccomp_refuses_trace(&default), None);
+        let mut agent = default.clone();
+        agent["listenerPath"] = json!("/run/agent.sock");
+        assert!(seccomp_refuses_trace(&agent)
+            .unwrap()
+            .contains("listenerPath"));
         let no_ptrace = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
-            {"names": ["read", "prctl", "seccomp", "process_vm_readv", "process_vm_writev",
-                       "openat2"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["read", "prctl", "seccomp", "openat2", "socketpair", "sendmsg",
+                       "recvmsg", "ioctl", "signalfd4"], "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(
             seccomp_refuses_trace(&no_ptrace).unwrap(),
             "its seccomp profile refuses ptrace, which trace mode's init needs"
         );
         let denied = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
-            {"names": ["ptrace", "process_vm_writev"], "action": "SCMP_ACT_ERRNO"},
+            {"names": ["ptrace", "ioctl"], "action": "SCMP_ACT_ERRNO"},
         ]});
         assert!(seccomp_refuses_trace(&denied)
             .unwrap()
-            .contains("ptrace, process_vm_writev,"));
+            .contains("ptrace, ioctl,"));
         let conditional = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["ptrace"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0}]},
         ]});

@@ -1,5 +1,5 @@
-//! One exec stop: what the tracee is about to execute, and, when it is foreign, the exec of
-//! qemu that replaces it.
+//! One exec: what the process is about to execute, and, when it is foreign, the exec of qemu
+//! that replaces it. [`plan`] only reads the process; [`apply`] writes the plan into it.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -31,30 +31,49 @@ pub struct Call {
 }
 
 impl Call {
-    fn decode(regs: &Regs) -> Option<Call> {
+    /// The exec syscall `nr` with arguments `args`; None for any other syscall.
+    pub fn new(nr: u64, args: [u64; 6]) -> Option<Call> {
         // The kernel (and seccomp) take the number's low 32 bits.
-        let nr = regs.syscall() as u32;
+        let nr = nr as u32;
         if nr == libc::SYS_execve as u32 {
             Some(Call {
                 dirfd: None,
-                path: regs.arg(0),
-                argv: regs.arg(1),
+                path: args[0],
+                argv: args[1],
                 flags: 0,
                 at: false,
             })
         } else if nr == libc::SYS_execveat as u32 {
-            let dirfd = regs.arg(0) as i32;
+            let dirfd = args[0] as i32;
             Some(Call {
                 dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
-                path: regs.arg(1),
-                argv: regs.arg(2),
-                flags: regs.arg(4) as i32,
+                path: args[1],
+                argv: args[2],
+                flags: args[4] as i32,
                 at: true,
             })
         } else {
             None
         }
     }
+
+    /// The exec a held thread is about to restart, from its registers.
+    pub fn restarted(regs: &Regs, tid: libc::pid_t) -> Option<Call> {
+        if !regs.restarting(tid) {
+            return None;
+        }
+        Call::new(regs.syscall(), std::array::from_fn(|i| regs.arg(i)))
+    }
+}
+
+/// The exec of qemu that replaces a foreign one.
+#[derive(Debug)]
+pub struct Rewrite {
+    /// The foreign program, as the process's root has it (for messages).
+    pub target: Vec<u8>,
+    /// qemu's path as the process sees it.
+    qemu: Vec<u8>,
+    argv: Vec<Arg>,
 }
 
 /// `host_path`, a path as init sees it, as the tracee whose root init sees at `root` sees
@@ -96,57 +115,40 @@ fn errno(e: &std::io::Error) -> &'static str {
     nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)).desc()
 }
 
-/// Why an exec stop could not be handled.
+/// The kernel refused init the process's memory or /proc files: it runs as another user (or
+/// made itself non-dumpable), and init has no CAP_SYS_PTRACE.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Failure {
-    /// The kernel refused init the process's memory or /proc files: it runs as another user
-    /// (or made itself non-dumpable), and init has no CAP_SYS_PTRACE.
-    Denied,
-    /// Something else init could not read or write, said.
-    Other(String),
-}
+pub struct Denied;
 
 /// Whether an error is the kernel's ptrace access check refusing.
 fn denied(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
 }
 
-/// Handles the exec stop of `tid`. Ok when it goes on as it is or was rewritten (or the
-/// process is gone); Err says what init could not read or write.
-pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), Failure> {
-    let mut regs = match Regs::get(tid) {
-        Ok(regs) => regs,
-        // Killed (SIGKILL) while it was stopped.
-        Err(nix::errno::Errno::ESRCH) => return Ok(()),
-        Err(e) => {
-            return Err(Failure::Other(format!(
-                "cannot read the registers of {tid}: {}",
-                e.desc()
-            )))
-        }
-    };
-    let Some(call) = Call::decode(&regs) else {
-        return Ok(());
-    };
+/// What the exec `call` of `tid` runs instead: None when it goes on as it is, because the
+/// target is native, not emulated here, or anything about it unreadable (the kernel then
+/// decides, and refuses what it cannot run). Err only when the kernel refused init the
+/// process (that is told).
+pub fn plan(qemu_dir: &Path, tid: libc::pid_t, call: &Call) -> Result<Option<Rewrite>, Denied> {
     // Until it is known to be foreign, anything unreadable is the kernel's to refuse, but a
     // refused access check means no exec of that process can be emulated: that is said.
     let path = match memory::read_cstr(tid, call.path, PATH_MAX) {
         Ok(path) => path,
-        Err(e) if denied(&e) => return Err(Failure::Denied),
-        Err(_) => return Ok(()),
+        Err(e) if denied(&e) => return Err(Denied),
+        Err(_) => return Ok(None),
     };
     let Ok(argv) = memory::read_pointers(tid, call.argv, MAX_ARGS) else {
-        return Ok(());
+        return Ok(None);
     };
     let root_link = match readlink(&format!("/proc/{tid}/root")) {
         Ok(link) => link,
-        Err(e) if denied(&e) => return Err(Failure::Denied),
-        Err(_) => return Ok(()),
+        Err(e) if denied(&e) => return Err(Denied),
+        Err(_) => return Ok(None),
     };
     let view =
         |link: std::io::Result<Vec<u8>>| link.ok().and_then(|l| in_tracee_root(&root_link, &l));
     let Some(cwd) = view(readlink(&format!("/proc/{tid}/cwd"))) else {
-        return Ok(());
+        return Ok(None);
     };
     let empty_path = call.flags & libc::AT_EMPTY_PATH != 0;
     let base = match call.dirfd {
@@ -154,57 +156,73 @@ pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), Failure> {
         Some(fd) if call.at && !path.starts_with(b"/") => {
             match view(readlink(&format!("/proc/{tid}/fd/{fd}"))) {
                 Some(dir) => dir,
-                None => return Ok(()),
+                None => return Ok(None),
             }
         }
         _ => cwd.clone(),
     };
     let target = target(&path, &base, empty_path);
     let Ok(cwd) = String::from_utf8(cwd) else {
-        return Ok(());
+        return Ok(None);
     };
 
     let Ok(root) = Root::open(format!("/proc/{tid}/root")) else {
-        return Ok(());
+        return Ok(None);
     };
     let candidate = PathBuf::from(OsStr::from_bytes(&target));
     let Ok(resolved) = crossarch_rootfs::in_root(&root, &[candidate], &cwd) else {
-        return Ok(());
+        return Ok(None);
     };
     let Ok(arch) = Arch::from_elf(&resolved.elf) else {
-        return Ok(());
+        return Ok(None);
     };
     if Some(arch) == Arch::host() {
-        return Ok(());
+        return Ok(None);
     }
     let name = plan::qemu_file_name(arch);
     if !qemu_dir.join(&name).is_file() {
         // Not emulated on this node (or run natively): the kernel decides.
-        return Ok(());
+        return Ok(None);
     }
     let qemu = qemu_for(qemu_dir, &name, &root_link);
 
     let argv0 = match argv.first() {
         Some(&at) => match memory::read_cstr(tid, at, ARG_MAX_STRLEN) {
             Ok(s) => vec![String::from_utf8_lossy(&s).into_owned()],
-            Err(_) => return Ok(()),
+            Err(_) => return Ok(None),
         },
         None => Vec::new(),
     };
     let wrapped = plan::wrapped_argv(&String::from_utf8_lossy(&qemu), &resolved, &argv0);
-    let new_argv: Vec<Arg> = wrapped
+    let argv = wrapped
         .into_iter()
         .map(|s| Arg::New(s.into_bytes()))
         .chain(argv.iter().skip(1).map(|&p| Arg::Old(p)))
         .collect();
-    let block = memory::layout(regs.sp(), regs::RED_ZONE + 128, &qemu, &new_argv)
-        .ok_or_else(|| Failure::Other(format!("no room below the stack of {tid}")))?;
+    Ok(Some(Rewrite { target, qemu, argv }))
+}
+
+/// Writes `rewrite` below the stack of the held thread `tid` and points `regs` (its
+/// registers, set by the caller) at it, in place of `call`.
+pub fn apply(
+    tid: libc::pid_t,
+    regs: &mut Regs,
+    call: &Call,
+    rewrite: &Rewrite,
+) -> Result<(), String> {
+    let block = memory::layout(
+        regs.sp(),
+        regs::RED_ZONE + 128,
+        &rewrite.qemu,
+        &rewrite.argv,
+    )
+    .ok_or_else(|| format!("no room below the stack of {tid}"))?;
     memory::write(tid, block.base, &block.bytes).map_err(|e| {
-        Failure::Other(format!(
+        format!(
             "cannot write the qemu exec of {} below the stack of {tid}: {}",
-            String::from_utf8_lossy(&target),
+            String::from_utf8_lossy(&rewrite.target),
             errno(&e)
-        ))
+        )
     })?;
     if call.at {
         regs.set_arg(0, libc::AT_FDCWD as i64 as u64);
@@ -215,10 +233,7 @@ pub fn on_exec(qemu_dir: &Path, tid: libc::pid_t) -> Result<(), Failure> {
         regs.set_arg(0, block.filename);
         regs.set_arg(1, block.argv);
     }
-    regs.set(tid).map_err(|e| match e {
-        nix::errno::Errno::ESRCH => Failure::Other(format!("{tid} was killed at its exec")),
-        e => Failure::Other(format!("cannot set the registers of {tid}: {}", e.desc())),
-    })
+    Ok(())
 }
 
 /// The qemu's path as the tracee sees it: init's own path when they share a root, and

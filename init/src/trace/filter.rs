@@ -1,10 +1,13 @@
 //! The seccomp filter a traced program starts under: `execve` and `execveat` of the host's
-//! own syscall ABI stop for the tracer (SECCOMP_RET_TRACE); everything else runs untouched.
+//! own syscall ABI wait for init on the filter's listener (SECCOMP_RET_USER_NOTIF);
+//! everything else runs untouched.
 //!
 //! Written out by hand, seven instructions, rather than built with a filter crate: those
 //! check the architecture and kill the process on a mismatch, and a container may run
 //! 32-bit programs natively (i386 on x86_64, arm on arm64) whose syscalls carry another
 //! AUDIT_ARCH. Here such syscalls are allowed and not traced.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use nix::errno::Errno;
 
@@ -26,11 +29,11 @@ const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 
-/// The host ABI whose exec syscalls are traced.
+/// The host ABI whose exec syscalls wait for init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Abi {
     pub audit_arch: u32,
-    /// The syscall numbers to stop at: execve and execveat. (x32's, with bit 30 set, carry
+    /// The syscall numbers that wait: execve and execveat. (x32's, with bit 30 set, carry
     /// 32-bit pointers and are left alone.)
     pub exec_syscalls: &'static [u32],
 }
@@ -52,8 +55,8 @@ pub const HOST: Abi = X86_64;
 #[cfg(target_arch = "aarch64")]
 pub const HOST: Abi = AARCH64;
 
-/// The program: load the arch, allow any other; load the number, trace the exec ones,
-/// allow the rest.
+/// The program: load the arch, allow any other; load the number, notify init of the exec
+/// ones, allow the rest.
 pub fn program(abi: Abi) -> Vec<Insn> {
     let n = abi.exec_syscalls.len();
     let stmt = |code, k| Insn {
@@ -64,7 +67,7 @@ pub fn program(abi: Abi) -> Vec<Insn> {
     };
     let mut prog = Vec::with_capacity(n + 5);
     prog.push(stmt(BPF_LD_W_ABS, ARCH_OFFSET));
-    // Not this ABI: jump over the number checks and the TRACE to the ALLOW.
+    // Not this ABI: jump over the number checks and the NOTIFY to the ALLOW.
     prog.push(Insn {
         code: BPF_JEQ_K,
         jt: 0,
@@ -73,7 +76,7 @@ pub fn program(abi: Abi) -> Vec<Insn> {
     });
     prog.push(stmt(BPF_LD_W_ABS, NR_OFFSET));
     for (i, &nr) in abi.exec_syscalls.iter().enumerate() {
-        // A match jumps over the remaining checks and the ALLOW, to the TRACE.
+        // A match jumps over the remaining checks and the ALLOW, to the NOTIFY.
         prog.push(Insn {
             code: BPF_JEQ_K,
             jt: (n - i) as u8,
@@ -82,13 +85,14 @@ pub fn program(abi: Abi) -> Vec<Insn> {
         });
     }
     prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_TRACE));
+    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
     prog
 }
 
 /// Installs `prog` on the calling thread, after setting no_new_privs (which an unprivileged
-/// filter needs). Allocation-free: it runs between fork and exec.
-pub fn install(prog: &[Insn]) -> Result<(), Errno> {
+/// filter needs), and returns the filter's listener (close-on-exec). Allocation-free: it runs
+/// between fork and exec.
+pub fn install(prog: &[Insn]) -> Result<OwnedFd, Errno> {
     #[repr(C)]
     struct SockFprog {
         len: u16,
@@ -107,14 +111,15 @@ pub fn install(prog: &[Insn]) -> Result<(), Errno> {
         libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            0,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
             &fprog as *const SockFprog,
         )
     };
-    if rc != 0 {
+    if rc < 0 {
         return Err(Errno::last());
     }
-    Ok(())
+    // SAFETY: the kernel just made this descriptor for us.
+    Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
 
 #[cfg(test)]
@@ -147,12 +152,12 @@ mod tests {
     }
 
     #[test]
-    fn only_the_host_abis_execs_stop_for_the_tracer() {
+    fn only_the_host_abis_execs_wait_for_init() {
         for abi in [X86_64, AARCH64] {
             let prog = program(abi);
             for &nr in abi.exec_syscalls {
-                assert_eq!(run(&prog, abi.audit_arch, nr), libc::SECCOMP_RET_TRACE);
-                // The same number from a 32-bit program runs untraced, never killed.
+                assert_eq!(run(&prog, abi.audit_arch, nr), libc::SECCOMP_RET_USER_NOTIF);
+                // The same number from a 32-bit program runs as it is, never killed.
                 assert_eq!(run(&prog, 0x4000_0003, nr), libc::SECCOMP_RET_ALLOW);
             }
             for nr in [0, 1, 57, 56, 220, 435, 1000] {

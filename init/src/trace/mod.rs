@@ -1,192 +1,288 @@
 //! Trace mode: every process of the program's tree runs through qemu when it is foreign,
-//! without binfmt_misc. The program starts under a seccomp filter that stops `execve` and
-//! `execveat` for init ([`filter`]); init follows the whole tree with ptrace (fork, vfork
-//! and clone), and at each exec stop resolves the target as the shim does, in that process's
-//! own root and cwd, `#!` interpreters included ([`exec`]). A native target goes on
-//! untouched. A foreign one is turned into an exec of the qemu in the qemu directory, with
-//! `-0 argv0 path args...` written below the tracee's stack pointer ([`memory`]). qemu's own
-//! execs for the guest's children stop the same way, so every descendant is emulated.
+//! without binfmt_misc. The program starts under a seccomp filter that makes `execve` and
+//! `execveat` wait for init on the filter's listener ([`filter`], [`listener`]); children
+//! inherit it. At each exec init resolves the target as the shim does, in that process's own
+//! root and cwd, `#!` interpreters included ([`exec`]):
 //!
-//! Everything else a stop can be passes through as if nothing traced the process: a
-//! signal-delivery stop re-injects its signal, a group stop stays stopped (PTRACE_LISTEN)
-//! until SIGCONT, and exit statuses are the kernel's.
+//! - A native target goes on untouched (the notification is answered with CONTINUE).
+//! - For a foreign one, init holds the thread: it attaches with PTRACE_SEIZE and interrupts
+//!   it. The interrupt cuts the waiting exec short with a restart code, and the thread stops
+//!   on its way to restart it. There init writes `-0 argv0 path args...` for the qemu in the
+//!   qemu directory below the thread's stack pointer ([`memory`]), points the syscall's
+//!   registers at it ([`regs`]), and detaches. The thread restarts the exec as an exec of
+//!   qemu, which the filter brings back to init once more, as native.
+//!
+//! qemu's own execs for the guest's children come the same way, so every descendant is
+//! emulated. Nothing else is traced: a process is attached only for the instant of a
+//! foreign exec, so forks, signals, job control and exit statuses are exactly as without
+//! trace mode.
 //!
 //! The tracer is init itself, in the container, with the container's credentials: it opens
-//! files only below the tracee's root (`openat2(RESOLVE_IN_ROOT)`) and writes only into the
-//! tracee.
+//! files only below the process's root (`openat2(RESOLVE_IN_ROOT)`) and writes only into the
+//! thread it holds, below its stack pointer.
 
 mod exec;
 pub mod filter;
+pub mod listener;
 mod memory;
 mod regs;
 
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
 use nix::errno::Errno;
 
 use crate::complain;
+use listener::Notification;
+use regs::Regs;
 
-/// What traces the program's process tree.
+/// What emulates the program's process tree.
 pub struct Tracer {
     /// Where the qemus are, as init sees it: `qemu-<name>-static` per emulated architecture.
     qemu_dir: PathBuf,
     filter: Vec<filter::Insn>,
-    /// Exec stops that ran into something init could not read or write; told once.
-    told_failure: bool,
-    /// Exec stops of a process the kernel would not let init read; told once.
-    told_denied: bool,
+    /// The filter's listener, once the program has handed it over; None again when every
+    /// process under the filter is gone.
+    listener: Option<OwnedFd>,
+    /// Warnings given once each.
+    told: Told,
 }
 
-const OPTIONS: libc::c_int = libc::PTRACE_O_TRACESECCOMP
-    | libc::PTRACE_O_TRACEFORK
-    | libc::PTRACE_O_TRACEVFORK
-    | libc::PTRACE_O_TRACECLONE;
+#[derive(Default)]
+struct Told {
+    /// A foreign exec init could not rewrite.
+    failure: bool,
+    /// A process the kernel would not let init read (it switched user).
+    denied: bool,
+    /// A process init could not attach to (traced by another, or ptrace refused).
+    attach: bool,
+    /// A kernel older than Linux 5.5.
+    kernel: bool,
+}
+
+/// How a held thread came back.
+enum Held {
+    /// In a ptrace stop, with the wait status; a signal-delivery stop's signal goes on with
+    /// the detach.
+    Stopped(i32),
+    /// It ended (SIGKILL) instead; the wait status, and init may have reaped it.
+    Ended(i32),
+}
 
 impl Tracer {
     pub fn new(qemu_dir: PathBuf) -> Tracer {
         Tracer {
             qemu_dir,
             filter: filter::program(filter::HOST),
-            told_failure: false,
-            told_denied: false,
+            listener: None,
+            told: Told::default(),
         }
     }
 
-    /// The filter the child installs before it execs, after [`Tracer::seize`].
+    /// The filter the program installs before it execs.
     pub fn filter(&self) -> &[filter::Insn] {
         &self.filter
     }
 
-    /// Attaches to the program's process, which waits for this before it installs the filter.
-    pub fn seize(&self, pid: libc::pid_t) -> Result<(), Errno> {
-        // SAFETY: PTRACE_SEIZE takes integers only.
-        let rc = unsafe {
-            libc::ptrace(
-                libc::PTRACE_SEIZE,
-                pid,
-                std::ptr::null_mut::<libc::c_void>(),
-                OPTIONS as usize as *mut libc::c_void,
-            )
+    /// Takes the filter's listener, which the program made when it installed the filter.
+    pub fn listen(&mut self, listener: OwnedFd) {
+        self.listener = Some(listener);
+    }
+
+    pub fn listener(&self) -> Option<RawFd> {
+        self.listener.as_ref().map(|fd| fd.as_raw_fd())
+    }
+
+    /// Every process under the filter has gone: nothing more can come.
+    pub fn close(&mut self) {
+        self.listener = None;
+    }
+
+    /// Checks, before the program runs, that the kernel lets init attach to it (Yama, an LSM,
+    /// a seccomp profile), by holding it once.
+    pub fn probe(&self, pid: libc::pid_t) -> Result<(), Errno> {
+        match hold(pid)? {
+            Held::Stopped(status) => {
+                detach(pid, stop_signal(status));
+                Ok(())
+            }
+            Held::Ended(_) => Err(Errno::ESRCH),
+        }
+    }
+
+    /// Answers the exec waiting on the listener. Returns the wait status of a process that
+    /// init reaped while it held it.
+    pub fn on_exec(&mut self) -> Option<(libc::pid_t, i32)> {
+        let fd = self.listener()?;
+        let notification = match listener::receive(fd) {
+            Ok(n) => n,
+            // The process was killed before init took it, or a signal to init.
+            Err(Errno::ENOENT | Errno::EINTR) => return None,
+            Err(err) => {
+                complain!("warning: trace mode: seccomp listener: {}", err.desc());
+                return None;
+            }
         };
-        if rc == -1 {
-            return Err(Errno::last());
+        let (reaped, done) = self.answer(fd, &notification);
+        if !done && listener::go_on(fd, notification.id).is_err() && !self.told.kernel {
+            self.told.kernel = true;
+            complain!(
+                "trace mode: this kernel cannot let an exec go on from a seccomp listener \
+                 (Linux 5.5 or later can): execs fail; set emulation.mode to \"wrap\" in the \
+                 crossarch config"
+            );
         }
-        Ok(())
+        reaped
     }
 
-    /// Handles one ptrace stop of `tid` that waitpid reported with `status`, and lets the
-    /// thread go on.
-    pub fn on_stop(&mut self, tid: libc::pid_t, status: i32) {
-        let signal = libc::WSTOPSIG(status);
-        match status >> 16 {
-            // A stop signal that a SIGCONT overtook while init held it: without a tracer,
-            // that SIGCONT would have discarded it (the kernel flushes pending stop signals),
-            // so it is dropped, and the process does not stop after it was continued.
-            0 if is_stop_signal(signal) && sigcont_pending(tid) => resume(Resume::Cont, tid, 0),
-            // A signal on its way to the thread: deliver it.
-            0 => resume(Resume::Cont, tid, signal),
-            libc::PTRACE_EVENT_STOP if is_stop_signal(signal) => {
-                // A group stop: stay stopped, as without a tracer, until SIGCONT.
-                resume(Resume::Listen, tid, 0)
-            }
-            libc::PTRACE_EVENT_SECCOMP => {
-                match exec::on_exec(&self.qemu_dir, tid) {
-                    Ok(()) => {}
-                    Err(exec::Failure::Denied) if !self.told_denied => {
-                        self.told_denied = true;
-                        complain!(
-                            "warning: trace mode: the kernel refuses init the exec of process \
-                             {tid}, which runs as another user (su, setpriv, a service that \
-                             drops privileges): foreign programs it starts are not emulated \
-                             (they fail with \"exec format error\"); run the container as \
-                             that user, or use userns mode (Linux 6.7 or later)"
-                        );
-                    }
-                    Err(exec::Failure::Other(err)) if !self.told_failure => {
-                        self.told_failure = true;
-                        complain!("warning: trace mode: {err}; the exec runs as it is");
-                    }
-                    Err(_) => {}
+    /// Handles one exec. `done` when the exec was cut short and needs no answer.
+    fn answer(&mut self, fd: RawFd, n: &Notification) -> (Option<(libc::pid_t, i32)>, bool) {
+        let tid = n.pid;
+        let Some(call) = exec::Call::new(n.nr, n.args) else {
+            return (None, false);
+        };
+        let rewrite = match exec::plan(&self.qemu_dir, tid, &call) {
+            // Read from a thread whose pid may have been reused: only trusted while the
+            // notification is still there.
+            Ok(Some(rewrite)) if listener::valid(fd, n.id) => rewrite,
+            Ok(_) => return (None, false),
+            Err(exec::Denied) => {
+                if listener::valid(fd, n.id) && !std::mem::replace(&mut self.told.denied, true) {
+                    complain!(
+                        "warning: trace mode: the kernel refuses init the exec of process \
+                         {tid}, which runs as another user (su, setpriv, a service that drops \
+                         privileges): foreign programs it starts are not emulated (they fail \
+                         with \"exec format error\"); run the container as that user, or use \
+                         userns mode (Linux 6.7 or later)"
+                    );
                 }
-                resume(Resume::Cont, tid, 0)
+                return (None, false);
             }
-            // Fork, vfork and clone events, a new thread's or child's first stop, or the end
-            // of a group stop.
-            _ => resume(Resume::Cont, tid, 0),
+        };
+        if let Err(err) = seize(tid) {
+            if err != Errno::ESRCH && !std::mem::replace(&mut self.told.attach, true) {
+                complain!(
+                    "warning: trace mode: cannot attach to process {tid} to emulate {}: \
+                     ptrace: {} (another tracer, such as a debugger, holds it, or the node \
+                     refuses ptrace); it runs as it is",
+                    String::from_utf8_lossy(&rewrite.target),
+                    err.desc()
+                );
+            }
+            return (None, false);
+        }
+        // The pid is the notifying thread's only while the notification is there.
+        let ours = listener::valid(fd, n.id);
+        let status = match interrupt_and_wait(tid) {
+            Ok(Held::Stopped(status)) => status,
+            Ok(Held::Ended(status)) => return (Some((tid, status)), true),
+            Err(_) => return (None, true),
+        };
+        if ours {
+            self.rewrite(tid, &call, &rewrite);
+        }
+        detach(tid, stop_signal(status));
+        (None, true)
+    }
+
+    /// At the held thread's restart of its exec: makes it an exec of qemu, or, if that
+    /// cannot be written, fails it as the kernel fails a foreign program (so that it does not
+    /// come back for ever).
+    fn rewrite(&mut self, tid: libc::pid_t, call: &exec::Call, rewrite: &exec::Rewrite) {
+        let Ok(mut regs) = Regs::get(tid) else {
+            return;
+        };
+        // Anything else (a signal handler ran first) is left alone.
+        if exec::Call::restarted(&regs, tid).as_ref() != Some(call) {
+            return;
+        }
+        if let Err(err) = exec::apply(tid, &mut regs, call, rewrite) {
+            if !std::mem::replace(&mut self.told.failure, true) {
+                complain!("warning: trace mode: {err}; the exec fails with \"exec format error\"");
+            }
+            regs.fail(libc::ENOEXEC);
+        }
+        if let Err(err) = regs.set(tid) {
+            if err != Errno::ESRCH {
+                complain!(
+                    "warning: trace mode: cannot set the registers of {tid}: {}",
+                    err.desc()
+                );
+            }
         }
     }
 }
 
-/// Whether SIGCONT is pending for `tid` or its process (`SigPnd`/`ShdPnd` of its status).
-fn sigcont_pending(tid: libc::pid_t) -> bool {
-    std::fs::read_to_string(format!("/proc/{tid}/status"))
-        .is_ok_and(|status| pending_has(&status, libc::SIGCONT))
+/// The signal a stop holds back, to go on with the detach: only a signal-delivery stop's.
+fn stop_signal(status: i32) -> i32 {
+    if status >> 16 == 0 {
+        libc::WSTOPSIG(status)
+    } else {
+        0
+    }
 }
 
-/// Whether a `/proc/PID/status` text shows `signal` in `SigPnd` or `ShdPnd`.
-fn pending_has(status: &str, signal: i32) -> bool {
-    status
-        .lines()
-        .filter_map(|l| {
-            l.strip_prefix("SigPnd:")
-                .or_else(|| l.strip_prefix("ShdPnd:"))
-        })
-        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
-        .any(|mask| mask & (1 << (signal - 1)) != 0)
+/// Attaches to `tid` and brings it to a stop.
+fn hold(tid: libc::pid_t) -> Result<Held, Errno> {
+    seize(tid)?;
+    interrupt_and_wait(tid)
 }
 
-fn is_stop_signal(signal: i32) -> bool {
-    matches!(
-        signal,
-        libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU
-    )
+fn seize(tid: libc::pid_t) -> Result<(), Errno> {
+    ptrace(Request::Seize, tid, 0)
 }
 
-enum Resume {
-    Cont,
-    Listen,
+fn interrupt_and_wait(tid: libc::pid_t) -> Result<Held, Errno> {
+    ptrace(Request::Interrupt, tid, 0)?;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(tid, &mut status, libc::__WALL) };
+        if pid == tid {
+            return Ok(if libc::WIFSTOPPED(status) {
+                Held::Stopped(status)
+            } else {
+                Held::Ended(status)
+            });
+        }
+        match Errno::last() {
+            Errno::EINTR => continue,
+            err => return Err(err),
+        }
+    }
 }
 
-/// Resumes a stopped tracee. ESRCH means it is gone (SIGKILL), which is not init's concern.
-fn resume(how: Resume, tid: libc::pid_t, signal: i32) {
-    let data = signal as usize as *mut libc::c_void;
+/// Lets a held thread go. ESRCH means it is gone (SIGKILL), which is not init's concern.
+fn detach(tid: libc::pid_t, signal: i32) {
+    if let Err(err) = ptrace(Request::Detach, tid, signal) {
+        if err != Errno::ESRCH {
+            complain!("warning: trace mode: cannot let {tid} go: {}", err.desc());
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Request {
+    Seize,
+    Interrupt,
+    Detach,
+}
+
+/// A ptrace request with integer arguments.
+fn ptrace(request: Request, tid: libc::pid_t, data: i32) -> Result<(), Errno> {
     let addr = std::ptr::null_mut::<libc::c_void>();
+    let data = data as usize as *mut libc::c_void;
     // SAFETY: integer arguments only. (The request's C type differs between C libraries,
     // so each call names its constant.)
     let rc = unsafe {
-        match how {
-            Resume::Cont => libc::ptrace(libc::PTRACE_CONT, tid, addr, data),
-            Resume::Listen => libc::ptrace(libc::PTRACE_LISTEN, tid, addr, data),
+        match request {
+            Request::Seize => libc::ptrace(libc::PTRACE_SEIZE, tid, addr, data),
+            Request::Interrupt => libc::ptrace(libc::PTRACE_INTERRUPT, tid, addr, data),
+            Request::Detach => libc::ptrace(libc::PTRACE_DETACH, tid, addr, data),
         }
     };
-    if rc == -1 && Errno::last() != Errno::ESRCH {
-        complain!(
-            "warning: trace mode: cannot resume {tid}: {}",
-            Errno::last().desc()
-        );
+    if rc == -1 {
+        return Err(Errno::last());
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pending_sigcont_is_read_from_either_mask() {
-        let status = |sig: &str, shd: &str| format!("Name:\tsh\nSigPnd:\t{sig}\nShdPnd:\t{shd}\n");
-        // SIGCONT is 18: bit 17.
-        assert!(pending_has(
-            &status("0000000000000000", "0000000000020000"),
-            libc::SIGCONT
-        ));
-        assert!(pending_has(
-            &status("0000000000020000", "0000000000000000"),
-            libc::SIGCONT
-        ));
-        assert!(!pending_has(
-            &status("0000000000010000", "0000000000000000"),
-            libc::SIGCONT
-        ));
-        assert!(!pending_has("garbage", libc::SIGCONT));
-    }
+    Ok(())
 }

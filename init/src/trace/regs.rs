@@ -1,6 +1,8 @@
-//! A traced thread's registers at a syscall-entry stop: which syscall, its arguments and the
-//! stack pointer, read and written through PTRACE_GETREGSET/SETREGSET (NT_PRSTATUS), which
-//! both host architectures have. Only the field mapping differs; it is all in this file.
+//! A held thread's registers, at the stop where its exec syscall is about to be restarted
+//! (see [`super`]): which syscall, its arguments and the stack pointer, read and written
+//! through PTRACE_GETREGSET/SETREGSET (NT_PRSTATUS), which both host architectures have.
+//! Only the field mapping differs, and where each kernel stands in the restart at that stop;
+//! it is all in this file.
 
 use nix::errno::Errno;
 
@@ -24,6 +26,20 @@ mod arch {
     }
     /// Bytes below the stack pointer that the ABI lets the program use without moving it.
     pub const RED_ZONE: u64 = 128;
+
+    /// x86 rewinds to the syscall instruction after the stop: until then the syscall's
+    /// result, the restart code, is in rax, and orig_rax says which syscall is restarted.
+    pub fn restarting(r: &Raw, _tid: libc::pid_t) -> bool {
+        matches!(
+            r.rax as i64,
+            super::ERESTARTSYS | super::ERESTARTNOINTR | super::ERESTARTNOHAND
+        )
+    }
+    /// No syscall to restart (orig_rax -1), and rax the result.
+    pub fn fail(r: &mut Raw, errno: i32) {
+        r.orig_rax = u64::MAX;
+        r.rax = -(errno as i64) as u64;
+    }
 }
 
 #[cfg(target_arch = "aarch64")]
@@ -43,7 +59,31 @@ mod arch {
         r.regs[i] = v;
     }
     pub const RED_ZONE: u64 = 0;
+
+    /// `svc #0`.
+    const SVC: u32 = 0xd400_0001;
+
+    /// arm64 rewinds before the stop: pc is back on the `svc`, x0 holds the first argument
+    /// again and x8 the syscall's number.
+    pub fn restarting(r: &Raw, tid: libc::pid_t) -> bool {
+        let mut insn = [0u8; 4];
+        super::super::memory::read(tid, r.pc, &mut insn).is_ok() && u32::from_le_bytes(insn) == SVC
+    }
+    /// Past the `svc`, with x0 the result.
+    pub fn fail(r: &mut Raw, errno: i32) {
+        r.pc += 4;
+        r.regs[0] = -(errno as i64) as u64;
+    }
 }
+
+/// The kernel's restart codes (include/linux/errno.h), which a syscall returns when a signal
+/// or a ptrace interrupt cut it short and which userspace never sees.
+#[allow(dead_code)] // x86_64 reads them; arm64 has rewound by the time of the stop
+const ERESTARTSYS: i64 = -512;
+#[allow(dead_code)]
+const ERESTARTNOINTR: i64 = -513;
+#[allow(dead_code)]
+const ERESTARTNOHAND: i64 = -514;
 
 pub use arch::RED_ZONE;
 
@@ -76,6 +116,17 @@ impl Regs {
 
     pub fn set_arg(&mut self, i: usize, value: u64) {
         arch::set_arg(&mut self.0, i, value)
+    }
+
+    /// Whether the thread `tid` these registers are of stopped on its way to restart a
+    /// syscall that was cut short (then [`Regs::syscall`] says which).
+    pub fn restarting(&self, tid: libc::pid_t) -> bool {
+        arch::restarting(&self.0, tid)
+    }
+
+    /// Makes the syscall about to be restarted return -`errno` instead.
+    pub fn fail(&mut self, errno: i32) {
+        arch::fail(&mut self.0, errno)
     }
 }
 
