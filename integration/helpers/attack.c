@@ -25,6 +25,9 @@
  *                                   unmapped argv, an unmapped argv[0], a path running into
  *                                   an unmapped page, and the stack pointer moved to an
  *                                   unmapped page just before the syscall (x86_64 only)
+ *   attack debug                    what a debugger does to a child of its own: PTRACE_SEIZE,
+ *                                   PTRACE_INTERRUPT, a wait for the stop, PTRACE_DETACH
+ *                                   (not an attack: trace mode must leave it possible)
  *   attack lease SRC DST            copies SRC to DST (mode 0755), takes a write lease on DST
  *                                   (fcntl F_SETLEASE F_WRLCK), ignores the lease-break
  *                                   signal, creates DST.ready and sleeps until killed
@@ -42,6 +45,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <sys/socket.h>
@@ -329,6 +333,23 @@ static int do_badexec(const char *path)
 	return successes;
 }
 
+static int do_debug(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		pause();
+		_exit(0);
+	}
+	int status = 0;
+	result("ptrace-seize", (int)ptrace(PTRACE_SEIZE, pid, 0, 0));
+	result("ptrace-interrupt", (int)ptrace(PTRACE_INTERRUPT, pid, 0, 0));
+	result("ptrace-stop", waitpid(pid, &status, __WALL) == pid && WIFSTOPPED(status) ? 0 : -1);
+	result("ptrace-detach", (int)ptrace(PTRACE_DETACH, pid, 0, 0));
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return successes;
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = strrchr(argv[0], '/');
@@ -359,6 +380,8 @@ int main(int argc, char **argv)
 		return do_readlink(argc - 2, argv + 2);
 	if (argc == 3 && strcmp(argv[1], "badexec") == 0)
 		return do_badexec(argv[2]);
+	if (argc == 2 && strcmp(argv[1], "debug") == 0)
+		return do_debug();
 	if (argc == 4 && strcmp(argv[1], "lease") == 0)
 		return do_lease(argv[2], argv[3]);
 	fprintf(stderr, "attack: bad arguments (see the comment at the top of attack.c)\n");

@@ -356,6 +356,40 @@ fn hostile_exec_arguments_do_not_break_trace_modes_init() {
     );
 }
 
+/// Not an attack, the other side of the same design: trace mode's init attaches to a thread
+/// only for the instant of a foreign exec, so a debugger in the container (what gdb and
+/// strace do) can attach to a process there, and after it the tree is still emulated.
+#[test]
+fn a_debugger_in_a_trace_mode_container_can_attach() {
+    let Some(t) = Hostile::start(&[ARM64]) else {
+        return;
+    };
+    let cd = &t.cd;
+    let image = import_busybox(cd, &ARM64);
+    let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
+    let mount = t.helper_mount();
+    let args = image_run_args(
+        cd,
+        &image,
+        ARM64.platform,
+        "debug",
+        &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
+        &[
+            "sh",
+            "-c",
+            "/attack debug; echo debug=$?; /bin/uname -m | cat",
+        ],
+    );
+    let out = run_shown(cd, "debug", &args);
+    let text = out.stdout_text();
+    let all = attempts(&text);
+    let shown = out.show();
+    t.finish();
+    assert_eq!(all.len(), 4, "{shown}");
+    assert!(all.iter().all(|a| a.succeeded), "{shown}");
+    assert!(text.ends_with("debug=4\naarch64\n"), "{shown}");
+}
+
 /// The injected init, `/proc/1/exe`: in a native container, and arm64 ones in userns, wrap
 /// and trace mode (where the init is also the tracer).
 #[test]
