@@ -548,7 +548,7 @@ group_foreign() {
   figure foreign_userns_p95 ms "arm64, userns mode, p95 of $N"
   figure foreign_wrap ms "arm64, wrap mode (\`--runtime-config-path\`: \`[emulation] mode = \"wrap\"\`), median of $N"
   figure foreign_wrap_p95 ms "arm64, wrap mode, p95 of $N"
-  figure foreign_trace ms "arm64, trace mode (\`[emulation] mode = \"trace\"\`: the init traces the tree), median of $N"
+  figure foreign_trace ms "arm64, trace mode (\`[emulation] mode = \"trace\"\`: the init answers every exec of the tree), median of $N"
   figure foreign_trace_p95 ms "arm64, trace mode, p95 of $N"
   for k in foreign_userns foreign_userns_p95 foreign_wrap foreign_wrap_p95 foreign_trace foreign_trace_p95; do
     ratio_ref "$k" foreign_native "$base" "of $(short_name "$base") native"
