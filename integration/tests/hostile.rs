@@ -310,16 +310,10 @@ fn proc_pid_exe_of_an_emulated_process_cannot_change_the_hosts_qemu() {
     }
 }
 
-/// A traced process hands trace mode's init hostile exec arguments (unmapped path, argv and
-/// argv[0], a path running into an unmapped page, and its stack pointer moved to an
-/// unmapped page, where the init would write the qemu exec). Each exec fails as it would
-/// without a tracer, the init says once what it could not write, and it goes on tracing:
-/// the foreign children after it are still emulated.
-#[test]
-fn hostile_exec_arguments_do_not_break_trace_modes_init() {
-    let Some(t) = Hostile::start(&[ARM64]) else {
-        return;
-    };
+/// Runs `script` in the arm64 busybox in trace mode, with the attack helper at /attack, and
+/// returns its output and attempts once every container is gone and the host is checked.
+fn in_trace_mode(id: &str, script: &str) -> Option<(Output, Vec<Attempt>)> {
+    let t = Hostile::start(&[ARM64])?;
     let cd = &t.cd;
     let image = import_busybox(cd, &ARM64);
     let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
@@ -328,20 +322,32 @@ fn hostile_exec_arguments_do_not_break_trace_modes_init() {
         cd,
         &image,
         ARM64.platform,
-        "badexec",
+        id,
         &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
-        &[
-            "sh",
-            "-c",
-            "/attack badexec /bin/true; echo attack=$?; uname -m; /bin/uname -m | cat",
-        ],
+        &["sh", "-c", script],
     );
-    let out = run_shown(cd, "badexec", &args);
-    let text = out.stdout_text();
-    let all = attempts(&text);
-    show_attempts("badexec", &all);
-    let shown = out.show();
+    let out = run_shown(cd, id, &args);
+    let all = attempts(&out.stdout_text());
+    show_attempts(id, &all);
     t.finish();
+    Some((out, all))
+}
+
+/// A traced process hands trace mode's init hostile exec arguments (unmapped path, argv and
+/// argv[0], a path running into an unmapped page, and its stack pointer moved to an
+/// unmapped page, where the init would write the qemu exec). Each exec fails as it would
+/// without a tracer, the init says once what it could not write, and it goes on tracing:
+/// the foreign children after it are still emulated.
+#[test]
+fn hostile_exec_arguments_do_not_break_trace_modes_init() {
+    let Some((out, all)) = in_trace_mode(
+        "badexec",
+        "/attack badexec /bin/true; echo attack=$?; uname -m; /bin/uname -m | cat",
+    ) else {
+        return;
+    };
+    let text = out.stdout_text();
+    let shown = out.show();
     assert_eq!(all.len(), 5, "five hostile execs: {shown}");
     let won = succeeded("badexec", &all);
     assert!(won.is_empty(), "execs that ran: {won:?}");
@@ -361,30 +367,13 @@ fn hostile_exec_arguments_do_not_break_trace_modes_init() {
 /// strace do) can attach to a process there, and after it the tree is still emulated.
 #[test]
 fn a_debugger_in_a_trace_mode_container_can_attach() {
-    let Some(t) = Hostile::start(&[ARM64]) else {
+    let Some((out, all)) =
+        in_trace_mode("debug", "/attack debug; echo debug=$?; /bin/uname -m | cat")
+    else {
         return;
     };
-    let cd = &t.cd;
-    let image = import_busybox(cd, &ARM64);
-    let trace = config_file(cd, "[emulation]\nmode = \"trace\"\n");
-    let mount = t.helper_mount();
-    let args = image_run_args(
-        cd,
-        &image,
-        ARM64.platform,
-        "debug",
-        &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
-        &[
-            "sh",
-            "-c",
-            "/attack debug; echo debug=$?; /bin/uname -m | cat",
-        ],
-    );
-    let out = run_shown(cd, "debug", &args);
     let text = out.stdout_text();
-    let all = attempts(&text);
     let shown = out.show();
-    t.finish();
     assert_eq!(all.len(), 4, "{shown}");
     assert!(all.iter().all(|a| a.succeeded), "{shown}");
     assert!(text.ends_with("debug=4\naarch64\n"), "{shown}");

@@ -38,6 +38,8 @@ pub struct Node {
     pub host: Option<Host>,
     /// Why the kernel or the shim's credentials rule out a private binfmt_misc.
     no_private_binfmt: Option<String>,
+    /// Why the kernel cannot run trace mode, if it cannot.
+    old_kernel_for_trace: Option<String>,
     /// The shim's user namespace, as an inode number.
     pub user_namespace: Option<u64>,
     /// The directory of the shim's binary.
@@ -86,6 +88,7 @@ impl Node {
             .unwrap_or_default();
         Node {
             host: crate::host::detect(),
+            old_kernel_for_trace: trace_kernel_unsupported(&kernel),
             no_private_binfmt: private_binfmt_unsupported(
                 &kernel,
                 nix::unistd::geteuid().is_root(),
@@ -134,11 +137,8 @@ impl Node {
     /// Why this node's kernel refuses trace mode's init the ptrace of its own children, or
     /// `None` when it allows it. Read at each Create: an admin may change it any time.
     pub fn trace_unsupported(&self) -> Option<String> {
-        let release = nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if let Some(why) = trace_kernel_unsupported(&release) {
-            return Some(why);
+        if let Some(why) = &self.old_kernel_for_trace {
+            return Some(why.clone());
         }
         let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok()?;
         yama_refuses_trace(&scope)

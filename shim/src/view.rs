@@ -190,10 +190,11 @@ impl ContainerView {
 
 /// The syscalls trace mode's init makes that a seccomp profile may refuse: its child sets
 /// no_new_privs, installs the exec filter and hands init the filter's listener over a socket
-/// pair; init waits on it and its signals (signalfd4), answers its execs (ioctl), looks up
-/// their targets in the process's root, and, for a foreign one, attaches with ptrace. (It
-/// reads and writes the process's memory through /proc/PID/mem, which no profile refuses.)
-const TRACE_SYSCALLS: [&str; 9] = [
+/// pair; init waits on it and its signals (signalfd4, and poll, which musl makes ppoll on
+/// arm64), answers its execs (ioctl), looks up their targets in the process's root, and,
+/// for a foreign one, attaches with ptrace. (It reads and writes the process's memory
+/// through /proc/PID/mem, which no profile refuses.)
+const TRACE_SYSCALLS: [&str; 10] = [
     "ptrace",
     "prctl",
     "seccomp",
@@ -203,6 +204,10 @@ const TRACE_SYSCALLS: [&str; 9] = [
     "recvmsg",
     "ioctl",
     "signalfd4",
+    #[cfg(target_arch = "x86_64")]
+    "poll",
+    #[cfg(not(target_arch = "x86_64"))]
+    "ppoll",
 ];
 
 /// Which of [`TRACE_SYSCALLS`] the OCI seccomp profile `seccomp` refuses, as a sentence;
@@ -270,7 +275,8 @@ mod tests {
         // containerd's and Docker's default shape: errno by default, an allow list.
         let default = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
             {"names": ["read", "ptrace", "prctl", "seccomp", "openat2", "socketpair",
-                       "sendmsg", "recvmsg", "ioctl", "signalfd4"], "action": "SCMP_ACT_ALLOW"},
+                       "sendmsg", "recvmsg", "ioctl", "signalfd4", "poll", "ppoll"],
+             "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(seccomp_refuses_trace(&default), None);
         let mut agent = default.clone();
@@ -280,7 +286,8 @@ mod tests {
             .contains("listenerPath"));
         let no_ptrace = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
             {"names": ["read", "prctl", "seccomp", "openat2", "socketpair", "sendmsg",
-                       "recvmsg", "ioctl", "signalfd4"], "action": "SCMP_ACT_ALLOW"},
+                       "recvmsg", "ioctl", "signalfd4", "poll", "ppoll"],
+             "action": "SCMP_ACT_ALLOW"},
         ]});
         assert_eq!(
             seccomp_refuses_trace(&no_ptrace).unwrap(),

@@ -158,10 +158,10 @@ pub fn receive_fd(socket: RawFd) -> Result<Option<OwnedFd>, Errno> {
     }
 }
 
-/// Writes or reads the one go byte on `socket`.
+/// Sends the one go byte on `socket`; a child that is gone gives no SIGPIPE to forward.
 pub fn go(socket: RawFd) {
-    // SAFETY: a one-byte write from a valid buffer.
-    unsafe { libc::write(socket, [1u8].as_ptr().cast(), 1) };
+    // SAFETY: a one-byte send from a valid buffer.
+    unsafe { libc::send(socket, [1u8].as_ptr().cast(), 1, libc::MSG_NOSIGNAL) };
 }
 
 /// The program's side: whether init let it go (false when init closed the socket).

@@ -178,10 +178,14 @@ impl Tracer {
             Ok(Held::Ended(status)) => return (Some((tid, status)), true),
             Err(_) => return (None, true),
         };
-        if ours {
+        // At a signal-delivery stop the signal's handler would build its frame below the
+        // stack pointer, over the block: the exec is left to restart as it was, after the
+        // signal, and comes back.
+        let signal = stop_signal(status);
+        if ours && signal == 0 {
             self.rewrite(tid, &call, &rewrite);
         }
-        detach(tid, stop_signal(status));
+        detach(tid, signal);
         (None, true)
     }
 
