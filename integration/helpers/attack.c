@@ -28,6 +28,15 @@
  *   attack debug                    what a debugger does to a child of its own: PTRACE_SEIZE,
  *                                   PTRACE_INTERRUPT, a wait for the stop, PTRACE_DETACH
  *                                   (not an attack: trace mode must leave it possible)
+ *   attack execsig N SH FLAGS US    N times: a child that catches SIGWINCH execs SH (a foreign
+ *                                   shell) with `-c` and two arguments that the shell checks,
+ *                                   while this process sends the child SIGWINCH every US
+ *                                   microseconds (0: without pause); FLAGS `restart` sets
+ *                                   SA_RESTART on the handler, `0` does not; ok for each exec
+ *                                   that ran with spoiled
+ *                                   arguments or failed (a tracer that let a handler build its
+ *                                   frame over the exec's new arguments, or let the exec fail
+ *                                   with EINTR, which a native exec never does)
  *   attack lease SRC DST            copies SRC to DST (mode 0755), takes a write lease on DST
  *                                   (fcntl F_SETLEASE F_WRLCK), ignores the lease-break
  *                                   signal, creates DST.ready and sleeps until killed
@@ -53,6 +62,7 @@
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
 #include <linux/if_ether.h>
@@ -350,6 +360,43 @@ static int do_debug(void)
 	return successes;
 }
 
+static void caught(int sig)
+{
+	(void)sig;
+}
+
+static int do_execsig(int n, const char *sh, const char *flags, long us)
+{
+	struct timespec pause = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+	int sa_flags = strcmp(flags, "restart") == 0 ? SA_RESTART : 0;
+	char *argv[] = {(char *)sh, "-c", "[ \"$0\" = zero ] && [ \"$1\" = 'two words' ]", "zero",
+			"two words", NULL};
+	char *envp[] = {NULL};
+	long sent = 0;
+	for (int i = 0; i < n; i++) {
+		pid_t pid = fork();
+		if (pid == 0) {
+			struct sigaction sa = {.sa_handler = caught, .sa_flags = sa_flags};
+			sigaction(SIGWINCH, &sa, NULL);
+			execve(sh, argv, envp);
+			_exit(120);
+		}
+		int status = 0;
+		while (waitpid(pid, &status, WNOHANG) == 0) {
+			kill(pid, SIGWINCH);
+			sent++;
+			if (us > 0)
+				nanosleep(&pause, NULL);
+		}
+		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+			successes++;
+			printf("RESULT execsig-%s-%ld-%d ok (child status %d)\n", flags, us, i, status);
+		}
+	}
+	printf("SENT %ld\n", sent);
+	return successes;
+}
+
 int main(int argc, char **argv)
 {
 	const char *name = strrchr(argv[0], '/');
@@ -382,6 +429,8 @@ int main(int argc, char **argv)
 		return do_badexec(argv[2]);
 	if (argc == 2 && strcmp(argv[1], "debug") == 0)
 		return do_debug();
+	if (argc == 6 && strcmp(argv[1], "execsig") == 0)
+		return do_execsig(atoi(argv[2]), argv[3], argv[4], atol(argv[5]));
 	if (argc == 4 && strcmp(argv[1], "lease") == 0)
 		return do_lease(argv[2], argv[3]);
 	fprintf(stderr, "attack: bad arguments (see the comment at the top of attack.c)\n");

@@ -379,6 +379,43 @@ fn a_debugger_in_a_trace_mode_container_can_attach() {
     assert!(text.ends_with("debug=4\naarch64\n"), "{shown}");
 }
 
+/// A process that catches a signal, and is sent it without pause or every few microseconds,
+/// while it execs a foreign program: with SA_RESTART on the handler, the exec runs with its
+/// own arguments every time. Trace mode's init writes the qemu exec's arguments below the
+/// thread's stack pointer, where a handler builds its frame, so it blocks the thread's
+/// signals until the exec has begun. Without SA_RESTART, a native exec never fails with
+/// EINTR; in trace mode it can only while the exec waits for the init to take it (the
+/// kernel's listener cuts that wait short), not once the init has it: rarely, then, even
+/// with a signal every 100 µs.
+#[test]
+fn signals_caught_at_a_foreign_exec_do_not_spoil_it() {
+    let Some((out, all)) = in_trace_mode(
+        "execsig",
+        "/attack execsig 150 /bin/sh restart 0; echo attack=$?; \
+         /attack execsig 150 /bin/sh restart 20; echo attack=$?; \
+         /attack execsig 100 /bin/sh 0 100; echo attack=$?; /bin/uname -m | cat",
+    ) else {
+        return;
+    };
+    let text = out.stdout_text();
+    let summary: Vec<&str> = text.lines().filter(|l| !l.starts_with("RESULT")).collect();
+    let shown = format!("{summary:?}\n{}", out.show());
+    let won = succeeded("execsig", &all);
+    let (restart, eintr): (Vec<_>, Vec<_>) = won.iter().partition(|w| w.contains("-restart-"));
+    assert!(restart.is_empty(), "execs spoiled: {restart:?}\n{shown}");
+    // Before the init took the exec's wait out of the signals' reach, nearly all failed.
+    assert!(
+        eintr.len() < 20,
+        "{} execs of 100 failed: {shown}",
+        eintr.len()
+    );
+    assert!(
+        summary.len() == 7 && summary[1] == "attack=0" && summary[3] == "attack=0",
+        "{shown}"
+    );
+    assert!(text.ends_with("\naarch64\n"), "{shown}");
+}
+
 /// The injected init, `/proc/1/exe`: in a native container, and arm64 ones in userns, wrap
 /// and trace mode (where the init is also the tracer).
 #[test]

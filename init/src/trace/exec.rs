@@ -9,6 +9,7 @@ use crossarch_rootfs::Root;
 use crossarch_route::arch::Arch;
 use crossarch_route::plan;
 
+use super::filter::QEMU_EXEC;
 use super::memory::{self, Arg};
 use super::regs::{self, Regs};
 
@@ -203,7 +204,8 @@ pub fn plan(qemu_dir: &Path, tid: libc::pid_t, call: &Call) -> Result<Option<Rew
 }
 
 /// Writes `rewrite` below the stack of the held thread `tid` and points `regs` (its
-/// registers, set by the caller) at it, in place of `call`.
+/// registers, set by the caller) at it, in place of `call`: an `execveat` of qemu marked
+/// [`QEMU_EXEC`], which the filter lets through.
 pub fn apply(
     tid: libc::pid_t,
     regs: &mut Regs,
@@ -224,15 +226,14 @@ pub fn apply(
             errno(&e)
         )
     })?;
-    if call.at {
-        regs.set_arg(0, libc::AT_FDCWD as i64 as u64);
-        regs.set_arg(1, block.filename);
-        regs.set_arg(2, block.argv);
-        regs.set_arg(4, 0);
-    } else {
-        regs.set_arg(0, block.filename);
-        regs.set_arg(1, block.argv);
-    }
+    // The environment stays where the program had it.
+    let envp = regs.arg(if call.at { 3 } else { 2 });
+    regs.set_syscall(libc::SYS_execveat as u64);
+    regs.set_arg(0, QEMU_EXEC as i64 as u64);
+    regs.set_arg(1, block.filename);
+    regs.set_arg(2, block.argv);
+    regs.set_arg(3, envp);
+    regs.set_arg(4, 0);
     Ok(())
 }
 

@@ -1,8 +1,12 @@
 //! The seccomp filter a traced program starts under: `execve` and `execveat` of the host's
 //! own syscall ABI wait for init on the filter's listener (SECCOMP_RET_USER_NOTIF);
-//! everything else runs untouched.
+//! everything else runs untouched, and so does an `execveat` whose directory is
+//! [`QEMU_EXEC`]: the exec of qemu that init writes in place of a foreign one, which must not
+//! wait again. (A program that makes such a call itself gains nothing: it is an exec that
+//! the kernel does as it would without trace mode, and its directory, an invalid descriptor,
+//! is ignored only for an absolute path.)
 //!
-//! Written out by hand, seven instructions, rather than built with a filter crate: those
+//! Written out by hand, nine instructions, rather than built with a filter crate: those
 //! check the architecture and kill the process on a mismatch, and a container may run
 //! 32-bit programs natively (i386 on x86_64, arm on arm64) whose syscalls carry another
 //! AUDIT_ARCH. Here such syscalls are allowed and not traced.
@@ -28,26 +32,36 @@ const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
 /// Offsets in `struct seccomp_data`.
 const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
+/// The low half of `args[0]` (both host architectures are little-endian): the kernel takes
+/// a descriptor as an int.
+const ARG0_OFFSET: u32 = 16;
+
+/// The `execveat` directory that marks init's exec of qemu; neither AT_FDCWD nor any
+/// descriptor.
+pub const QEMU_EXEC: i32 = -0x7158;
 
 /// The host ABI whose exec syscalls wait for init.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Abi {
     pub audit_arch: u32,
-    /// The syscall numbers that wait: execve and execveat. (x32's, with bit 30 set, carry
-    /// 32-bit pointers and are left alone.)
-    pub exec_syscalls: &'static [u32],
+    /// The syscall numbers that wait. (x32's, with bit 30 set, carry 32-bit pointers and
+    /// are left alone.)
+    pub execve: u32,
+    pub execveat: u32,
 }
 
 #[allow(dead_code)] // on an aarch64 host, only the tests use it
 pub const X86_64: Abi = Abi {
     audit_arch: 0xc000_003e, // AUDIT_ARCH_X86_64
-    exec_syscalls: &[59, 322],
+    execve: 59,
+    execveat: 322,
 };
 
 #[allow(dead_code)] // on an x86_64 host, only the tests use it
 pub const AARCH64: Abi = Abi {
     audit_arch: 0xc000_00b7, // AUDIT_ARCH_AARCH64
-    exec_syscalls: &[221, 281],
+    execve: 221,
+    execveat: 281,
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -55,39 +69,40 @@ pub const HOST: Abi = X86_64;
 #[cfg(target_arch = "aarch64")]
 pub const HOST: Abi = AARCH64;
 
-/// The program: load the arch, allow any other; load the number, notify init of the exec
-/// ones, allow the rest.
+/// The program: load the arch, allow any other; load the number, notify init of `execve`,
+/// allow all but `execveat`; load its directory, allow init's exec of qemu, notify init of
+/// the rest.
 pub fn program(abi: Abi) -> Vec<Insn> {
-    let n = abi.exec_syscalls.len();
     let stmt = |code, k| Insn {
         code,
         jt: 0,
         jf: 0,
         k,
     };
-    let mut prog = Vec::with_capacity(n + 5);
-    prog.push(stmt(BPF_LD_W_ABS, ARCH_OFFSET));
-    // Not this ABI: jump over the number checks and the NOTIFY to the ALLOW.
-    prog.push(Insn {
+    // A jump's offsets count the instructions skipped.
+    let jeq = |k, jt, jf| Insn {
         code: BPF_JEQ_K,
-        jt: 0,
-        jf: (n + 1) as u8,
-        k: abi.audit_arch,
-    });
-    prog.push(stmt(BPF_LD_W_ABS, NR_OFFSET));
-    for (i, &nr) in abi.exec_syscalls.iter().enumerate() {
-        // A match jumps over the remaining checks and the ALLOW, to the NOTIFY.
-        prog.push(Insn {
-            code: BPF_JEQ_K,
-            jt: (n - i) as u8,
-            jf: 0,
-            k: nr,
-        });
-    }
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_ALLOW));
-    prog.push(stmt(BPF_RET_K, libc::SECCOMP_RET_USER_NOTIF));
-    prog
+        jt,
+        jf,
+        k,
+    };
+    const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
+    const NOTIFY: u32 = libc::SECCOMP_RET_USER_NOTIF;
+    vec![
+        stmt(BPF_LD_W_ABS, ARCH_OFFSET),
+        jeq(abi.audit_arch, 0, 5), // another ABI: to ALLOW
+        stmt(BPF_LD_W_ABS, NR_OFFSET),
+        jeq(abi.execve, 4, 0),   // to NOTIFY
+        jeq(abi.execveat, 0, 2), // anything else: to ALLOW
+        stmt(BPF_LD_W_ABS, ARG0_OFFSET),
+        jeq(QEMU_EXEC as u32, 0, 1), // init's qemu: ALLOW; else NOTIFY
+        stmt(BPF_RET_K, ALLOW),
+        stmt(BPF_RET_K, NOTIFY),
+    ]
 }
+
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV.
+const WAIT_KILLABLE_RECV: libc::c_ulong = 1 << 5;
 
 /// Installs `prog` on the calling thread, after setting no_new_privs (which an unprivileged
 /// filter needs), and returns the filter's listener (close-on-exec). Allocation-free: it runs
@@ -106,18 +121,27 @@ pub fn install(prog: &[Insn]) -> Result<OwnedFd, Errno> {
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(Errno::last());
     }
-    // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel copies them.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-            &fprog as *const SockFprog,
-        )
+    // Once init has taken an exec, only SIGKILL cuts its wait short (Linux 5.19 or later;
+    // before, a signal can make the exec fail with EINTR, which init cannot prevent).
+    let mut flags = libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | WAIT_KILLABLE_RECV;
+    let rc = loop {
+        // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel copies them.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                flags,
+                &fprog as *const SockFprog,
+            )
+        };
+        if rc >= 0 {
+            break rc;
+        }
+        match Errno::last() {
+            Errno::EINVAL if flags & WAIT_KILLABLE_RECV != 0 => flags &= !WAIT_KILLABLE_RECV,
+            err => return Err(err),
+        }
     };
-    if rc < 0 {
-        return Err(Errno::last());
-    }
     // SAFETY: the kernel just made this descriptor for us.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as RawFd) })
 }
@@ -126,8 +150,11 @@ pub fn install(prog: &[Insn]) -> Result<OwnedFd, Errno> {
 mod tests {
     use super::*;
 
-    /// Runs the classic BPF `prog` on one `seccomp_data` (arch, nr), as the kernel would.
-    fn run(prog: &[Insn], arch: u32, nr: u32) -> u32 {
+    const ELSE: u64 = 3;
+
+    /// Runs the classic BPF `prog` on one `seccomp_data` (arch, nr, args[0]), as the kernel
+    /// would.
+    fn run(prog: &[Insn], arch: u32, nr: u32, arg0: u64) -> u32 {
         let mut acc = 0u32;
         let mut pc = 0usize;
         loop {
@@ -137,6 +164,7 @@ mod tests {
                     acc = match insn.k {
                         ARCH_OFFSET => arch,
                         NR_OFFSET => nr,
+                        ARG0_OFFSET => arg0 as u32,
                         other => panic!("load of offset {other}"),
                     };
                     pc += 1;
@@ -155,24 +183,56 @@ mod tests {
     fn only_the_host_abis_execs_wait_for_init() {
         for abi in [X86_64, AARCH64] {
             let prog = program(abi);
-            for &nr in abi.exec_syscalls {
-                assert_eq!(run(&prog, abi.audit_arch, nr), libc::SECCOMP_RET_USER_NOTIF);
-                // The same number from a 32-bit program runs as it is, never killed.
-                assert_eq!(run(&prog, 0x4000_0003, nr), libc::SECCOMP_RET_ALLOW);
+            for nr in [abi.execve, abi.execveat] {
+                for dirfd in [libc::AT_FDCWD, 0, 3, i32::MAX] {
+                    let arg0 = dirfd as i64 as u64;
+                    assert_eq!(
+                        run(&prog, abi.audit_arch, nr, arg0),
+                        libc::SECCOMP_RET_USER_NOTIF
+                    );
+                    // The same number from a 32-bit program runs as it is, never killed.
+                    assert_eq!(run(&prog, 0x4000_0003, nr, arg0), libc::SECCOMP_RET_ALLOW);
+                }
             }
             for nr in [0, 1, 57, 56, 220, 435, 1000] {
-                if !abi.exec_syscalls.contains(&nr) {
-                    assert_eq!(run(&prog, abi.audit_arch, nr), libc::SECCOMP_RET_ALLOW);
+                if ![abi.execve, abi.execveat].contains(&nr) {
+                    assert_eq!(
+                        run(&prog, abi.audit_arch, nr, ELSE),
+                        libc::SECCOMP_RET_ALLOW
+                    );
                 }
             }
         }
     }
 
     #[test]
+    fn inits_exec_of_qemu_does_not_wait_again() {
+        for abi in [X86_64, AARCH64] {
+            let prog = program(abi);
+            let mark = QEMU_EXEC as i64 as u64;
+            assert_eq!(
+                run(&prog, abi.audit_arch, abi.execveat, mark),
+                libc::SECCOMP_RET_ALLOW
+            );
+            // The kernel takes the descriptor's low half only.
+            assert_eq!(
+                run(&prog, abi.audit_arch, abi.execveat, mark as u32 as u64),
+                libc::SECCOMP_RET_ALLOW
+            );
+            // execve has no directory: its first argument, a path pointer, is never read.
+            assert_eq!(
+                run(&prog, abi.audit_arch, abi.execve, mark),
+                libc::SECCOMP_RET_USER_NOTIF
+            );
+        }
+    }
+
+    #[test]
     fn the_numbers_are_the_kernels() {
         assert_eq!(
-            HOST.exec_syscalls,
-            &[libc::SYS_execve as u32, libc::SYS_execveat as u32]
+            [HOST.execve, HOST.execveat],
+            [libc::SYS_execve as u32, libc::SYS_execveat as u32]
         );
+        assert_ne!(QEMU_EXEC, libc::AT_FDCWD);
     }
 }

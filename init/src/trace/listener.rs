@@ -60,6 +60,19 @@ pub fn go_on(fd: RawFd, id: u64) -> Result<(), Errno> {
     }
 }
 
+/// Ends the wait of exec `id` with a restart code that the kernel turns into a restart of
+/// the exec, whatever the process's signal handlers say (ERESTARTNOINTR): init has
+/// interrupted the thread, which stops before it restarts. Err when the exec is gone.
+pub fn restart(fd: RawFd, id: u64) -> Result<(), Errno> {
+    /// include/linux/errno.h; never seen by userspace.
+    const ERESTARTNOINTR: i32 = 513;
+    // SAFETY: plain integers.
+    let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
+    resp.id = id;
+    resp.error = -ERESTARTNOINTR;
+    ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp)
+}
+
 /// A connected pair of sockets, close-on-exec: the program sends the listener on one, init
 /// takes it on the other and answers with a go byte.
 pub fn pair() -> Result<(OwnedFd, OwnedFd), Errno> {

@@ -5,12 +5,14 @@
 //! root and cwd, `#!` interpreters included ([`exec`]):
 //!
 //! - A native target goes on untouched (the notification is answered with CONTINUE).
-//! - For a foreign one, init holds the thread: it attaches with PTRACE_SEIZE and interrupts
-//!   it. The interrupt cuts the waiting exec short with a restart code, and the thread stops
-//!   on its way to restart it. There init writes `-0 argv0 path args...` for the qemu in the
-//!   qemu directory below the thread's stack pointer ([`memory`]), points the syscall's
-//!   registers at it ([`regs`]), and detaches. The thread restarts the exec as an exec of
-//!   qemu, which the filter brings back to init once more, as native.
+//! - For a foreign one, init holds the thread: it attaches with PTRACE_SEIZE, interrupts
+//!   it, and answers the exec with a restart code that holds whatever the thread's signal
+//!   handlers say, so the thread stops on its way to restart it. There init writes
+//!   `-0 argv0 path args...` for the qemu in the qemu directory below the thread's stack
+//!   pointer ([`memory`]) and points the syscall's registers at it ([`regs`]): an
+//!   `execveat` the filter lets through. Until the thread is in that syscall, init blocks
+//!   its signals, so that no handler builds its frame over the new arguments; a signal that
+//!   comes meanwhile waits, as it would during a native exec, and goes to the new program.
 //!
 //! qemu's own execs for the guest's children come the same way, so every descendant is
 //! emulated. Nothing else is traced: a process is attached only for the instant of a
@@ -173,46 +175,98 @@ impl Tracer {
         }
         // The pid is the notifying thread's only while the notification is there.
         let ours = listener::valid(fd, n.id);
-        let status = match interrupt_and_wait(tid) {
+        if ptrace(Request::Interrupt, tid, 0).is_err() {
+            detach(tid, 0);
+            return (None, false);
+        }
+        // Interrupted first, so that the thread stops before it restarts. If the answer
+        // does not reach it, it was killed, or (before Linux 5.19) a signal cut the exec
+        // short and the thread stops on its own restart, or its EINTR.
+        let _ = listener::restart(fd, n.id);
+        let status = match wait_stop(tid) {
             Ok(Held::Stopped(status)) => status,
             Ok(Held::Ended(status)) => return (Some((tid, status)), true),
             Err(_) => return (None, true),
         };
-        // At a signal-delivery stop the signal's handler would build its frame below the
-        // stack pointer, over the block: the exec is left to restart as it was, after the
+        // At a signal-delivery stop the exec is left to restart as it was, after the
         // signal, and comes back.
         let signal = stop_signal(status);
-        if ours && signal == 0 {
-            self.rewrite(tid, &call, &rewrite);
+        if !ours || signal != 0 {
+            detach(tid, signal);
+            return (None, true);
         }
-        detach(tid, signal);
-        (None, true)
+        (self.rewrite(tid, &call, &rewrite), true)
     }
 
     /// At the held thread's restart of its exec: makes it an exec of qemu, or, if that
     /// cannot be written, fails it as the kernel fails a foreign program (so that it does not
-    /// come back for ever).
-    fn rewrite(&mut self, tid: libc::pid_t, call: &exec::Call, rewrite: &exec::Rewrite) {
+    /// come back for ever). Lets the thread go.
+    fn rewrite(
+        &mut self,
+        tid: libc::pid_t,
+        call: &exec::Call,
+        rewrite: &exec::Rewrite,
+    ) -> Option<(libc::pid_t, i32)> {
         let Ok(mut regs) = Regs::get(tid) else {
-            return;
+            detach(tid, 0);
+            return None;
         };
-        // Anything else (a signal handler ran first) is left alone.
+        // Anything else (the exec ended another way) is left alone.
         if exec::Call::restarted(&regs, tid).as_ref() != Some(call) {
-            return;
+            detach(tid, 0);
+            return None;
         }
+        let restarting = regs.clone();
         if let Err(err) = exec::apply(tid, &mut regs, call, rewrite) {
             if !std::mem::replace(&mut self.told.failure, true) {
                 complain!("warning: trace mode: {err}; the exec fails with \"exec format error\"");
             }
             regs.fail(libc::ENOEXEC);
+            set_regs(tid, &mut regs);
+            detach(tid, 0);
+            return None;
         }
-        if let Err(err) = regs.set(tid) {
-            if err != Errno::ESRCH {
-                complain!(
-                    "warning: trace mode: cannot set the registers of {tid}: {}",
-                    err.desc()
-                );
-            }
+        let blocked = sigmask(tid).and_then(|mask| set_sigmask(tid, u64::MAX).map(|()| mask));
+        let Ok(mask) = blocked else {
+            detach(tid, 0);
+            return None;
+        };
+        if !set_regs(tid, &mut regs) {
+            let _ = set_sigmask(tid, mask);
+            detach(tid, 0);
+            return None;
+        }
+        // To the exec's entry, where nothing of the program runs any more.
+        let held = ptrace(Request::Syscall, tid, 0).and_then(|()| wait_stop(tid));
+        let status = match held {
+            Ok(Held::Stopped(status)) => status,
+            Ok(Held::Ended(status)) => return Some((tid, status)),
+            Err(_) => return None,
+        };
+        let at_exec = status >> 8 == libc::SIGTRAP | 0x80;
+        let signal = if at_exec { 0 } else { stop_signal(status) };
+        if !at_exec {
+            // Stopped before the exec (SIGSTOP, which cannot be blocked): the thread takes
+            // its signal with the exec it had, which it restarts after.
+            set_regs(tid, &mut restarting.clone());
+        }
+        let _ = set_sigmask(tid, mask);
+        detach(tid, signal);
+        None
+    }
+}
+
+/// Sets the registers of the held thread `tid`; false when it is gone.
+fn set_regs(tid: libc::pid_t, regs: &mut Regs) -> bool {
+    match regs.set(tid) {
+        Ok(()) => true,
+        Err(Errno::ESRCH) => false,
+        Err(err) => {
+            complain!(
+                "warning: trace mode: cannot set the registers of {tid}: {}",
+                err.desc()
+            );
+            false
         }
     }
 }
@@ -232,12 +286,18 @@ fn hold(tid: libc::pid_t) -> Result<Held, Errno> {
     interrupt_and_wait(tid)
 }
 
+/// Attaches to `tid`; its syscall stops are told from other SIGTRAPs (0x80).
 fn seize(tid: libc::pid_t) -> Result<(), Errno> {
-    ptrace(Request::Seize, tid, 0)
+    ptrace(Request::Seize, tid, libc::PTRACE_O_TRACESYSGOOD)
 }
 
 fn interrupt_and_wait(tid: libc::pid_t) -> Result<Held, Errno> {
     ptrace(Request::Interrupt, tid, 0)?;
+    wait_stop(tid)
+}
+
+/// Waits for the held thread `tid` to stop or end.
+fn wait_stop(tid: libc::pid_t) -> Result<Held, Errno> {
     loop {
         let mut status = 0;
         // SAFETY: `status` is a valid out-pointer.
@@ -265,10 +325,42 @@ fn detach(tid: libc::pid_t, signal: i32) {
     }
 }
 
+/// The signal mask of the held thread `tid`, as a kernel sigset.
+fn sigmask(tid: libc::pid_t) -> Result<u64, Errno> {
+    let mut mask = 0u64;
+    sigmask_request(tid, &mut mask, true)?;
+    Ok(mask)
+}
+
+/// Sets it; SIGKILL and SIGSTOP stay unblocked whatever `mask` says.
+fn set_sigmask(tid: libc::pid_t, mut mask: u64) -> Result<(), Errno> {
+    sigmask_request(tid, &mut mask, false)
+}
+
+fn sigmask_request(tid: libc::pid_t, mask: &mut u64, get: bool) -> Result<(), Errno> {
+    let size = std::mem::size_of::<u64>();
+    let mask = (mask as *mut u64).cast::<libc::c_void>();
+    // SAFETY: the kernel reads or writes `size` bytes at `mask`. (The request's C type
+    // differs between C libraries.)
+    let rc = unsafe {
+        if get {
+            libc::ptrace(libc::PTRACE_GETSIGMASK as _, tid, size, mask)
+        } else {
+            libc::ptrace(libc::PTRACE_SETSIGMASK as _, tid, size, mask)
+        }
+    };
+    if rc == -1 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy)]
 enum Request {
     Seize,
     Interrupt,
+    /// Go on to the next syscall stop.
+    Syscall,
     Detach,
 }
 
@@ -282,6 +374,7 @@ fn ptrace(request: Request, tid: libc::pid_t, data: i32) -> Result<(), Errno> {
         match request {
             Request::Seize => libc::ptrace(libc::PTRACE_SEIZE, tid, addr, data),
             Request::Interrupt => libc::ptrace(libc::PTRACE_INTERRUPT, tid, addr, data),
+            Request::Syscall => libc::ptrace(libc::PTRACE_SYSCALL, tid, addr, data),
             Request::Detach => libc::ptrace(libc::PTRACE_DETACH, tid, addr, data),
         }
     };

@@ -13,6 +13,10 @@ mod arch {
     pub fn nr(r: &Raw) -> u64 {
         r.orig_rax
     }
+    /// The restart takes its number from orig_rax.
+    pub fn set_nr(r: &mut Raw, nr: u64) {
+        r.orig_rax = nr;
+    }
     pub fn sp(r: &Raw) -> u64 {
         r.rsp
     }
@@ -48,6 +52,10 @@ mod arch {
 
     pub fn nr(r: &Raw) -> u64 {
         r.regs[8]
+    }
+    /// The `svc` pc is back on reads x8.
+    pub fn set_nr(r: &mut Raw, nr: u64) {
+        r.regs[8] = nr;
     }
     pub fn sp(r: &Raw) -> u64 {
         r.sp
@@ -88,6 +96,7 @@ const ERESTARTNOHAND: i64 = -514;
 pub use arch::RED_ZONE;
 
 /// The registers of one stopped thread.
+#[derive(Clone)]
 pub struct Regs(arch::Raw);
 
 impl Regs {
@@ -104,6 +113,11 @@ impl Regs {
 
     pub fn syscall(&self) -> u64 {
         arch::nr(&self.0)
+    }
+
+    /// Makes the syscall about to be restarted the syscall `nr`.
+    pub fn set_syscall(&mut self, nr: u64) {
+        arch::set_nr(&mut self.0, nr)
     }
 
     pub fn sp(&self) -> u64 {
