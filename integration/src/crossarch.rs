@@ -859,19 +859,31 @@ pub fn build_static_helper(name: &str, dir: &Path) -> Option<PathBuf> {
         .arg(&out)
         .arg(&source)
         .output();
-    match built {
-        Ok(o) if o.status.success() => Some(out),
-        other => {
-            let why = match other {
-                Ok(o) => format!("`cc -static` of {} failed: {}", source.display(), o.show()),
-                Err(e) => format!("no C compiler (cc: {e}); install gcc and libc6-dev"),
-            };
-            if std::env::var_os("CI").is_some() {
-                panic!("{why}");
-            }
-            eprintln!("SKIPPED: {why}");
-            None
-        }
+    let why = match built {
+        Ok(o) if o.status.success() => return Some(out),
+        Ok(o) => format!("`cc -static` of {} failed: {}", source.display(), o.show()),
+        Err(e) => format!("no C compiler (cc: {e}); install gcc and libc6-dev"),
+    };
+    helper_skipped(&why)
+}
+
+/// A helper that could not be built: a failure under `CI`, else a SKIPPED line.
+fn helper_skipped(why: &str) -> Option<PathBuf> {
+    if std::env::var_os("CI").is_some() {
+        panic!("{why}");
+    }
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// The aarch64 helper `integration/helpers/threads.rs`, built with the test crate (see
+/// integration/build.rs); `None` (after saying why) when it could not be built, a failure
+/// under `CI`.
+pub fn aarch64_threads_helper() -> Option<PathBuf> {
+    let built = env!("CROSSARCH_AARCH64_HELPER_THREADS");
+    match built.strip_prefix("ok:") {
+        Some(path) => Some(PathBuf::from(path)),
+        None => helper_skipped(built),
     }
 }
 

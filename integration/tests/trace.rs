@@ -8,8 +8,8 @@ use std::path::Path;
 use std::thread;
 
 use crossarch_integration::crossarch::{
-    config_file, crossarch_only, exit_status_after_signal, image_run_args, import_busybox,
-    route_record, run_image, run_image_detached, HostGuard, ARM64, FOREIGN,
+    aarch64_threads_helper, config_file, crossarch_only, exit_status_after_signal, image_run_args,
+    import_busybox, route_record, run_image, run_image_detached, HostGuard, ARM64, FOREIGN,
 };
 use crossarch_integration::{containerd, pty::run_in_pty, Containerd, OutputExt, Step};
 
@@ -91,6 +91,52 @@ fn every_process_of_a_foreign_tree_is_emulated_children_pipelines_scripts() {
             // Under the exec filter, and traced by nobody between its execs.
             "TracerPid:0",
             "Seccomp:2",
+        ],
+        "{}",
+        out.show()
+    );
+    guard.check();
+}
+
+/// A multi-threaded foreign program (`integration/helpers/threads.rs`): threads that run
+/// at once, two of them starting foreign children, and then an exec from a thread that is not
+/// the main one while another still runs, which ends the others and takes the process's pid.
+#[test]
+fn a_multi_threaded_guest_starts_children_and_execs_from_its_threads() {
+    let Some(Arm64 {
+        guard,
+        cd,
+        image,
+        trace,
+    }) = Arm64::start()
+    else {
+        return;
+    };
+    let Some(helper) = aarch64_threads_helper() else {
+        return;
+    };
+    let mount = format!(
+        "type=bind,src={},dst=/threads,options=rbind:ro",
+        helper.display()
+    );
+    let out = run_image(
+        &cd,
+        &image,
+        ARM64.platform,
+        "threads",
+        &["--rm", "--mount", &mount, "--runtime-config-path", &trace],
+        &["sh", "-c", "/threads /bin/sh"],
+    );
+    out.ok();
+    assert_eq!(
+        out.stdout_text().lines().collect::<Vec<_>>(),
+        [
+            "child-0 aarch64",
+            "spin-1 done",
+            "child-2 aarch64",
+            "spin-3 done",
+            "exec-from-thread same-pid",
+            "aarch64",
         ],
         "{}",
         out.show()
