@@ -213,6 +213,69 @@ fn userns_mode_emulates_children_pipelines_and_nested_shells() {
     guard.check();
 }
 
+/// What a container runs may come from a volume rather than the image (a ConfigMap's
+/// entrypoint script, a tool an init container copied): the shim reads it in the bind
+/// mount's source at Create, so a foreign one is emulated as if the image held it, in userns
+/// and in trace mode. Here a volume's `#!/bin/sh` script, and an arm64 binary bound as a
+/// single file.
+#[test]
+fn a_foreign_program_from_a_bind_mount_is_emulated() {
+    if !ready(&ARM64) {
+        return;
+    }
+    let guard = HostGuard::new();
+    let cd = containerd!();
+    let image = import_busybox(&cd, &ARM64);
+    let volume = cd.dir().join("volume");
+    fs::create_dir_all(&volume).unwrap();
+    fs::write(
+        volume.join("run.sh"),
+        "#!/bin/sh\necho script $(uname -m)\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(volume.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    let busybox = fixtures_dir().join("rootfs/arm64/bin/busybox");
+    let mounts = [
+        format!(
+            "type=bind,src={},dst=/scripts,options=rbind:ro",
+            volume.display()
+        ),
+        format!(
+            "type=bind,src={},dst=/tool/busybox,options=rbind:ro",
+            busybox.display()
+        ),
+    ];
+    for mode in ["userns", "trace"] {
+        let config = config_file(&cd, &format!("[emulation]\nmode = \"{mode}\"\n"));
+        for (id, argv, want) in [
+            ("script", &["/scripts/run.sh"][..], "script aarch64"),
+            ("tool", &["/tool/busybox", "uname", "-m"][..], "aarch64"),
+        ] {
+            let id = format!("{id}-{mode}");
+            let out = run_image(
+                &cd,
+                &image,
+                ARM64.platform,
+                &id,
+                &[
+                    "--rm",
+                    "--mount",
+                    &mounts[0],
+                    "--mount",
+                    &mounts[1],
+                    "--runtime-config-path",
+                    &config,
+                ],
+                argv,
+            );
+            out.ok();
+            assert_eq!(out.stdout_text().trim(), want, "{id}: {}", out.show());
+        }
+    }
+    guard.check();
+}
+
 /// The container's binfmt_misc is mounted nowhere it can see: the shim holds it. Its
 /// /proc/sys/fs/binfmt_misc is the plain, empty procfs directory, so nothing there can be
 /// written, and every process is still emulated.

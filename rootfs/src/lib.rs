@@ -22,6 +22,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
+pub use crossarch_route::mounts::{place, Mount, Place};
 use crossarch_route::resolve::{self, Error, Lookup, MissKind, Resolved};
 use nix::{
     errno::Errno,
@@ -140,6 +141,67 @@ impl Lookup for &Root {
             Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Ok(()),
             _ => Err(MissKind::NotRegularFile),
         }))
+    }
+
+    fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        file.read_at(buf, offset)
+    }
+
+    fn len(&mut self, file: &File) -> u64 {
+        file.metadata().map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// [`in_root`] for a container not started yet: a path under one of its bind `mounts` is
+/// read in that mount's source, with the same confinement (a symlink there stays in the
+/// source); the rest, `#!` interpreters and loaders included, in `root`.
+pub fn in_root_with_mounts(
+    root: &Root,
+    mounts: &[Mount],
+    candidates: &[PathBuf],
+    cwd: &str,
+) -> Result<Resolved, Error> {
+    resolve::walk(&mut WithMounts { root, mounts }, candidates, cwd)
+}
+
+struct WithMounts<'a> {
+    root: &'a Root,
+    mounts: &'a [Mount],
+}
+
+impl WithMounts<'_> {
+    /// Runs `look` on the root that holds `path`, with the path as that root sees it.
+    fn at<T>(
+        &self,
+        path: &Path,
+        look: impl FnOnce(&Root, &Path) -> Result<Result<T, MissKind>, Error>,
+    ) -> Result<Result<T, MissKind>, Error> {
+        match place(path, self.mounts) {
+            Place::Root => look(self.root, path),
+            Place::Bind { dir, rel } => match Root::open(&dir) {
+                Ok(source) => look(&source, &rel),
+                // runc fails on a missing source in its own words.
+                Err(_) => Ok(Err(MissKind::NotFound)),
+            },
+            Place::Unknowable => Ok(Err(MissKind::NotFound)),
+        }
+    }
+}
+
+impl Lookup for WithMounts<'_> {
+    type Found = OwnedFd;
+    type File = File;
+
+    fn executable(&mut self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
+        self.at(path, |mut root, path| root.executable(path))
+    }
+
+    fn open(&mut self, fd: OwnedFd) -> Result<File, MissKind> {
+        self.root.open(fd)
+    }
+
+    fn regular_file(&mut self, path: &Path) -> Result<Result<(), MissKind>, Error> {
+        self.at(path, |mut root, path| root.regular_file(path))
     }
 
     fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {

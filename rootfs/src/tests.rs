@@ -788,3 +788,56 @@ fn a_missing_root_is_a_clear_error() {
         .to_string()
         .starts_with("cannot open the container root /nonexistent/crossarch/rootfs:"));
 }
+
+fn mount(destination: &str, bind_source: Option<&Path>) -> Mount {
+    Mount {
+        destination: PathBuf::from(destination),
+        bind_source: bind_source.map(Path::to_owned),
+    }
+}
+
+#[test]
+fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
+    let root = TempRoot::new("mounts-root");
+    root.file("/bin/busybox", &arm64_static(), 0o755)
+        .link("/bin/sh", "busybox");
+    let volume = TempRoot::new("mounts-volume");
+    volume
+        .file("/run.sh", b"#!/bin/sh\necho hi\n", 0o755)
+        .file("/bin/tool", &arm64_static(), 0o755)
+        .link("/escape", "/bin/busybox");
+    let file = TempRoot::new("mounts-file");
+    file.file("/entry", b"#!/opt/tools/bin/tool\n", 0o755);
+    let mounts = [
+        mount("/opt/tools", Some(&volume.0)),
+        mount("/entry.sh", Some(&file.0.join("entry"))),
+        mount("/tmp", None),
+    ];
+    let open = Root::open(&root.0).unwrap();
+    let resolve = |arg0: &str| {
+        let candidates = search_plan(arg0, &[], "/").unwrap();
+        in_root_with_mounts(&open, &mounts, &candidates, "/")
+    };
+    // The script from the volume, its interpreter from the image.
+    let r = resolve("/opt/tools/run.sh").unwrap();
+    assert_eq!(r.elf_path, PathBuf::from("/bin/sh"));
+    assert_eq!(r.elf.machine, elf::Machine::AARCH64);
+    // A bound file whose interpreter is on another mount.
+    let r = resolve("/entry.sh").unwrap();
+    assert_eq!(r.elf_path, PathBuf::from("/opt/tools/bin/tool"));
+    assert_eq!(r.elf.machine, elf::Machine::AARCH64);
+    // A symlink in the volume resolves in the volume, never in the image or the host.
+    assert!(matches!(
+        resolve("/opt/tools/escape"),
+        Err(Error::NotFound { .. })
+    ));
+    // Under a mount nothing can read yet, and in the image, as before.
+    assert!(matches!(resolve("/tmp/x"), Err(Error::NotFound { .. })));
+    assert_eq!(
+        resolve("/bin/sh").unwrap().elf_path,
+        PathBuf::from("/bin/sh")
+    );
+    // Without the mounts the volume's files are not there.
+    let candidates = search_plan("/opt/tools/run.sh", &[], "/").unwrap();
+    assert!(in_root(&open, &candidates, "/").is_err());
+}

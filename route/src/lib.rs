@@ -21,6 +21,7 @@ pub mod arch;
 #[cfg(any(test, feature = "craft"))]
 pub mod craft;
 pub mod elf;
+pub mod mounts;
 pub mod plan;
 pub mod qemu;
 pub mod resolve;

@@ -38,7 +38,7 @@ pub fn create(config: &Config, view: &ContainerView, doc: &mut Document) -> Resu
         &args,
         &env,
         &cwd,
-        &view.mount_destinations(),
+        &view.lookup_mounts(),
     );
     let foreign =
         matches!(&inspection, Inspection::Decided(d) if matches!(d.route, Route::Wrap { .. }));

@@ -9,7 +9,7 @@ use crossarch_route::{
     qemu, resolve,
 };
 
-use crate::{config::EmulationConfig, facts};
+use crate::{config::EmulationConfig, facts, inspect::Mount};
 
 /// What inspecting a process's binary found.
 pub enum Inspection {
@@ -23,8 +23,9 @@ pub enum Inspection {
 }
 
 /// How the process `args` (with its `env` and `cwd`) runs, its binary read under `root`.
-/// `mounts` are the spec's mount destinations: a binary under one is only there once runc
-/// has mounted it, so its absence from the root proves nothing.
+/// `mounts` are the spec's mounts: a binary under one is only there once runc has mounted
+/// it, so its absence from the root proves nothing; under a bind mount it is read in the
+/// mount's source.
 pub fn decide(
     container: &str,
     cfg: &EmulationConfig,
@@ -32,7 +33,7 @@ pub fn decide(
     args: &[String],
     env: &[String],
     cwd: &str,
-    mounts: &[String],
+    mounts: &[Mount],
 ) -> Inspection {
     match crate::inspect::Root::open(root) {
         Ok(root) => decide_in(container, cfg, &root, args, env, cwd, mounts, &[]),
@@ -54,7 +55,7 @@ pub fn decide_in(
     args: &[String],
     env: &[String],
     cwd: &str,
-    mounts: &[String],
+    mounts: &[Mount],
     held: &[(Arch, PathBuf)],
 ) -> Inspection {
     let node = facts::node();
@@ -66,7 +67,7 @@ pub fn decide_in(
         Err(resolve::Error::NotFound { .. }) => return Inspection::Unknown,
         Err(e) => return Inspection::Invalid(e.to_string()),
     };
-    let resolved = match crate::inspect::in_root(root, &candidates, cwd) {
+    let resolved = match crate::inspect::in_root_with_mounts(root, mounts, &candidates, cwd) {
         Ok(r) => r,
         Err(e @ resolve::Error::NotFound { .. }) if !under_any(&candidates, mounts) => {
             return Inspection::Missing(e.to_string());
@@ -106,10 +107,12 @@ fn shorten(arg0: &str) -> String {
 }
 
 /// Whether any candidate lies under (or is) one of the mount destinations.
-fn under_any(candidates: &[PathBuf], mounts: &[String]) -> bool {
-    candidates
-        .iter()
-        .any(|c| mounts.iter().any(|m| c.starts_with(m) && m != "/"))
+fn under_any(candidates: &[PathBuf], mounts: &[Mount]) -> bool {
+    candidates.iter().any(|c| {
+        mounts
+            .iter()
+            .any(|m| c.starts_with(&m.destination) && m.destination != Path::new("/"))
+    })
 }
 
 #[cfg(test)]
@@ -122,10 +125,18 @@ mod tests {
             PathBuf::from("/usr/local/bin/app"),
             PathBuf::from("/opt/tools/app"),
         ];
-        assert!(under_any(&c, &["/opt/tools".into()]));
-        assert!(!under_any(&c, &["/proc".into(), "/dev".into(), "/".into()]));
+        let at = |dsts: &[&str]| -> Vec<Mount> {
+            dsts.iter()
+                .map(|d| Mount {
+                    destination: PathBuf::from(d),
+                    bind_source: None,
+                })
+                .collect()
+        };
+        assert!(under_any(&c, &at(&["/opt/tools"])));
+        assert!(!under_any(&c, &at(&["/proc", "/dev", "/"])));
         assert!(
-            !under_any(&c, &["/opt/tool".into()]),
+            !under_any(&c, &at(&["/opt/tool"])),
             "components, not string prefixes"
         );
     }

@@ -93,6 +93,9 @@ impl Namespaces {
 pub struct MountView {
     pub destination: String,
     pub kind: String,
+    /// A bind mount's host source (type `bind`, or a `bind`/`rbind` option, as runc reads
+    /// it).
+    pub bind_source: Option<PathBuf>,
 }
 
 /// What crossarch's decisions read of a container.
@@ -138,9 +141,16 @@ impl ContainerView {
             .map(|ms| {
                 ms.iter()
                     .filter_map(|m| {
+                        let kind = m["type"].as_str().unwrap_or_default().to_owned();
+                        let bind = kind == "bind"
+                            || m["options"].as_array().is_some_and(|os| {
+                                os.iter()
+                                    .any(|o| matches!(o.as_str(), Some("bind" | "rbind")))
+                            });
                         Some(MountView {
                             destination: m["destination"].as_str()?.to_owned(),
-                            kind: m["type"].as_str().unwrap_or_default().to_owned(),
+                            kind,
+                            bind_source: m["source"].as_str().filter(|_| bind).map(PathBuf::from),
                         })
                     })
                     .collect()
@@ -171,10 +181,16 @@ impl ContainerView {
         self.annotations.get(key).map(String::as_str)
     }
 
-    /// The destinations of the mounts: a binary under one is only there once runc has
-    /// mounted it.
-    pub fn mount_destinations(&self) -> Vec<String> {
-        self.mounts.iter().map(|m| m.destination.clone()).collect()
+    /// The mounts, as the lookup of what the process runs needs them: a binary under one is
+    /// only there once runc has mounted it, and a bind mount's is in its source already.
+    pub fn lookup_mounts(&self) -> Vec<crate::inspect::Mount> {
+        self.mounts
+            .iter()
+            .map(|m| crate::inspect::Mount {
+                destination: PathBuf::from(&m.destination),
+                bind_source: m.bind_source.clone(),
+            })
+            .collect()
     }
 
     /// The process's args, env and cwd, for resolving what it runs.
