@@ -205,11 +205,11 @@ impl Lookup for WithMounts<'_> {
     }
 
     fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        file.read_at(buf, offset)
+        self.root.read_at(file, buf, offset)
     }
 
     fn len(&mut self, file: &File) -> u64 {
-        file.metadata().map(|m| m.len()).unwrap_or(0)
+        self.root.len(file)
     }
 }
 

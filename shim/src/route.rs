@@ -108,11 +108,9 @@ fn shorten(arg0: &str) -> String {
 
 /// Whether any candidate lies under (or is) one of the mount destinations.
 fn under_any(candidates: &[PathBuf], mounts: &[Mount]) -> bool {
-    candidates.iter().any(|c| {
-        mounts
-            .iter()
-            .any(|m| c.starts_with(&m.destination) && m.destination != Path::new("/"))
-    })
+    candidates
+        .iter()
+        .any(|c| crate::inspect::place(c, mounts) != crate::inspect::Place::Root)
 }
 
 #[cfg(test)]
