@@ -87,20 +87,28 @@ pub fn run(options: &Options) -> i32 {
         // Nothing comes when the child could not install the filter: it says why and exits.
         if let Ok(Some(fd)) = listener::receive_fd(ours.as_raw_fd()) {
             tracer.listen(fd);
-            if let Err(err) = tracer.probe(child.as_raw()) {
-                complain!(
-                    "cannot trace {}: ptrace: {}; the node (kernel.yama.ptrace_scope, an LSM) \
-                     or the container's seccomp profile refuses ptrace: allow it, or set \
-                     emulation.mode to \"userns\" or \"wrap\" in the crossarch config",
-                    argv[0].to_string_lossy(),
-                    err.desc()
-                );
-                // The child sees the socket close without the go byte, and exits.
-                drop(ours);
-                let _ = nix::sys::wait::waitpid(child, None);
-                return INIT_FAILURE;
+            match tracer.probe(child.as_raw()) {
+                Ok(None) => listener::go(ours.as_raw_fd()),
+                // Killed (`kill -9` as it starts) before it ran: that end is the program's.
+                Ok(Some(status)) => return end_code(options, status),
+                Err(err) => {
+                    // The child sees the socket close without the go byte, and exits.
+                    drop(ours);
+                    let status = wait_blocking(child);
+                    // A signal, not the refusal, ended it: the kernel refuses a dying process.
+                    if libc::WIFSIGNALED(status) {
+                        return end_code(options, status);
+                    }
+                    complain!(
+                        "cannot trace {}: ptrace: {}; the node (kernel.yama.ptrace_scope, an \
+                         LSM) or the container's seccomp profile refuses ptrace: allow it, or \
+                         set emulation.mode to \"userns\" or \"wrap\" in the crossarch config",
+                        argv[0].to_string_lossy(),
+                        err.desc()
+                    );
+                    return INIT_FAILURE;
+                }
             }
-            listener::go(ours.as_raw_fd());
         }
     }
     // The child does the same; whichever runs first wins, so a signal forwarded with -g can
@@ -114,6 +122,29 @@ pub fn run(options: &Options) -> i32 {
     };
     let end = supervise(child, target, tracer.as_mut().zip(signal_fd.as_ref()));
     i32::from(options.remap.apply(end.exit_code()))
+}
+
+/// Init's exit code for the program's end, a raw wait status.
+fn end_code(options: &Options, status: i32) -> i32 {
+    ChildEnd::from_wait_status(status).map_or(INIT_FAILURE, |end| {
+        i32::from(options.remap.apply(end.exit_code()))
+    })
+}
+
+/// Waits for `child` to end and returns its raw wait status (0 when it cannot be waited for).
+/// Raw for the reason `reap_ready` gives.
+fn wait_blocking(child: Pid) -> i32 {
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid out-pointer.
+        let pid = unsafe { libc::waitpid(child.as_raw(), &mut status, 0) };
+        if pid == child.as_raw() {
+            return status;
+        }
+        if Errno::last() != Errno::EINTR {
+            return 0;
+        }
+    }
 }
 
 /// Not PID 1 (a container sharing the host's pid namespace, or a test): without this, the

@@ -399,6 +399,28 @@ fn sigkill_of_the_program_gives_137() {
     assert_eq!(running.exit_code(), 137);
 }
 
+/// `kill -9` at the earliest moment, before the program has run: in trace mode that is while
+/// init is still making sure it can attach, which must not turn the kill into a trace error.
+#[test]
+fn sigkill_as_the_program_starts_gives_137() {
+    for _ in 0..40 {
+        let mut running = Running::spawn(&mut init(&["--", "sleep", "1000"]));
+        let init_pid = running.pid();
+        let deadline = Instant::now() + TIMEOUT;
+        let pid = loop {
+            if let Some(&(pid, _)) = children_of(init_pid).first() {
+                break pid;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for the program"
+            );
+        };
+        send(pid, libc::SIGKILL);
+        assert_eq!(running.exit_code(), 137);
+    }
+}
+
 #[test]
 fn orphaned_grandchildren_are_adopted_and_reaped() {
     if skip_under_emulation(

@@ -101,14 +101,15 @@ impl Tracer {
     }
 
     /// Checks, before the program runs, that the kernel lets init attach to it (Yama, an LSM,
-    /// a seccomp profile), by holding it once.
-    pub fn probe(&self, pid: libc::pid_t) -> Result<(), Errno> {
+    /// a seccomp profile), by holding it once. `Ok(Some(status))`: it was killed meanwhile,
+    /// and init reaped it.
+    pub fn probe(&self, pid: libc::pid_t) -> Result<Option<i32>, Errno> {
         match hold(pid)? {
             Held::Stopped(status) => {
                 detach(pid, stop_signal(status));
-                Ok(())
+                Ok(None)
             }
-            Held::Ended(_) => Err(Errno::ESRCH),
+            Held::Ended(status) => Ok(Some(status)),
         }
     }
 
