@@ -215,9 +215,10 @@ fn userns_mode_emulates_children_pipelines_and_nested_shells() {
 
 /// What a container runs may come from a volume rather than the image (a ConfigMap's
 /// entrypoint script, a tool an init container copied): the shim reads it in the bind
-/// mount's source at Create, so a foreign one is emulated as if the image held it, in userns
-/// and in trace mode. Here a volume's `#!/bin/sh` script, and an arm64 binary bound as a
-/// single file.
+/// mount's source at Create, so a foreign one is emulated as if the image held it, in every
+/// mode. Here a volume's `#!/bin/sh` script, an arm64 binary bound as a single
+/// file, and symlinks followed across mounts as in the running container: a volume's link
+/// into the image, and the image's links to a program a mount replaced.
 #[test]
 fn a_foreign_program_from_a_bind_mount_is_emulated() {
     if !ready(&ARM64) {
@@ -235,40 +236,63 @@ fn a_foreign_program_from_a_bind_mount_is_emulated() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(volume.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
-    let busybox = fixtures_dir().join("rootfs/arm64/bin/busybox");
-    let mounts = [
-        format!(
-            "type=bind,src={},dst=/scripts,options=rbind:ro",
-            volume.display()
-        ),
-        format!(
-            "type=bind,src={},dst=/tool/busybox,options=rbind:ro",
-            busybox.display()
-        ),
-    ];
-    for mode in ["userns", "trace"] {
+    // A volume's link that points into the image, as it will once the volume is mounted.
+    std::os::unix::fs::symlink("/bin/busybox", volume.join("busybox")).unwrap();
+    let bind = |src: &Path, dst: &str| {
+        format!("type=bind,src={},dst={dst},options=rbind:ro", src.display())
+    };
+    let scripts = bind(&volume, "/scripts");
+    let tool = bind(
+        &fixtures_dir().join("rootfs/arm64/bin/busybox"),
+        "/tool/busybox",
+    );
+    // The host's busybox over the image's: the image's links to it (/usr/bin/env ->
+    // ../../bin/busybox) now name a native program.
+    let native = bind(
+        &fixtures_dir().join("rootfs/amd64/bin/busybox"),
+        "/bin/busybox",
+    );
+    let volume_mounts = [scripts.as_str(), tool.as_str()];
+    // Wrap mode emulates args[0] alone, as the record says: it shows the record is right.
+    for mode in ["userns", "trace", "wrap"] {
         let config = config_file(&cd, &format!("[emulation]\nmode = \"{mode}\"\n"));
-        for (id, argv, want) in [
-            ("script", &["/scripts/run.sh"][..], "script aarch64"),
-            ("tool", &["/tool/busybox", "uname", "-m"][..], "aarch64"),
+        for (id, mounts, argv, want) in [
+            (
+                "script",
+                &volume_mounts[..],
+                &["/scripts/run.sh"][..],
+                "script aarch64",
+            ),
+            (
+                "tool",
+                &volume_mounts[..],
+                &["/tool/busybox", "uname", "-m"][..],
+                "aarch64",
+            ),
+            (
+                "link",
+                &volume_mounts[..],
+                &["/scripts/busybox", "uname", "-m"][..],
+                "aarch64",
+            ),
+            (
+                "native",
+                &[native.as_str()][..],
+                &["/usr/bin/env", "uname", "-m"][..],
+                "x86_64",
+            ),
         ] {
+            // The script's child (uname) is not args[0].
+            if (id, mode) == ("script", "wrap") {
+                continue;
+            }
             let id = format!("{id}-{mode}");
-            let out = run_image(
-                &cd,
-                &image,
-                ARM64.platform,
-                &id,
-                &[
-                    "--rm",
-                    "--mount",
-                    &mounts[0],
-                    "--mount",
-                    &mounts[1],
-                    "--runtime-config-path",
-                    &config,
-                ],
-                argv,
-            );
+            let mut args = vec!["--rm"];
+            for mount in mounts {
+                args.extend(["--mount", mount]);
+            }
+            args.extend(["--runtime-config-path", &config]);
+            let out = run_image(&cd, &image, ARM64.platform, &id, &args, argv);
             out.ok();
             assert_eq!(out.stdout_text().trim(), want, "{id}: {}", out.show());
         }

@@ -22,7 +22,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use crossarch_route::mounts::{place, Mount, Place};
+pub use crossarch_route::mounts::{is_bind_point, leads_to_a_mount, place, Mount, Place, Walk};
 use crossarch_route::resolve::{self, Error, Lookup, MissKind, Resolved};
 use nix::{
     errno::Errno,
@@ -63,16 +63,26 @@ impl Root {
     /// openat2 with `RESOLVE_IN_ROOT`: `/` and `..` stop at the root, absolute symlinks are
     /// resolved against it, and magic links (`/proc/self/root`, ...) are refused.
     fn open_in_root(&self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
+        self.open_at(path, Follow::Symlinks)
+    }
+
+    /// The O_PATH fd of `path` in the root, following symlinks as `follow` says.
+    fn open_at(&self, path: &Path, follow: Follow) -> Result<Result<OwnedFd, MissKind>, Error> {
         if path.as_os_str().as_bytes().contains(&0) {
             return Ok(Err(MissKind::NotFound));
         }
         // O_PATH: opening a FIFO would block, and opening a device node from an image could
         // have side effects on the host device it names. openat2 rejects any flag O_PATH
         // ignores, O_NOCTTY included.
+        let (flags, resolve) = match follow {
+            Follow::Symlinks => (OFlag::empty(), ResolveFlag::RESOLVE_NO_MAGICLINKS),
+            // The trailing link itself, as an O_PATH fd; any other link fails with ELOOP.
+            Follow::None => (OFlag::O_NOFOLLOW, ResolveFlag::RESOLVE_NO_SYMLINKS),
+        };
         let how = || {
             OpenHow::new()
-                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-                .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS)
+                .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | flags)
+                .resolve(ResolveFlag::RESOLVE_IN_ROOT | resolve)
         };
         // EAGAIN means a rename or mount raced with the lookup; the kernel asks us to retry.
         for _ in 0..16 {
@@ -152,9 +162,16 @@ impl Lookup for &Root {
     }
 }
 
+#[derive(Clone, Copy)]
+enum Follow {
+    Symlinks,
+    None,
+}
+
 /// [`in_root`] for a container not started yet: a path under one of its bind `mounts` is
-/// read in that mount's source, with the same confinement (a symlink there stays in the
-/// source); the rest, `#!` interpreters and loaders included, in `root`.
+/// read in that mount's source, the rest in `root`, with the same confinement. Symlinks
+/// are followed one at a time as in the running container: from a source into the root,
+/// from the root into a source ([`Walk`]).
 pub fn in_root_with_mounts(
     root: &Root,
     mounts: &[Mount],
@@ -170,6 +187,55 @@ struct WithMounts<'a> {
 }
 
 impl WithMounts<'_> {
+    /// `path` with every symlink followed, each read where it is: in the root or in a
+    /// mount's source.
+    fn resolve(&self, path: &Path) -> Result<Result<PathBuf, MissKind>, Error> {
+        let mut walk = Walk::new(path);
+        while let Some(step) = walk.next_step() {
+            let step = step.to_owned();
+            // What a bind shows is its source, which runc's mount resolves on the host.
+            let follow = if is_bind_point(&step, self.mounts) {
+                Follow::Symlinks
+            } else {
+                Follow::None
+            };
+            let fd = match self.at(&step, |root, rel| root.open_at(rel, follow))? {
+                Ok(fd) => fd,
+                // runc makes the directories on the way to a mount.
+                Err(MissKind::NotFound) if leads_to_a_mount(&step, self.mounts) => continue,
+                Err(miss) => return Ok(Err(miss)),
+            };
+            match fstat(&fd).map(|st| st.st_mode & libc::S_IFMT) {
+                Ok(libc::S_IFLNK) => {}
+                Ok(libc::S_IFDIR) => continue,
+                Ok(_) if walk.has_more() => return Ok(Err(MissKind::NotFound)),
+                Ok(_) => continue,
+                Err(e) => return Ok(Err(miss_from(&e))),
+            }
+            let target = match nix::fcntl::readlinkat(&fd, "") {
+                Ok(target) if !target.is_empty() => target,
+                Ok(_) => return Ok(Err(MissKind::NotFound)),
+                Err(e) => return Ok(Err(miss_from(&e.into()))),
+            };
+            if walk.symlink(Path::new(&target)).is_err() {
+                return Ok(Err(MissKind::SymlinkLoop));
+            }
+        }
+        Ok(Ok(walk.resolved().to_owned()))
+    }
+
+    /// [`WithMounts::at`] for the path `path` resolves to.
+    fn at_resolved<T>(
+        &self,
+        path: &Path,
+        look: impl FnOnce(&Root, &Path) -> Result<Result<T, MissKind>, Error>,
+    ) -> Result<Result<T, MissKind>, Error> {
+        match self.resolve(path)? {
+            Ok(resolved) => self.at(&resolved, look),
+            Err(miss) => Ok(Err(miss)),
+        }
+    }
+
     /// Runs `look` on the root that holds `path`, with the path as that root sees it.
     fn at<T>(
         &self,
@@ -193,7 +259,7 @@ impl Lookup for WithMounts<'_> {
     type File = File;
 
     fn executable(&mut self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
-        self.at(path, |mut root, path| root.executable(path))
+        self.at_resolved(path, |mut root, path| root.executable(path))
     }
 
     fn open(&mut self, fd: OwnedFd) -> Result<File, MissKind> {
@@ -201,7 +267,7 @@ impl Lookup for WithMounts<'_> {
     }
 
     fn regular_file(&mut self, path: &Path) -> Result<Result<(), MissKind>, Error> {
-        self.at(path, |mut root, path| root.regular_file(path))
+        self.at_resolved(path, |mut root, path| root.regular_file(path))
     }
 
     fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {

@@ -805,7 +805,8 @@ fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
     volume
         .file("/run.sh", b"#!/bin/sh\necho hi\n", 0o755)
         .file("/bin/tool", &arm64_static(), 0o755)
-        .link("/escape", "/bin/busybox");
+        .link("/busybox", "/bin/busybox")
+        .link("/up", "../../../../../bin/busybox");
     let file = TempRoot::new("mounts-file");
     file.file("/entry", b"#!/opt/tools/bin/tool\n", 0o755);
     let mounts = [
@@ -826,11 +827,23 @@ fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
     let r = resolve("/entry.sh").unwrap();
     assert_eq!(r.elf_path, PathBuf::from("/opt/tools/bin/tool"));
     assert_eq!(r.elf.machine, elf::Machine::AARCH64);
-    // A symlink in the volume resolves in the volume, never in the image or the host.
-    assert!(matches!(
-        resolve("/opt/tools/escape"),
-        Err(Error::NotFound { .. })
-    ));
+    // A symlink in the volume goes on in the container, as it will when the volume is
+    // mounted: the image's arm64 busybox, never the host's.
+    for link in ["/opt/tools/busybox", "/opt/tools/up"] {
+        let r = resolve(link).unwrap();
+        assert_eq!(r.elf.machine, elf::Machine::AARCH64, "{link}");
+    }
+    // One in the image that points into the volume goes on in the volume's source.
+    root.link("/usr/bin/tool", "/opt/tools/bin/tool")
+        .link("/usr/bin/script", "../../opt/tools/run.sh");
+    assert_eq!(
+        resolve("/usr/bin/tool").unwrap().elf.machine,
+        elf::Machine::AARCH64
+    );
+    assert_eq!(
+        resolve("/usr/bin/script").unwrap().elf_path,
+        PathBuf::from("/bin/sh")
+    );
     // Under a mount nothing can read yet, and in the image, as before.
     assert!(matches!(resolve("/tmp/x"), Err(Error::NotFound { .. })));
     assert_eq!(

@@ -67,6 +67,121 @@ pub fn place(path: &Path, mounts: &[Mount]) -> Place {
     }
 }
 
+/// Whether `path` is where one of the bind `mounts` goes: what shows there is the mount's
+/// source, which the mount resolved on the host, never a symlink of the container's.
+pub fn is_bind_point(path: &Path, mounts: &[Mount]) -> bool {
+    mounts
+        .iter()
+        .rev()
+        .find(|m| path.starts_with(&m.destination) && m.destination.components().count() > 1)
+        .is_some_and(|m| m.destination == path && m.bind_source.is_some())
+}
+
+/// Whether one of `mounts` goes below `path`: runc makes the directories on the way to a
+/// destination, so `path` is a directory there even when the image has nothing at it.
+pub fn leads_to_a_mount(path: &Path, mounts: &[Mount]) -> bool {
+    mounts
+        .iter()
+        .any(|m| m.destination.starts_with(path) && m.destination != path)
+}
+
+/// The kernel follows at most this many symlinks in one lookup (MAXSYMLINKS).
+const MAX_LINKS: u32 = 40;
+
+/// A path followed one component at a time, as the kernel will once the mounts are in place:
+/// a symlink read in a mount's source that points to `/bin/busybox` goes on in the root, and
+/// one in the root that points under a mount goes on in that mount's source. The caller looks
+/// up each step (where [`place`] puts it) and tells the walk about symlinks; no component is
+/// ever looked up through a symlink it has not seen, so no lookup leaves the places.
+#[derive(Debug)]
+pub struct Walk {
+    /// Resolved so far: absolute, without `.`, `..` or symlinks.
+    done: PathBuf,
+    /// The components still to walk, the next one last.
+    rest: Vec<std::ffi::OsString>,
+    links: u32,
+}
+
+/// More than [`MAX_LINKS`] symlinks: the kernel's ELOOP.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooManyLinks;
+
+impl Walk {
+    /// A walk of `path`; a relative path starts at the root, as lookups in the root do.
+    pub fn new(path: &Path) -> Walk {
+        let mut walk = Walk {
+            done: PathBuf::from("/"),
+            rest: Vec::new(),
+            links: 0,
+        };
+        walk.push(path);
+        walk
+    }
+
+    /// The next path to look up: what is resolved so far and one more name. None once the
+    /// whole path is resolved ([`Walk::resolved`]).
+    pub fn next_step(&mut self) -> Option<&Path> {
+        use std::path::Component;
+        while let Some(name) = self.rest.pop() {
+            match Path::new(&name).components().next() {
+                Some(Component::Normal(_)) => {
+                    self.done.push(&name);
+                    return Some(&self.done);
+                }
+                // `..` of the root is the root; of a mount's top, the directory it is on.
+                Some(Component::ParentDir) => {
+                    self.done.pop();
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Whether anything follows the last step (a name, `..`, or a trailing `/`): then what
+    /// the step finds, once its symlinks are followed, must be a directory (else ENOTDIR).
+    pub fn has_more(&self) -> bool {
+        !self.rest.is_empty()
+    }
+
+    /// The last step is a symlink to `target`: the walk goes on from where it points.
+    pub fn symlink(&mut self, target: &Path) -> Result<(), TooManyLinks> {
+        self.links += 1;
+        if self.links > MAX_LINKS {
+            return Err(TooManyLinks);
+        }
+        self.done.pop();
+        if target.is_absolute() {
+            self.done = PathBuf::from("/");
+        }
+        self.push(target);
+        Ok(())
+    }
+
+    /// The path with every symlink followed.
+    pub fn resolved(&self) -> &Path {
+        &self.done
+    }
+
+    fn push(&mut self, path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        use std::path::Component;
+        let names = path.components().filter_map(|c| match c {
+            Component::Normal(name) => Some(name.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        });
+        let at = self.rest.len();
+        self.rest.extend(names);
+        // `x/` and `x/.` name a directory: a `.` that only says so (components drop both).
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.ends_with(b"/") || bytes.ends_with(b"/.") || bytes == b"." {
+            self.rest.push(".".into());
+        }
+        self.rest[at..].reverse();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +231,130 @@ mod tests {
             place(&p("/opt/tools/cache/x"), &over),
             bind("/srv/opt", "tools/cache/x")
         );
+    }
+
+    /// Walks `path` against a fake tree of symlinks: the steps looked up, and the result.
+    fn walk(path: &str, links: &[(&str, &str)]) -> (Vec<String>, Result<String, TooManyLinks>) {
+        let mut walk = Walk::new(Path::new(path));
+        let mut steps = Vec::new();
+        while let Some(step) = walk.next_step() {
+            let step = step.to_str().unwrap().to_owned();
+            steps.push(step.clone());
+            if let Some((_, target)) = links.iter().find(|(link, _)| *link == step) {
+                if let Err(e) = walk.symlink(Path::new(target)) {
+                    return (steps, Err(e));
+                }
+            }
+        }
+        (steps, Ok(walk.resolved().to_str().unwrap().to_owned()))
+    }
+
+    #[test]
+    fn a_walk_follows_symlinks_from_where_they_are() {
+        // A volume's absolute link goes on from the root; a relative one from its directory.
+        let links = [
+            ("/scripts/bb", "/bin/busybox"),
+            ("/usr/bin/env", "../../bin/busybox"),
+            ("/bin/sh", "busybox"),
+        ];
+        assert_eq!(
+            walk("/scripts/bb", &links),
+            (
+                vec![
+                    "/scripts".into(),
+                    "/scripts/bb".into(),
+                    "/bin".into(),
+                    "/bin/busybox".into()
+                ],
+                Ok("/bin/busybox".into())
+            )
+        );
+        assert_eq!(walk("/usr/bin/env", &links).1, Ok("/bin/busybox".into()));
+        assert_eq!(walk("/bin/sh", &links).1, Ok("/bin/busybox".into()));
+        // `.`, `..`, repeated slashes, `..` above the root, a relative path.
+        assert_eq!(walk("/a/./b/../c//d", &[]).1, Ok("/a/c/d".into()));
+        assert_eq!(walk("/../../a", &[]).1, Ok("/a".into()));
+        assert_eq!(walk("a/b", &[]).1, Ok("/a/b".into()));
+        assert_eq!(walk("/", &[]), (vec![], Ok("/".into())));
+        // A link in the middle of a path: the rest is walked below its target.
+        let dir = [
+            ("/opt/app", "/srv/app-1.2"),
+            ("/srv/app-1.2/bin", "../tools"),
+        ];
+        assert_eq!(walk("/opt/app/bin/x", &dir).1, Ok("/srv/tools/x".into()));
+    }
+
+    #[test]
+    fn a_step_followed_by_anything_must_be_a_directory() {
+        // (step, has_more) for each step.
+        let steps = |path: &str, links: &[(&str, &str)]| {
+            let mut walk = Walk::new(Path::new(path));
+            let mut seen = Vec::new();
+            while let Some(step) = walk.next_step() {
+                let step = step.to_str().unwrap().to_owned();
+                let more = walk.has_more();
+                if let Some((_, target)) = links.iter().find(|(l, _)| *l == step) {
+                    walk.symlink(Path::new(target)).unwrap();
+                }
+                seen.push((step, more));
+            }
+            seen
+        };
+        let s = |p: &str, more: bool| (p.to_owned(), more);
+        assert_eq!(
+            steps("/bin/sh", &[]),
+            [s("/bin", true), s("/bin/sh", false)]
+        );
+        assert_eq!(
+            steps("/bin/sh/", &[]),
+            [s("/bin", true), s("/bin/sh", true)]
+        );
+        assert_eq!(
+            steps("/bin/sh/.", &[]),
+            [s("/bin", true), s("/bin/sh", true)]
+        );
+        assert_eq!(
+            steps("/bin/sh/..", &[]),
+            [s("/bin", true), s("/bin/sh", true)]
+        );
+        // A link's trailing slash asks the same of its target.
+        assert_eq!(
+            steps("/x", &[("/x", "bb/")]),
+            [s("/x", false), s("/bb", true)]
+        );
+    }
+
+    #[test]
+    fn a_walk_stops_after_forty_links_as_the_kernel_does() {
+        let chain: Vec<(String, String)> = (0..50)
+            .map(|i| (format!("/l{i}"), format!("/l{}", i + 1)))
+            .collect();
+        let links: Vec<(&str, &str)> = chain
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        assert_eq!(walk("/l0", &links[..40]).1, Ok("/l40".into()));
+        assert_eq!(walk("/l0", &links[..41]).1, Err(TooManyLinks));
+        assert_eq!(walk("/loop", &[("/loop", "loop")]).1, Err(TooManyLinks));
+    }
+
+    #[test]
+    fn only_a_bind_destination_is_a_bind_point() {
+        let p = Path::new;
+        let mounts = [
+            mount("/scripts", Some(p("/srv/scripts"))),
+            mount("/scripts/cache", None),
+            mount("/tool/busybox", Some(p("/srv/bb"))),
+        ];
+        assert!(is_bind_point(p("/scripts"), &mounts));
+        assert!(is_bind_point(p("/tool/busybox"), &mounts));
+        assert!(!is_bind_point(p("/scripts/run.sh"), &mounts));
+        assert!(!is_bind_point(p("/scripts/cache"), &mounts));
+        assert!(!is_bind_point(p("/tool"), &mounts));
+        assert!(!is_bind_point(p("/"), &[mount("/", Some(p("/srv")))]));
+        assert!(leads_to_a_mount(p("/tool"), &mounts));
+        assert!(leads_to_a_mount(p("/scripts"), &mounts));
+        assert!(!leads_to_a_mount(p("/tool/busybox"), &mounts));
+        assert!(!leads_to_a_mount(p("/toolbox"), &mounts));
     }
 }
