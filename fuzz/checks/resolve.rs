@@ -19,7 +19,8 @@
 //! - When nothing is found, every candidate is reported with the reason the walk gives.
 //! - Every error message is bounded (paths are shortened, misses are counted, not listed).
 //! - The mount-aware lookup, which follows symlinks one at a time in user space, gives the
-//!   very same result as `in_root` when the container has no mount.
+//!   very same result as `in_root` when the container has no mount (unless it stopped at
+//!   its bound of lookups).
 
 use crossarch_route::elf;
 use crossarch_route::resolve::{self, Error, MissKind};
@@ -539,12 +540,17 @@ pub fn check(scratch: &Scratch, data: &[u8]) -> String {
     let result = inspect::in_root(&opened, &plan, &cwd);
     // The lookup that walks one component at a time (to cross mounts) finds the same as the
     // kernel's RESOLVE_IN_ROOT when there is no mount.
+    // Past its bound of lookups it stops, where the kernel goes on.
     let walked = inspect::in_root_with_mounts(&opened, &[], &plan, &cwd);
-    assert_eq!(
-        format!("{walked:?}"),
-        format!("{result:?}"),
-        "{arg0:?} in {entries:?}"
-    );
+    let bounded = matches!(&walked, Err(Error::NotFound { misses, .. })
+        if misses.iter().any(|m| m.kind == MissKind::TooManySteps));
+    if !bounded {
+        assert_eq!(
+            format!("{walked:?}"),
+            format!("{result:?}"),
+            "{arg0:?} in {entries:?}"
+        );
+    }
     let outcome = match &result {
         Ok(r) => format!(
             "found {} via {} scripts, loader {:?}",

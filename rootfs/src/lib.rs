@@ -22,7 +22,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use crossarch_route::mounts::{is_bind_point, leads_to_a_mount, place, Mount, Place, Walk};
+pub use crossarch_route::mounts::{
+    leads_to_a_mount, mount_at, place, Mount, Place, Walk, MAX_STEPS,
+};
+use crossarch_route::resolve::PATH_MAX;
 use crossarch_route::resolve::{self, Error, Lookup, MissKind, Resolved};
 use nix::{
     errno::Errno,
@@ -63,21 +66,20 @@ impl Root {
     /// openat2 with `RESOLVE_IN_ROOT`: `/` and `..` stop at the root, absolute symlinks are
     /// resolved against it, and magic links (`/proc/self/root`, ...) are refused.
     fn open_in_root(&self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
-        self.open_at(path, Follow::Symlinks)
+        self.open_at(path, Links::Follow)
     }
 
-    /// The O_PATH fd of `path` in the root, following symlinks as `follow` says.
-    fn open_at(&self, path: &Path, follow: Follow) -> Result<Result<OwnedFd, MissKind>, Error> {
+    /// The O_PATH fd of `path` in the root, following symlinks as `links` says.
+    fn open_at(&self, path: &Path, links: Links) -> Result<Result<OwnedFd, MissKind>, Error> {
         if path.as_os_str().as_bytes().contains(&0) {
             return Ok(Err(MissKind::NotFound));
         }
         // O_PATH: opening a FIFO would block, and opening a device node from an image could
         // have side effects on the host device it names. openat2 rejects any flag O_PATH
         // ignores, O_NOCTTY included.
-        let (flags, resolve) = match follow {
-            Follow::Symlinks => (OFlag::empty(), ResolveFlag::RESOLVE_NO_MAGICLINKS),
-            // The trailing link itself, as an O_PATH fd; any other link fails with ELOOP.
-            Follow::None => (OFlag::O_NOFOLLOW, ResolveFlag::RESOLVE_NO_SYMLINKS),
+        let (flags, resolve) = match links {
+            Links::Follow => (OFlag::empty(), ResolveFlag::RESOLVE_NO_MAGICLINKS),
+            Links::Refuse => (OFlag::O_NOFOLLOW, ResolveFlag::RESOLVE_NO_SYMLINKS),
         };
         let how = || {
             OpenHow::new()
@@ -109,22 +111,7 @@ impl Lookup for &Root {
     type File = File;
 
     fn executable(&mut self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
-        let fd = match self.open_in_root(path)? {
-            Ok(fd) => fd,
-            Err(miss) => return Ok(Err(miss)),
-        };
-        let st = match fstat(&fd) {
-            Ok(st) => st,
-            Err(e) => return Ok(Err(miss_from(&e))),
-        };
-        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-            return Ok(Err(MissKind::NotRegularFile));
-        }
-        // Go's LookPath, which runc uses, accepts any of the three execute bits.
-        if st.st_mode & 0o111 == 0 {
-            return Ok(Err(MissKind::NotExecutable { mode: st.st_mode }));
-        }
-        Ok(Ok(fd))
+        Ok(self.open_in_root(path)?.and_then(executable))
     }
 
     fn open(&mut self, fd: OwnedFd) -> Result<File, MissKind> {
@@ -147,10 +134,7 @@ impl Lookup for &Root {
     }
 
     fn regular_file(&mut self, path: &Path) -> Result<Result<(), MissKind>, Error> {
-        Ok(self.open_in_root(path)?.and_then(|fd| match fstat(&fd) {
-            Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Ok(()),
-            _ => Err(MissKind::NotRegularFile),
-        }))
+        Ok(self.open_in_root(path)?.and_then(regular))
     }
 
     fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
@@ -162,94 +146,158 @@ impl Lookup for &Root {
     }
 }
 
+/// `fd` (O_PATH), when it is an executable regular file.
+fn executable(fd: OwnedFd) -> Result<OwnedFd, MissKind> {
+    let st = fstat(&fd).map_err(|e| miss_from(&e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(MissKind::NotRegularFile);
+    }
+    // Go's LookPath, which runc uses, accepts any of the three execute bits.
+    if st.st_mode & 0o111 == 0 {
+        return Err(MissKind::NotExecutable { mode: st.st_mode });
+    }
+    Ok(fd)
+}
+
+fn regular(fd: OwnedFd) -> Result<(), MissKind> {
+    match fstat(&fd) {
+        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFREG => Ok(()),
+        _ => Err(MissKind::NotRegularFile),
+    }
+}
+
+/// Whether a lookup follows symlinks.
 #[derive(Clone, Copy)]
-enum Follow {
-    Symlinks,
-    None,
+enum Links {
+    Follow,
+    /// The trailing link itself, as an O_PATH fd; any other link fails with ELOOP.
+    Refuse,
 }
 
 /// [`in_root`] for a container not started yet: a path under one of its bind `mounts` is
 /// read in that mount's source, the rest in `root`, with the same confinement. Symlinks
 /// are followed one at a time as in the running container: from a source into the root,
-/// from the root into a source ([`Walk`]).
+/// from the root into a source ([`Walk`]). The destinations are first resolved as runc
+/// resolves them when it mounts, in order, through the image's links and the earlier mounts.
 pub fn in_root_with_mounts(
     root: &Root,
     mounts: &[Mount],
     candidates: &[PathBuf],
     cwd: &str,
 ) -> Result<Resolved, Error> {
-    resolve::walk(&mut WithMounts { root, mounts }, candidates, cwd)
+    let mut with = WithMounts {
+        root,
+        mounts: Vec::with_capacity(mounts.len()),
+        steps: std::cell::Cell::new(0),
+    };
+    for m in mounts {
+        let destination = with
+            .resolve(&m.destination, Lenient::Yes)?
+            .unwrap_or_else(|_| {
+                // Too many lookups already: as written.
+                m.destination.clone()
+            });
+        with.mounts.push(Mount {
+            destination,
+            bind_source: m.bind_source.clone(),
+        });
+    }
+    resolve::walk(&mut with, candidates, cwd)
 }
 
 struct WithMounts<'a> {
     root: &'a Root,
-    mounts: &'a [Mount],
+    /// The spec's mounts, each destination resolved.
+    mounts: Vec<Mount>,
+    /// Components looked up so far, at most [`MAX_STEPS`].
+    steps: std::cell::Cell<usize>,
+}
+
+/// A missing component: the end of the lookup, or (for a mount destination, which runc
+/// creates) a directory to be made, with the rest taken as written.
+#[derive(Clone, Copy, PartialEq)]
+enum Lenient {
+    Yes,
+    No,
 }
 
 impl WithMounts<'_> {
-    /// `path` with every symlink followed, each read where it is: in the root or in a
-    /// mount's source.
-    fn resolve(&self, path: &Path) -> Result<Result<PathBuf, MissKind>, Error> {
+    /// `path` with every symlink followed, each read where it is: in the root, in a mount's
+    /// source, or the source itself at a bind's destination.
+    fn resolve(&self, path: &Path, lenient: Lenient) -> Result<Result<PathBuf, MissKind>, Error> {
+        if path.as_os_str().len() >= PATH_MAX {
+            return Ok(Err(MissKind::Os(libc::ENAMETOOLONG)));
+        }
         let mut walk = Walk::new(path);
         while let Some(step) = walk.next_step() {
             let step = step.to_owned();
-            // What a bind shows is its source, which runc's mount resolves on the host.
-            let follow = if is_bind_point(&step, self.mounts) {
-                Follow::Symlinks
-            } else {
-                Follow::None
-            };
-            let fd = match self.at(&step, |root, rel| root.open_at(rel, follow))? {
-                Ok(fd) => fd,
-                // runc makes the directories on the way to a mount.
-                Err(MissKind::NotFound) if leads_to_a_mount(&step, self.mounts) => continue,
-                Err(miss) => return Ok(Err(miss)),
-            };
-            match fstat(&fd).map(|st| st.st_mode & libc::S_IFMT) {
-                Ok(libc::S_IFLNK) => {}
-                Ok(libc::S_IFDIR) => continue,
-                Ok(_) if walk.has_more() => return Ok(Err(MissKind::NotFound)),
-                Ok(_) => continue,
-                Err(e) => return Ok(Err(miss_from(&e))),
+            if self.steps.get() >= MAX_STEPS {
+                return Ok(Err(MissKind::TooManySteps));
             }
-            let target = match nix::fcntl::readlinkat(&fd, "") {
-                Ok(target) if !target.is_empty() => target,
-                Ok(_) => return Ok(Err(MissKind::NotFound)),
-                Err(e) => return Ok(Err(miss_from(&e.into()))),
+            self.steps.set(self.steps.get() + 1);
+            let mode = match mount_at(&step, &self.mounts) {
+                // runc made it: a directory, whose files nothing can read yet.
+                Some(m) if m.bind_source.is_none() => libc::S_IFDIR,
+                _ => match self.open(&step, Links::Refuse)? {
+                    Ok(fd) => match fstat(&fd) {
+                        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
+                            let target = match nix::fcntl::readlinkat(&fd, "") {
+                                Ok(target) if !target.is_empty() => target,
+                                Ok(_) => return Ok(Err(MissKind::NotFound)),
+                                Err(e) => return Ok(Err(miss_from(&e.into()))),
+                            };
+                            if walk.symlink(Path::new(&target)).is_err() {
+                                return Ok(Err(MissKind::SymlinkLoop));
+                            }
+                            continue;
+                        }
+                        Ok(st) => st.st_mode & libc::S_IFMT,
+                        Err(e) => return Ok(Err(miss_from(&e))),
+                    },
+                    // runc makes the directories on the way to a mount.
+                    Err(MissKind::NotFound) if leads_to_a_mount(&step, &self.mounts) => {
+                        libc::S_IFDIR
+                    }
+                    Err(_) if lenient == Lenient::Yes => {
+                        while walk.next_step().is_some() {}
+                        break;
+                    }
+                    Err(miss) => return Ok(Err(miss)),
+                },
             };
-            if walk.symlink(Path::new(&target)).is_err() {
-                return Ok(Err(MissKind::SymlinkLoop));
+            if mode != libc::S_IFDIR && walk.has_more() {
+                return Ok(Err(MissKind::NotFound));
             }
         }
         Ok(Ok(walk.resolved().to_owned()))
     }
 
-    /// [`WithMounts::at`] for the path `path` resolves to.
-    fn at_resolved<T>(
-        &self,
-        path: &Path,
-        look: impl FnOnce(&Root, &Path) -> Result<Result<T, MissKind>, Error>,
-    ) -> Result<Result<T, MissKind>, Error> {
-        match self.resolve(path)? {
-            Ok(resolved) => self.at(&resolved, look),
-            Err(miss) => Ok(Err(miss)),
-        }
-    }
-
-    /// Runs `look` on the root that holds `path`, with the path as that root sees it.
-    fn at<T>(
-        &self,
-        path: &Path,
-        look: impl FnOnce(&Root, &Path) -> Result<Result<T, MissKind>, Error>,
-    ) -> Result<Result<T, MissKind>, Error> {
-        match place(path, self.mounts) {
-            Place::Root => look(self.root, path),
+    /// The O_PATH fd of the container's `path` (without `..` or links to follow in the
+    /// container), opened where [`place`] puts it.
+    fn open(&self, path: &Path, links: Links) -> Result<Result<OwnedFd, MissKind>, Error> {
+        match place(path, &self.mounts) {
+            Place::Root => self.root.open_at(path, links),
             Place::Bind { dir, rel } => match Root::open(&dir) {
-                Ok(source) => look(&source, &rel),
+                Ok(source) => source.open_at(&rel, links),
                 // runc fails on a missing source in its own words.
                 Err(_) => Ok(Err(MissKind::NotFound)),
             },
+            // A host path from the spec, which the mount resolves on the host, links and all.
+            Place::Source(source) => Ok(std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+                .open(&source)
+                .map(OwnedFd::from)
+                .map_err(|e| miss_from(&e))),
             Place::Unknowable => Ok(Err(MissKind::NotFound)),
+        }
+    }
+
+    /// The O_PATH fd of what `path` resolves to.
+    fn find(&self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
+        match self.resolve(path, Lenient::No)? {
+            Ok(resolved) => self.open(&resolved, Links::Follow),
+            Err(miss) => Ok(Err(miss)),
         }
     }
 }
@@ -259,7 +307,7 @@ impl Lookup for WithMounts<'_> {
     type File = File;
 
     fn executable(&mut self, path: &Path) -> Result<Result<OwnedFd, MissKind>, Error> {
-        self.at_resolved(path, |mut root, path| root.executable(path))
+        Ok(self.find(path)?.and_then(executable))
     }
 
     fn open(&mut self, fd: OwnedFd) -> Result<File, MissKind> {
@@ -267,7 +315,7 @@ impl Lookup for WithMounts<'_> {
     }
 
     fn regular_file(&mut self, path: &Path) -> Result<Result<(), MissKind>, Error> {
-        self.at_resolved(path, |mut root, path| root.regular_file(path))
+        Ok(self.find(path)?.and_then(regular))
     }
 
     fn read_at(&mut self, file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {

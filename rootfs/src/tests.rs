@@ -854,3 +854,66 @@ fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
     let candidates = search_plan("/opt/tools/run.sh", &[], "/").unwrap();
     assert!(in_root(&open, &candidates, "/").is_err());
 }
+
+/// Mount destinations are where runc puts them: through the image's links (merged-usr's
+/// `/bin -> usr/bin`) and the earlier mounts; a bind's source is the host path the mount
+/// resolves, links and all; `..` leaves a mount nothing can read yet.
+#[test]
+fn mounts_land_where_runc_puts_them() {
+    let root = TempRoot::new("mounts-usrmerge");
+    root.file("/usr/bin/busybox", &arm64_static(), 0o755)
+        .link("/bin", "usr/bin")
+        .link("/var/run", "/run");
+    let tool = TempRoot::new("mounts-tool");
+    tool.file("/tool", &arm64_static(), 0o755);
+    let host = TempRoot::new("mounts-host");
+    host.file("/releases/v3/bin/app", &arm64_static(), 0o755);
+    std::os::unix::fs::symlink(host.0.join("releases/v3"), host.0.join("current")).unwrap();
+    let mounts = [
+        mount("/bin/tool", Some(&tool.0.join("tool"))),
+        mount("/var/run/app", Some(&host.0.join("current"))),
+        mount("/tmp", None),
+    ];
+    let open = Root::open(&root.0).unwrap();
+    let resolve = |arg0: &str| {
+        let candidates = search_plan(arg0, &[], "/").unwrap();
+        in_root_with_mounts(&open, &mounts, &candidates, "/")
+    };
+    for arg0 in [
+        "/bin/tool",
+        "/usr/bin/tool",
+        "/run/app/bin/app",
+        "/var/run/app/bin/app",
+        "/tmp/../bin/busybox",
+    ] {
+        let r = resolve(arg0).unwrap_or_else(|e| panic!("{arg0}: {e}"));
+        assert_eq!(r.elf.machine, elf::Machine::AARCH64, "{arg0}");
+    }
+    assert!(matches!(resolve("/tmp/x"), Err(Error::NotFound { .. })));
+}
+
+/// However the image's links are made, one inspection looks up at most MAX_STEPS components
+/// across mounts, and says so.
+#[test]
+fn a_walk_across_mounts_is_bounded() {
+    let root = TempRoot::new("mounts-bounded");
+    root.file("/a/keep", b"", 0o644);
+    let detour = "a/../".repeat(60);
+    for i in 0..40 {
+        root.link(&format!("/l{i}"), &format!("/{detour}l{}", i + 1));
+    }
+    root.file("/l40", &arm64_static(), 0o755);
+    let volume = TempRoot::new("mounts-bounded-volume");
+    let mounts = [mount("/v", Some(&volume.0))];
+    let open = Root::open(&root.0).unwrap();
+    let candidates = search_plan("/l0", &[], "/").unwrap();
+    match in_root_with_mounts(&open, &mounts, &candidates, "/") {
+        Err(Error::NotFound { misses, .. }) => {
+            assert_eq!(misses[0].kind, MissKind::TooManySteps);
+            assert!(misses[0].kind.to_string().contains("2048 lookups"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The kernel's own lookup, for comparison, has no such bound.
+    assert!(in_root(&open, &candidates, "/").is_ok());
+}

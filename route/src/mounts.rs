@@ -19,62 +19,60 @@ pub struct Mount {
 pub enum Place {
     /// In the root filesystem.
     Root,
-    /// At `rel` below the host directory `dir` (a bind mount's source, or the directory
-    /// of a bound file).
+    /// At `rel` below the host directory `dir`, a bind mount's source.
     Bind { dir: PathBuf, rel: PathBuf },
+    /// The source of the bind mount whose destination `path` is: a host path that runc's
+    /// mount resolves on the host (a bound file, a volume's top).
+    Source(PathBuf),
     /// Under a mount of another kind: nowhere to read it yet.
     Unknowable,
 }
 
-/// Which of `mounts` (in the spec's order, where a later mount covers what earlier ones
-/// put below its destination) provides `path`. Lexical, as runc mounts the destinations:
-/// a path with `..`, or relative, stays in the root.
+/// The mount of `mounts` (in the spec's order, where a later mount covers what earlier ones
+/// put below its destination) that covers `path`, if any. Lexical: a relative destination,
+/// one with `..`, or `/` covers nothing.
+fn covering<'a>(path: &Path, mounts: &'a [Mount]) -> Option<&'a Mount> {
+    mounts
+        .iter()
+        .rev()
+        .find(|m| usable(m) && path.starts_with(&m.destination))
+}
+
+fn usable(m: &Mount) -> bool {
+    use std::path::Component;
+    m.destination.is_absolute()
+        && m.destination
+            .components()
+            .all(|c| c != Component::ParentDir)
+        && m.destination.components().count() > 1
+}
+
+/// Which of `mounts` provides `path`. Lexical, as the destinations are once resolved: a path
+/// with `..`, or relative, stays in the root.
 pub fn place(path: &Path, mounts: &[Mount]) -> Place {
     use std::path::Component;
     if !path.is_absolute() || path.components().any(|c| c == Component::ParentDir) {
         return Place::Root;
     }
-    let provider = mounts.iter().rev().find(|m| {
-        m.destination.is_absolute()
-            && m.destination
-                .components()
-                .all(|c| c != Component::ParentDir)
-            && m.destination.components().count() > 1
-            && path.starts_with(&m.destination)
-    });
-    let Some(mount) = provider else {
+    let Some(mount) = covering(path, mounts) else {
         return Place::Root;
     };
     let Some(source) = mount.bind_source.as_ref().filter(|s| s.is_absolute()) else {
         return Place::Unknowable;
     };
-    let rel = path
-        .strip_prefix(&mount.destination)
-        .unwrap_or(Path::new(""));
-    if rel.as_os_str().is_empty() {
-        // A bound file (a binary, a script of a ConfigMap's subPath).
-        return match (source.parent(), source.file_name()) {
-            (Some(dir), Some(name)) => Place::Bind {
-                dir: dir.to_owned(),
-                rel: PathBuf::from(name),
-            },
-            _ => Place::Unknowable,
-        };
-    }
-    Place::Bind {
-        dir: source.clone(),
-        rel: rel.to_owned(),
+    match path.strip_prefix(&mount.destination) {
+        Ok(rel) if !rel.as_os_str().is_empty() => Place::Bind {
+            dir: source.clone(),
+            rel: rel.to_owned(),
+        },
+        _ => Place::Source(source.clone()),
     }
 }
 
-/// Whether `path` is where one of the bind `mounts` goes: what shows there is the mount's
-/// source, which the mount resolved on the host, never a symlink of the container's.
-pub fn is_bind_point(path: &Path, mounts: &[Mount]) -> bool {
-    mounts
-        .iter()
-        .rev()
-        .find(|m| path.starts_with(&m.destination) && m.destination.components().count() > 1)
-        .is_some_and(|m| m.destination == path && m.bind_source.is_some())
+/// The mount whose destination `path` is, when it is not covered by a later one: what shows
+/// at `path` is that mount (a directory, or a bind's source), not what the image has there.
+pub fn mount_at<'a>(path: &Path, mounts: &'a [Mount]) -> Option<&'a Mount> {
+    covering(path, mounts).filter(|m| m.destination == path)
 }
 
 /// Whether one of `mounts` goes below `path`: runc makes the directories on the way to a
@@ -82,8 +80,13 @@ pub fn is_bind_point(path: &Path, mounts: &[Mount]) -> bool {
 pub fn leads_to_a_mount(path: &Path, mounts: &[Mount]) -> bool {
     mounts
         .iter()
-        .any(|m| m.destination.starts_with(path) && m.destination != path)
+        .any(|m| usable(m) && m.destination.starts_with(path) && m.destination != path)
 }
+
+/// How many components one inspection may look up across mounts. A real image needs a few
+/// dozen; a hostile one could otherwise make each of its 1024 PATH candidates a chain of 40
+/// links of 2000 components each.
+pub const MAX_STEPS: usize = 2048;
 
 /// The kernel follows at most this many symlinks in one lookup (MAXSYMLINKS).
 const MAX_LINKS: u32 = 40;
@@ -92,7 +95,8 @@ const MAX_LINKS: u32 = 40;
 /// a symlink read in a mount's source that points to `/bin/busybox` goes on in the root, and
 /// one in the root that points under a mount goes on in that mount's source. The caller looks
 /// up each step (where [`place`] puts it) and tells the walk about symlinks; no component is
-/// ever looked up through a symlink it has not seen, so no lookup leaves the places.
+/// looked up through a symlink of the container's it has not seen, so no lookup leaves the
+/// root and the mounts' sources.
 #[derive(Debug)]
 pub struct Walk {
     /// Resolved so far: absolute, without `.`, `..` or symlinks.
@@ -214,7 +218,11 @@ mod tests {
         assert_eq!(place(&p("/opt/tools/cache/x"), &mounts), Place::Unknowable);
         assert_eq!(
             place(&p("/scripts/run.sh"), &mounts),
-            bind("/etc/cm", "run.sh")
+            Place::Source(p("/etc/cm/run.sh"))
+        );
+        assert_eq!(
+            place(&p("/opt/tools"), &mounts),
+            Place::Source(p("/srv/tools"))
         );
         // Components, not string prefixes; `/` is the root itself; `..` and relative paths stay.
         assert_eq!(place(&p("/opt/toolsx/a"), &mounts), Place::Root);
@@ -222,6 +230,10 @@ mod tests {
         assert_eq!(place(&p("/opt/tools/../../bin/sh"), &mounts), Place::Root);
         assert_eq!(place(&p("opt/tools/x"), &mounts), Place::Root);
         assert_eq!(place(&p("/data/x"), &mounts), Place::Unknowable);
+        // The host's root as a volume (`-v /:/host`).
+        let host = [mount("/host", Some(Path::new("/")))];
+        assert_eq!(place(&p("/host"), &host), Place::Source(p("/")));
+        assert_eq!(place(&p("/host/etc/x"), &host), bind("/", "etc/x"));
         // A later mount over an earlier one's destination covers it.
         let over = [
             mount("/opt/tools/cache", None),
@@ -339,22 +351,29 @@ mod tests {
     }
 
     #[test]
-    fn only_a_bind_destination_is_a_bind_point() {
+    fn only_an_uncovered_destination_is_a_mount_point() {
         let p = Path::new;
         let mounts = [
             mount("/scripts", Some(p("/srv/scripts"))),
             mount("/scripts/cache", None),
             mount("/tool/busybox", Some(p("/srv/bb"))),
+            mount("/a/b", Some(p("/srv/b"))),
+            mount("/a", None),
         ];
-        assert!(is_bind_point(p("/scripts"), &mounts));
-        assert!(is_bind_point(p("/tool/busybox"), &mounts));
-        assert!(!is_bind_point(p("/scripts/run.sh"), &mounts));
-        assert!(!is_bind_point(p("/scripts/cache"), &mounts));
-        assert!(!is_bind_point(p("/tool"), &mounts));
-        assert!(!is_bind_point(p("/"), &[mount("/", Some(p("/srv")))]));
+        let at = |path: &str| mount_at(p(path), &mounts).map(|m| m.destination.clone());
+        assert_eq!(at("/scripts"), Some(p("/scripts").to_owned()));
+        assert_eq!(at("/scripts/cache"), Some(p("/scripts/cache").to_owned()));
+        assert_eq!(at("/tool/busybox"), Some(p("/tool/busybox").to_owned()));
+        assert_eq!(at("/scripts/run.sh"), None);
+        assert_eq!(at("/tool"), None);
+        // A later mount over an earlier one's destination hides it.
+        assert_eq!(at("/a/b"), None);
+        assert_eq!(at("/"), None);
+        assert!(mount_at(p("/"), &[mount("/", Some(p("/srv")))]).is_none());
         assert!(leads_to_a_mount(p("/tool"), &mounts));
         assert!(leads_to_a_mount(p("/scripts"), &mounts));
         assert!(!leads_to_a_mount(p("/tool/busybox"), &mounts));
         assert!(!leads_to_a_mount(p("/toolbox"), &mounts));
+        assert!(!leads_to_a_mount(p("/x"), &[mount("/x/../y", None)]));
     }
 }

@@ -148,6 +148,9 @@ pub enum MissKind {
     /// Another process holds a write lease on the file, so opening it would wait. LookPath
     /// does not open files, so this never makes runc skip a candidate.
     Leased,
+    /// Following it across the container's mounts took more lookups than
+    /// [`crate::mounts::MAX_STEPS`] allows one inspection.
+    TooManySteps,
     Os(i32),
 }
 
@@ -163,6 +166,12 @@ impl fmt::Display for MissKind {
                 f.write_str("is a symbolic link loop (or a chain of more than 40 links)")
             }
             MissKind::Leased => write!(f, "{LEASED}{LEASED_HINT}"),
+            MissKind::TooManySteps => write!(
+                f,
+                "takes more than {} lookups to follow through the container's mounts, where \
+                 crossarch stops",
+                crate::mounts::MAX_STEPS
+            ),
             MissKind::Os(errno) => {
                 write!(
                     f,
