@@ -121,14 +121,17 @@ pub fn run(options: &Options) -> i32 {
         child.as_raw()
     };
     let end = supervise(child, target, tracer.as_mut().zip(signal_fd.as_ref()));
+    exit_code(options, end)
+}
+
+/// Init's exit code for the program's end.
+fn exit_code(options: &Options, end: ChildEnd) -> i32 {
     i32::from(options.remap.apply(end.exit_code()))
 }
 
-/// Init's exit code for the program's end, a raw wait status.
+/// Init's exit code for the program's end as a raw wait status.
 fn end_code(options: &Options, status: i32) -> i32 {
-    ChildEnd::from_wait_status(status).map_or(INIT_FAILURE, |end| {
-        i32::from(options.remap.apply(end.exit_code()))
-    })
+    ChildEnd::from_wait_status(status).map_or(INIT_FAILURE, |end| exit_code(options, end))
 }
 
 /// Waits for `child` to end and returns its raw wait status (0 when it cannot be waited for).

@@ -22,9 +22,8 @@ use std::{
     path::{Path, PathBuf},
 };
 
-pub use crossarch_route::mounts::{
-    leads_to_a_mount, mount_at, place, Mount, Place, Walk, MAX_STEPS,
-};
+use crossarch_route::mounts::{leads_to_a_mount, mount_at, Walk, MAX_STEPS};
+pub use crossarch_route::mounts::{place, Mount, Place};
 use crossarch_route::resolve::PATH_MAX;
 use crossarch_route::resolve::{self, Error, Lookup, MissKind, Resolved};
 use nix::{
@@ -239,19 +238,17 @@ impl WithMounts<'_> {
                 // runc made it: a directory, whose files nothing can read yet.
                 Some(m) if m.bind_source.is_none() => libc::S_IFDIR,
                 _ => match self.open(&step, Links::Refuse)? {
-                    Ok(fd) => match fstat(&fd) {
-                        Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFLNK => {
-                            let target = match nix::fcntl::readlinkat(&fd, "") {
-                                Ok(target) if !target.is_empty() => target,
-                                Ok(_) => return Ok(Err(MissKind::NotFound)),
-                                Err(e) => return Ok(Err(miss_from(&e.into()))),
-                            };
-                            if walk.symlink(Path::new(&target)).is_err() {
-                                return Ok(Err(MissKind::SymlinkLoop));
+                    Ok(fd) => match fstat(&fd).map(|st| st.st_mode & libc::S_IFMT) {
+                        Ok(libc::S_IFLNK) => {
+                            let followed = link_target(&fd).and_then(|target| {
+                                walk.symlink(&target).map_err(|_| MissKind::SymlinkLoop)
+                            });
+                            match followed {
+                                Ok(()) => continue,
+                                Err(miss) => return Ok(Err(miss)),
                             }
-                            continue;
                         }
-                        Ok(st) => st.st_mode & libc::S_IFMT,
+                        Ok(mode) => mode,
                         Err(e) => return Ok(Err(miss_from(&e))),
                     },
                     // runc makes the directories on the way to a mount.
@@ -324,6 +321,15 @@ impl Lookup for WithMounts<'_> {
 
     fn len(&mut self, file: &File) -> u64 {
         self.root.len(file)
+    }
+}
+
+/// What the symlink `fd` (O_PATH) points to; an empty target names nothing, as for the kernel.
+fn link_target(fd: &OwnedFd) -> Result<PathBuf, MissKind> {
+    match nix::fcntl::readlinkat(fd, "") {
+        Ok(target) if !target.is_empty() => Ok(PathBuf::from(target)),
+        Ok(_) => Err(MissKind::NotFound),
+        Err(e) => Err(miss_from(&e.into())),
     }
 }
 

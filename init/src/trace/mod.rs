@@ -217,7 +217,7 @@ impl Tracer {
             detach(tid, 0);
             return None;
         }
-        let restarting = regs.clone();
+        let mut restarting = regs.clone();
         if let Err(err) = exec::apply(tid, &mut regs, call, rewrite) {
             if !std::mem::replace(&mut self.told.failure, true) {
                 complain!("warning: trace mode: {err}; the exec fails with \"exec format error\"");
@@ -249,7 +249,7 @@ impl Tracer {
         if !at_exec {
             // Stopped before the exec (SIGSTOP, which cannot be blocked): the thread takes
             // its signal with the exec it had, which it restarts after.
-            set_regs(tid, &mut restarting.clone());
+            set_regs(tid, &mut restarting);
         }
         let _ = set_sigmask(tid, mask);
         detach(tid, signal);
