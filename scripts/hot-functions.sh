@@ -49,18 +49,28 @@ mkdir -p "$DIST"
 install -m 0755 "$CARGO_TARGET_DIR/$TRIPLE/small/$SHIM" "$CARGO_TARGET_DIR/$TRIPLE/small/crossarch-init" "$DIST/"
 BIN=$DIST/$SHIM
 
-# Functions with a size, one probe per address (aliases share one).
+# Functions with a size, one probe per address (aliases share one). Some cannot be probed:
+# musl's assembly functions (memcpy, memset, __clone) have no size, and the kernel puts no
+# uprobe on an instruction with a LOCK prefix, with which a few begin (a waker's clone and drop,
+# musl's __vm_lock). They are few and small, and memcpy, memset and the wakers run on every
+# path, so they all go first.
+objdump -d --no-show-raw-insn "$BIN" |
+  awk '/^[0-9a-f]+ <.*>:$/ { name = substr($2, 2, length($2) - 3); getline; if ($2 ~ /^lock/) print name }' \
+    >"$CACHE/locked.txt"
 nm -S --defined-only "$BIN" | python3 -c '
 import sys
+locked = set(line.strip() for line in open(sys.argv[2]))
 seen = {}
 for line in sys.stdin:
     f = line.split()
-    if len(f) == 4 and f[2] in "tT" and int(f[1], 16) > 0:
+    if len(f) == 3 and f[1] in "tT" or len(f) == 4 and f[3] in locked:
+        print(f[-1])
+    elif len(f) == 4 and f[2] in "tT" and int(f[1], 16) > 0:
         seen.setdefault(int(f[0], 16), []).append(f[3])
 with open(sys.argv[1], "w") as out:
     for addr in sorted(seen):
         out.write("%x %s\n" % (addr, " ".join(seen[addr])))
-' "$CACHE/functions.txt"
+' "$CACHE/functions.txt" "$CACHE/locked.txt" >"$CACHE/unprobed.txt"
 probes=$(wc -l <"$CACHE/functions.txt")
 awk -v b="$BIN" '{ printf "%suprobe:%s:0x%s", (NR > 1 ? ",\n" : ""), b, $1 } END { print "\n{ @[pid, probe] = count(); }" }' \
   "$CACHE/functions.txt" >"$CACHE/probes.bt"
@@ -118,9 +128,10 @@ print(max(m["id"] for m in maps) if maps else "")
 [ -n "$map" ] || die "bpftrace's map is not there"
 bpftool -j map dump id "$map" >"$CACHE/counts.json"
 stop_bpftrace
-python3 - "$CACHE/functions.txt" "$CACHE/counts.json" "$OUT" <<'EOF'
-import collections, json, sys
+python3 - "$CACHE/functions.txt" "$CACHE/counts.json" "$OUT" "$CACHE/unprobed.txt" <<'EOF'
+import collections, json, re, sys
 functions = [line.split() for line in open(sys.argv[1])]
+unprobed = [line.strip() for line in open(sys.argv[4])]
 processes = collections.defaultdict(set)
 for entry in json.load(open(sys.argv[2])):
     key = bytes(int(b, 16) for b in entry["key"])
@@ -129,15 +140,27 @@ for entry in json.load(open(sys.argv[2])):
 hot = sorted(processes, key=lambda p: (-len(processes[p]), p))
 with open(sys.argv[3], "w") as out:
     out.write(
-        "# The functions a serving shim runs, first in its .text (shim/build.rs), as mangled names.\n"
+        "# The functions a serving shim runs, first in its .text (shim/build.rs), as mangled names\n"
+        "# without their hash (shim/link/ordered-lld matches them to the build's symbols).\n"
         "# Made by scripts/hot-functions.sh: every function of a symbol build probed with uprobes\n"
         "# while a private containerd runs native and arm64 containers through the shim (create,\n"
         "# start, exec, ps, pause, resume, metrics, kill, delete, `run --rm`, a failing exec).\n"
-        "# The functions run by the most shim processes first.\n"
+        "# First the functions that cannot be probed (musl's assembly: memcpy, memset, ...; those\n"
+        "# that begin with a locked instruction: a waker's clone and drop), then those run by the\n"
+        "# most shim processes.\n"
     )
+    written = set()
+    for name in unprobed:
+        name = re.sub(r"17h[0-9a-f]{16}E$", "E", name)
+        if name not in written:
+            written.add(name)
+            out.write(name + "\n")
     for probe in hot:
         for name in functions[probe][1:]:
-            out.write(name + "\n")
+            name = re.sub(r"17h[0-9a-f]{16}E$", "E", name)
+            if name not in written:
+                written.add(name)
+                out.write(name + "\n")
 print("%d of %d functions ran" % (len(hot), len(functions)), file=sys.stderr)
 EOF
 log "wrote $OUT"
