@@ -26,8 +26,7 @@
 #                      and the init's memory;
 #                    inspect: the shim's "inspected and planned in N µs" (inspection and the
 #                      plan) and "inspected and prepared in N µs" (and the spec applied and
-#                      written) debug lines, read from containerd's log (needs
-#                      BENCH_SHIM_LOG_LEVEL=debug)
+#                      written) debug lines, read from containerd's log
 #                    shimcost: `ctr run --rm` against bare `runc run` of the same bundle;
 #                    pod: RSS and start latency of one shim serving a pod group (BENCH_POD_SIZES);
 #                    foreignexec: per-exec cost of a loop of `/bin/true` in an arm64 container,
@@ -41,8 +40,10 @@
 #   BENCH_POD_SIZES  pod group sizes at which the pod group's shim is measured (default "1 10 50")
 #   BENCH_FOREIGN_EXECS  `/bin/true` execs in one foreignexec loop (default 200)
 #   BENCH_FOREIGN_EXEC_REPEAT  foreignexec loops per runtime and on the host (default 3)
-#   BENCH_SHIM_LOG_LEVEL  CROSSARCH_LOG_LEVEL for crossarch's shims (default debug: it costs a
-#                    few fifo writes per container, and containerd and the Go shim stay at info)
+#   BENCH_SHIM_LOG_LEVEL  CROSSARCH_LOG_LEVEL for crossarch's shims (default info, as on a node,
+#                    like containerd and the Go shim). The init and inspect groups read the
+#                    shim's debug lines: below debug they run against a second private
+#                    containerd whose crossarch shims log at debug
 #   CROSSARCH_SHIM_DIR  where the crossarch shim is (default <repo>/target/dist, from scripts/build.sh)
 #   CROSSARCH_FIXTURES  prebuilt fixtures to use as they are (default: <repo>/fixtures/out, which
 #                    scripts/fixtures.sh brings up to date first)
@@ -63,7 +64,8 @@ IDLE=${BENCH_IDLE:-10}
 SIGTERM_RUNS=${BENCH_SIGTERM_RUNS:-5}
 PARALLEL_REPEAT=${BENCH_PARALLEL_REPEAT:-3}
 INIT_HOST_RUNS=${BENCH_INIT_HOST_RUNS:-200}
-SHIM_LOG_LEVEL=${BENCH_SHIM_LOG_LEVEL:-debug}
+SHIM_LOG_LEVEL=${BENCH_SHIM_LOG_LEVEL:-info}
+DEBUG_GROUPS=" init inspect "
 read -r -a POD_SIZES <<<"${BENCH_POD_SIZES:-1 10 50}"
 FOREIGN_EXECS=${BENCH_FOREIGN_EXECS:-200}
 FOREIGN_EXEC_REPEAT=${BENCH_FOREIGN_EXEC_REPEAT:-3}
@@ -156,7 +158,7 @@ fmt() { # fmt NUMBER UNIT
   case "$2" in
     ms) awk -v v="$1" 'BEGIN { printf(v >= 100 ? "%.0f ms" : "%.1f ms", v) }' ;;
     s) awk -v v="$1" 'BEGIN { printf("%.2f s", v) }' ;;
-    MB) awk -v v="$1" 'BEGIN { printf("%.1f MB", v) }' ;;
+    MB) awk -v v="$1" 'BEGIN { printf("%.2f MB", v) }' ;;
     kB) awk -v v="$1" 'BEGIN { printf("%.0f kB", v) }' ;;
     us) awk -v v="$1" 'BEGIN { printf("%.0f µs", v) }' ;;
     B) awk -v v="$1" 'BEGIN { printf("%.0f B (%.1f MB)", v, v / 1048576) }' ;;
@@ -383,7 +385,7 @@ group_idle() {
           thr=$((thr + $(awk '/^Threads:/ { print $2 }' "/proc/$pid/status")))
         done
         result idle_rss "$rt" "$(awk -v v="$rss" -v n="$n" 'BEGIN { print v / n / 1024 }')"
-        note idle_rss_split "$rt" "$(awk -v a="$anon" -v f="$file" -v n="$n" 'BEGIN { printf("%.1f + %.1f MB", a / n / 1024, f / n / 1024) }')"
+        note idle_rss_split "$rt" "$(awk -v a="$anon" -v f="$file" -v n="$n" 'BEGIN { printf("%.2f + %.2f MB", a / n / 1024, f / n / 1024) }')"
         result idle_pss "$rt" "$(awk -v v="$pss" -v n="$n" 'BEGIN { print v / n / 1024 }')"
         result idle_pss_total "$rt" "$(awk -v v="$pss" 'BEGIN { print v / 1024 }')"
         result idle_threads "$rt" "$(awk -v v="$thr" -v n="$n" 'BEGIN { print v / n }')"
@@ -684,7 +686,7 @@ PY
   if [ -n "$shim_cost" ]; then
     result init_cost_shim "$xa" "$shim_cost"
   else
-    note init_cost_shim "$xa" "n/a (no shim debug lines; shim log level $SHIM_LOG_LEVEL)"
+    note init_cost_shim "$xa" "n/a (no shim debug lines)"
   fi
 
   # On the host: the init forks and execs /bin/true, waits for it and passes its status on.
@@ -733,10 +735,11 @@ PY
 }
 
 # The shim's own timing of inspection + spec preparation at Create, its debug line
-# `container ID: inspected and prepared in N µs`, read back from containerd's log and sorted by
-# the purpose in the container id. Without that line (older shim, log level above debug): n/a.
+# `container ID: inspected and prepared in N µs`, for N `run --rm` of each kind, read back from
+# containerd's log and sorted by the kind in the container id. Without that line (an older
+# shim): n/a.
 group_inspect() {
-  local xa k purposes purpose f n line what
+  local xa k f n line what i args
   xa=$(crossarch_of "$@")
   figure plan_native us "inspection + plan at Create (shim's debug line), native \`/bin/true\`, median"
   figure plan_userns us "inspection + plan at Create, arm64 \`/bin/true\`, userns mode, median"
@@ -748,28 +751,32 @@ group_inspect() {
     note_others "$k" "—"
   done
   [ -n "$xa" ] || return 0
+  for i in $(seq 1 "$N"); do
+    for k in native userns wrap; do
+      case $k in
+        native) args=("$IMAGE") ;;
+        userns) args=(--platform linux/arm64 "$FOREIGN_IMAGE") ;;
+        wrap) args=(--platform linux/arm64 --runtime-config-path "$WORK/wrap.toml" "$FOREIGN_IMAGE") ;;
+      esac
+      new_id "$xa" "i$k"
+      ctrx run --rm --runtime "$xa" "${args[@]}" "$ID" /bin/true </dev/null >/dev/null 2>&1 ||
+        remove_container "$ID"
+    done
+  done
   for line in planned prepared; do
     sed -n "s/.*msg=\"container b-$(short_name "$xa")-\([a-z]*\)-[0-9]*: inspected and $line in \([0-9]*\) µs.*/\1 \2/p" \
       "$TESTENV_DIR/containerd.log" >"$WORK/inspect.txt" 2>/dev/null || true
     for k in native userns wrap; do
-      case $k in
-        native) purposes="run fnative initon" ;;
-        userns) purposes=fuserns ;;
-        wrap) purposes=fwrap ;;
-      esac
       what=prepared_$k
       [ "$line" = planned ] && what=plan_$k
       f="$WORK/samples/$what"
-      : >"$f"
-      for purpose in $purposes; do
-        awk -v p="$purpose" '$1 == p { print $2 }' "$WORK/inspect.txt" >>"$f"
-      done
+      awk -v p="i$k" '$1 == p { print $2 }' "$WORK/inspect.txt" >"$f"
       n=$(wc -l <"$f")
       if [ "$n" -gt 0 ]; then
         result "$what" "$xa" "$(percentile "$f" 50)"
         LABEL[$what]+=" of $n"
       else
-        note "$what" "$xa" "n/a (no \"inspected and $line\" line; shim log level $SHIM_LOG_LEVEL)"
+        note "$what" "$xa" "n/a (no \"inspected and $line\" line)"
       fi
     done
   done
@@ -1133,7 +1140,12 @@ remove_bare_runc() {
     runc --root "$WORK/bare-runc" delete -f "$id" >/dev/null 2>&1 || warn "cannot delete bare runc container $id"
   done
 }
-testenv_scratch bench remove_bare_runc
+# Before the main daemon's testenv_stop: the bare runc containers and the debug-level daemon.
+cleanup() {
+  remove_bare_runc
+  [ ! -d "$WORK/env-debug" ] || testenv_stop "$WORK/env-debug"
+}
+testenv_scratch bench cleanup
 mkdir -p "$WORK/samples"
 
 declare -A WHY=() # runtime -> why its column is empty
@@ -1148,12 +1160,35 @@ printf '[emulation]\nmode = "trace"\n' >"$WORK/trace.toml"
 printf '[init]\nenabled = true\n' >"$WORK/init.toml"
 printf '[init]\nenabled = false\n' >"$WORK/noinit.toml"
 
-# crossarch's shims inherit the daemon's environment; containerd and the Go shim stay at info.
-export CROSSARCH_LOG_LEVEL=$SHIM_LOG_LEVEL
-testenv_start "$WORK/env"
-unset CROSSARCH_LOG_LEVEL
-ctrx image import "$FIXTURES/images/busybox-amd64.tar" >/dev/null
-ctrx image import --all-platforms "$FIXTURES/images/busybox-arm64.tar" >/dev/null
+# start_daemon DIR LEVEL: a private containerd whose crossarch shims log at LEVEL (they inherit
+# its environment; containerd and the Go shim stay at info), with the images imported.
+start_daemon() {
+  export CROSSARCH_LOG_LEVEL=$2
+  testenv_start "$1"
+  unset CROSSARCH_LOG_LEVEL
+  ctrx image import "$FIXTURES/images/busybox-amd64.tar" >/dev/null
+  ctrx image import --all-platforms "$FIXTURES/images/busybox-arm64.tar" >/dev/null
+}
+start_daemon "$WORK/env" "$SHIM_LOG_LEVEL"
+MAIN_DIR=$TESTENV_DIR MAIN_NS=$TESTENV_NS
+DEBUG_DIR='' DEBUG_NS=''
+# use_daemon GROUP: the daemon GROUP runs against, started at the first group that needs it.
+use_daemon() {
+  if [[ "$DEBUG_GROUPS" != *" $1 "* ]] || [ "$SHIM_LOG_LEVEL" = debug ]; then
+    TESTENV_DIR=$MAIN_DIR TESTENV_NS=$MAIN_NS
+    return
+  fi
+  if [ -z "$DEBUG_DIR" ]; then
+    start_daemon "$WORK/env-debug" debug
+    DEBUG_DIR=$TESTENV_DIR DEBUG_NS=$TESTENV_NS
+    local rt
+    for rt in "${usable[@]}"; do
+      new_id "$rt" warmup
+      ctrx run --rm --runtime "$rt" "$IMAGE" "$ID" /bin/true </dev/null >/dev/null 2>&1 || true
+    done
+  fi
+  TESTENV_DIR=$DEBUG_DIR TESTENV_NS=$DEBUG_NS
+}
 
 # Warm-up: unpack the image once, and find out which runtimes work at all.
 usable=()
@@ -1188,12 +1223,14 @@ load_at_start=$(cut -d' ' -f1-3 /proc/loadavg)
 for g in "${GROUPS_TO_RUN[@]}"; do
   declare -F "group_$g" >/dev/null || die "unknown group '$g' in BENCH_GROUPS"
   log "bench: $g ..."
+  use_daemon "$g"
   if [ "${#usable[@]}" -gt 0 ]; then
     "group_$g" "${usable[@]}"
   else
     "group_$g"
   fi
 done
+TESTENV_DIR=$MAIN_DIR TESTENV_NS=$MAIN_NS
 for rt in "${!WHY[@]}"; do
   for key in "${FIGURES[@]}"; do note "$key" "$rt" "${WHY[$rt]}"; done
 done
@@ -1201,7 +1238,7 @@ done
 echo
 echo "crossarch bench, $started: $(nproc) CPUs, load average at start $load_at_start, kernel $(uname -r), containerd $(containerd --version | awk '{print $3}'), $(runc --version | sed -n 1p)"
 echo "load average at the end $(cut -d' ' -f1-3 /proc/loadavg); image $IMAGE (arm64: $FOREIGN_IMAGE); times are wall clock including the ctr client"
-echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
+echo "crossarch shims log at $SHIM_LOG_LEVEL (CROSSARCH_LOG_LEVEL)$([ "$SHIM_LOG_LEVEL" = debug ] || echo ", at debug for the init and inspect rows (a second private containerd), which read their debug lines"); the crossarch config is the default unless a row names one (\`--runtime-config-path\`)"
 for rt in "${RUNTIMES[@]}"; do
   shim=$(shim_path "$rt" || echo "(missing) $(shim_binary "$rt")")
   if [ "$rt" = "$RUNC_RS" ] && [ -n "$RUNC_RS_FROM" ]; then shim+=" ($RUNC_RS_FROM)"; fi
