@@ -796,6 +796,12 @@ fn mount(destination: &str, bind_source: Option<&Path>) -> Mount {
     }
 }
 
+/// What `arg0` resolves to from `/` once `mounts` are in place.
+fn across_mounts(root: &Root, mounts: &[Mount], arg0: &str) -> Result<Resolved, Error> {
+    let candidates = search_plan(arg0, &[], "/").unwrap();
+    in_root_with_mounts(root, mounts, &candidates, "/")
+}
+
 #[test]
 fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
     let root = TempRoot::new("mounts-root");
@@ -815,10 +821,7 @@ fn a_binary_or_script_on_a_bind_mount_is_read_in_its_source() {
         mount("/tmp", None),
     ];
     let open = Root::open(&root.0).unwrap();
-    let resolve = |arg0: &str| {
-        let candidates = search_plan(arg0, &[], "/").unwrap();
-        in_root_with_mounts(&open, &mounts, &candidates, "/")
-    };
+    let resolve = |arg0: &str| across_mounts(&open, &mounts, arg0);
     // The script from the volume, its interpreter from the image.
     let r = resolve("/opt/tools/run.sh").unwrap();
     assert_eq!(r.elf_path, PathBuf::from("/bin/sh"));
@@ -875,10 +878,7 @@ fn mounts_land_where_runc_puts_them() {
         mount("/tmp", None),
     ];
     let open = Root::open(&root.0).unwrap();
-    let resolve = |arg0: &str| {
-        let candidates = search_plan(arg0, &[], "/").unwrap();
-        in_root_with_mounts(&open, &mounts, &candidates, "/")
-    };
+    let resolve = |arg0: &str| across_mounts(&open, &mounts, arg0);
     for arg0 in [
         "/bin/tool",
         "/usr/bin/tool",
