@@ -186,7 +186,8 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-pub(crate) fn in_path(name: &str) -> Option<PathBuf> {
+/// Where `name` is in PATH.
+pub fn in_path(name: &str) -> Option<PathBuf> {
     env::var_os("PATH").and_then(|paths| {
         env::split_paths(&paths)
             .map(|d| d.join(name))

@@ -505,23 +505,31 @@ fn assert_failed_cleanly(
     wait_until("no shim left", LONG, || cd.shim_pid(id).is_none());
 }
 
-/// A runc binary that does not exist, as configured: crossarch's `runc.binary`, runc-v2's
+/// `ctr run --rm` of `args` with the runc binary `runc`: crossarch's `runc.binary`, runc-v2's
 /// `BinaryName` (`ctr run --runc-binary`).
+fn run_with_runc(
+    cd: &crossarch_integration::Containerd,
+    id: &str,
+    runc: &str,
+    args: &[&str],
+) -> std::process::Output {
+    if is_crossarch() {
+        let config = crossarch_integration::crossarch::config_file(
+            cd,
+            &format!("[runc]\nbinary = \"{runc}\"\n"),
+        );
+        cd.run(id, &["--rm", "--runtime-config-path", &config], args)
+    } else {
+        cd.run(id, &["--rm", "--runc-binary", runc], args)
+    }
+}
+
+/// A runc binary that does not exist, as configured.
 #[test]
 fn a_configured_runc_that_does_not_exist_fails_create_cleanly() {
     let cd = containerd!();
     let missing = "/nonexistent/crossarch-test/runc";
-    let config;
-    let opts: Vec<&str> = if is_crossarch() {
-        config = crossarch_integration::crossarch::config_file(
-            &cd,
-            &format!("[runc]\nbinary = \"{missing}\"\n"),
-        );
-        vec!["--rm", "--runtime-config-path", &config]
-    } else {
-        vec!["--rm", "--runc-binary", missing]
-    };
-    let out = cd.run("norunc", &opts, &["true"]);
+    let out = run_with_runc(&cd, "norunc", missing, &["true"]);
     let hint: &[&str] = if is_crossarch() {
         &[missing, "install runc or set runc.binary"]
     } else {
@@ -567,6 +575,47 @@ fn no_runc_in_path_fails_create_cleanly() {
         &["runc"]
     };
     assert_failed_cleanly(&cd, "nopath", &out, hint);
+}
+
+/// A container whose process dies between Create and Start (runc's init killed while it
+/// waits to be started, as the OOM killer or an admin's `kill` may): Start (or Create, when
+/// the shim finds it reaped already) must fail, say so, and leave nothing. crossarch starts a container by reading runc's exec fifo itself
+/// (not with `runc start`); this is the case where nothing ever comes through it. The runc
+/// used is the host's, behind a wrapper that is named `runc` as crossarch requires for that.
+#[test]
+fn a_process_killed_before_start_fails_cleanly() {
+    let cd = containerd!();
+    let real = crossarch_integration::in_path("runc").expect("runc in PATH");
+    let dir = tempfile::Builder::new()
+        .prefix("cx-runc-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let runc = dir.path().join("runc");
+    // After a successful create, kill the process in its pid file.
+    std::fs::write(
+        &runc,
+        format!(
+            "#!/bin/sh\n{} \"$@\" || exit\ncase \" $* \" in *\" create \"*) ;; *) exit 0;; esac\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && kill -9 \"$(cat \"$2\")\"; shift; done\n",
+            real.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&runc, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = run_with_runc(
+        &cd,
+        "killed",
+        &runc.display().to_string(),
+        &["sh", "-c", "echo ran"],
+    );
+    assert!(!out.stdout_text().contains("ran"), "{}", out.show());
+    let hint: &[&str] = if is_crossarch() {
+        &["already dead"]
+    } else {
+        &[]
+    };
+    assert_failed_cleanly(&cd, "killed", &out, hint);
+    cd.run("killed", &["--rm"], &["true"]).ok();
 }
 
 /// A spec that runc refuses at create: a sysctl that is not namespaced.

@@ -173,6 +173,15 @@ impl Runc {
             .unwrap_or_default()
     }
 
+    /// The exec fifo that `runc start` reads for container `id`, for the shim to read
+    /// itself ([`crate::task`]'s start). None where `runc start` must run: a runtime binary
+    /// that is not runc (its fifo may be another's), or `notify_socket` (NOTIFY_SOCKET set),
+    /// with which runc waits for the program's READY=1.
+    pub fn exec_fifo(&self, id: &str, notify_socket: bool) -> Option<PathBuf> {
+        let runc = self.binary.file_name().is_some_and(|name| name == "runc");
+        (runc && !notify_socket).then(|| self.root.join(id).join("exec.fifo"))
+    }
+
     pub async fn ps(&self, id: &str) -> Result<Vec<i32>> {
         let out = self
             .run(
@@ -278,6 +287,22 @@ mod tests {
         assert!(!joins_user_namespace_first("runc version 1.3.6+ds1"));
         assert!(!joins_user_namespace_first("crun version 1.8"));
         assert!(!joins_user_namespace_first("runc version"));
+    }
+
+    #[test]
+    fn only_runc_is_started_through_its_fifo() {
+        let runc = |binary: &str| Runc {
+            binary: binary.into(),
+            root: "/run/containerd/runc/k8s.io".into(),
+            systemd_cgroup: false,
+            log: "/b/log.json".into(),
+        };
+        let fifo = Some(PathBuf::from("/run/containerd/runc/k8s.io/web/exec.fifo"));
+        assert_eq!(runc("runc").exec_fifo("web", false), fifo);
+        assert_eq!(runc("/usr/local/sbin/runc").exec_fifo("web", false), fifo);
+        assert_eq!(runc("runc").exec_fifo("web", true), None);
+        assert_eq!(runc("/usr/bin/crun").exec_fifo("web", false), None);
+        assert_eq!(runc("/opt/runc-wrapper").exec_fifo("web", false), None);
     }
 
     #[test]

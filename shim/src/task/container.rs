@@ -15,6 +15,7 @@ use containerd_shim::{
 use serde::{Deserialize, Serialize};
 
 use super::{
+    fifo::{self, Started},
     io::{self, StdioRequest},
     process::{Process, Status},
 };
@@ -386,6 +387,57 @@ impl Container {
         }
         self.run_process(&self.init, cmd, &self.bundle.join("init.pid"))
             .await
+    }
+
+    /// Why Start fails for a container whose init ended after `runc create`.
+    pub fn died_before_start(&self) -> Error {
+        Error::failed_precondition(format!(
+            "container {}: cannot start: its process is already dead (it ended after it was \
+             created, before its program ran: killed, or out of memory); runc's log {} may say \
+             why",
+            self.id,
+            self.runc.log.display()
+        ))
+    }
+
+    /// Lets the init's program run: through runc's exec fifo, which the shim reads as
+    /// `runc start` does ([`fifo`]), or with `runc start` where that is not runc's protocol.
+    pub async fn start_init(&self) -> Result<()> {
+        let what = format!("container {}", self.id);
+        let notify_socket = std::env::var_os("NOTIFY_SOCKET").is_some();
+        let fifo = self.runc.exec_fifo(&self.id, notify_socket);
+        if let (Some(path), Some(pidfd)) = (fifo, self.init_pidfd.get()) {
+            let t0 = std::time::Instant::now();
+            match fifo::start(&path, pidfd.as_fd()).await {
+                Ok(Started::Yes) => {
+                    log::debug!(
+                        "{what}: started through runc's exec fifo in {} µs",
+                        t0.elapsed().as_micros()
+                    );
+                    return Ok(());
+                }
+                Ok(Started::InitEnded) => return Err(self.died_before_start()),
+                Ok(Started::NoFifo) => {}
+                Err(e) => {
+                    return Err(error::io(
+                        format!(
+                            "{what}: cannot start through runc's exec fifo {}",
+                            path.display()
+                        ),
+                        e,
+                    ))
+                }
+            }
+        }
+        self.runc
+            .run(
+                &format!("{what}: runc start"),
+                args(["start", &self.id]),
+                Default::default(),
+                None,
+            )
+            .await
+            .map(drop)
     }
 
     pub async fn start_exec(&self, p: &Process) -> Result<i32> {

@@ -3,6 +3,7 @@
 mod cgroup;
 mod container;
 mod events;
+mod fifo;
 mod io;
 mod oom;
 mod process;
@@ -421,11 +422,13 @@ impl Shared {
         let pid = c.create(opts.no_pivot_root, opts.no_new_keyring).await?;
         // The init waits for Start, so its pid cannot be reused before this: from here on
         // the pidfd tells whether /proc/<pid> is still the container's.
-        let pidfd = crate::sys::pidfd_open(pid).map_err(|e| {
-            crate::error::io(
+        let pidfd = crate::sys::pidfd_open(pid).map_err(|e| match e.raw_os_error() {
+            // Killed and reaped already.
+            Some(libc::ESRCH) => c.died_before_start(),
+            _ => crate::error::io(
                 format!("container {id}: cannot open a pidfd for its init"),
                 e,
-            )
+            ),
         })?;
         if !c.registered.is_empty() {
             let t0 = std::time::Instant::now();
@@ -450,6 +453,9 @@ impl Shared {
         let c = self.container(&req.id)?;
         let p = c.process(&req.exec_id)?;
         let _lifecycle = c.lifecycle.lock().await;
+        if p.died_before_start() {
+            return Err(c.died_before_start());
+        }
         if p.status() != Status::Created {
             return Err(Error::failed_precondition(format!(
                 "{}: already started",
@@ -457,14 +463,7 @@ impl Shared {
             )));
         }
         let pid = if req.exec_id.is_empty() {
-            c.runc
-                .run(
-                    &format!("container {}: runc start", c.id),
-                    args(["start", &c.id]),
-                    Default::default(),
-                    None,
-                )
-                .await?;
+            c.start_init().await?;
             p.set_status(Status::Running);
             self.publish(TaskStart {
                 container_id: c.id.clone(),

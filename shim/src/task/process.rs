@@ -35,6 +35,8 @@ pub struct Process {
     /// The exec's OCI process, JSON as containerd sent it.
     pub spec: Vec<u8>,
     state: Mutex<(Status, i32)>,
+    /// Whether the init ended while it waited for Start (killed after `runc create`).
+    died_before_start: std::sync::atomic::AtomicBool,
     exit: watch::Sender<Option<Exited>>,
     pub io: Mutex<ProcessIo>,
     /// An exec's pidfd, opened as soon as runc told its pid; unset when it was already gone.
@@ -58,6 +60,7 @@ impl Process {
             stdio,
             spec,
             state: Mutex::new((Status::Created, 0)),
+            died_before_start: Default::default(),
             exit: watch::channel(None).0,
             io: Mutex::new(ProcessIo::default()),
             pidfd: std::sync::OnceLock::new(),
@@ -85,8 +88,18 @@ impl Process {
     }
 
     pub fn set_exited(&self, status: u32, at: SystemTime) {
-        self.state.lock().unwrap().0 = Status::Stopped;
+        let was = std::mem::replace(&mut self.state.lock().unwrap().0, Status::Stopped);
+        if was == Status::Created && self.exec_id.is_empty() {
+            self.died_before_start
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         self.exit.send_replace(Some(Exited { status, at }));
+    }
+
+    /// Whether the init ended while it waited for Start.
+    pub fn died_before_start(&self) -> bool {
+        self.died_before_start
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn exited(&self) -> Option<Exited> {
