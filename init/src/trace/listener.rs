@@ -35,10 +35,15 @@ pub fn receive(fd: RawFd) -> Result<Notification, Errno> {
     })
 }
 
+/// SECCOMP_IOCTL_NOTIF_ID_VALID as Linux 5.5 to 5.8 number it (`_IOR('!', 2, u64)`).
+/// Linux 5.9 renumbered it (`_IOW`, libc's constant) and takes this one too, so it is the
+/// number every kernel with the listener's CONTINUE accepts.
+const ID_VALID_ANY_KERNEL: libc::Ioctl = (2u32 << 30 | 8 << 16 | (b'!' as u32) << 8 | 2) as _;
+
 /// Whether the exec `id` still waits: while it does, its pid is still that thread's.
 pub fn valid(fd: RawFd, id: u64) -> bool {
     let mut id = id;
-    ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id).is_ok()
+    ioctl(fd, ID_VALID_ANY_KERNEL, &mut id).is_ok()
 }
 
 /// Lets the exec `id` go on as it is. It may be gone (killed, or cut short by init).
@@ -187,5 +192,21 @@ pub fn wait_go(socket: RawFd) -> bool {
             -1 if Errno::last() == Errno::EINTR => continue,
             _ => return false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_id_check_is_numbered_as_every_kernel_takes_it() {
+        const DIRECTION: u32 = 3 << 30;
+        let old = ID_VALID_ANY_KERNEL as u32;
+        let new = libc::SECCOMP_IOCTL_NOTIF_ID_VALID as u32;
+        // The same request; only the direction bits differ (read, where 5.9 says write).
+        assert_eq!(old & !DIRECTION, new & !DIRECTION);
+        assert_eq!(old & DIRECTION, 2 << 30);
+        assert_eq!(old, 0x8008_2102);
     }
 }
