@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Debian package target/debian/crossarch_<version>_<arch>.deb: the static musl build
 # of scripts/build.sh (shim and init side by side in /usr/bin) and the default config as a
-# conffile in /etc/crossarch/. cargo-deb is installed into target/tools on first use.
+# conffile in /etc/crossarch/. cargo-deb is installed on first use, into
+# /var/cache/crossarch/tools (CROSSARCH_TOOLS_CACHE), or target/tools where that is not writable.
 #
 #   scripts/deb.sh                      amd64: build, then package
 #   scripts/deb.sh aarch64              arm64 (built as scripts/build.sh aarch64)
@@ -23,11 +24,18 @@ for a in "$@"; do
   esac
 done
 triple=$arch-unknown-linux-musl
-tools="$target/tools"
 cargo_deb_version=3.8.0
+# Kept between checkouts where the machine lets us (as the test lanes' roots are), since a
+# fresh checkout would otherwise build it again (about a minute and a quarter).
+cache=${CROSSARCH_TOOLS_CACHE:-/var/cache/crossarch/tools}
+if mkdir -p "$cache" 2>/dev/null && [ -w "$cache" ]; then
+  tools="$cache/cargo-deb-$cargo_deb_version"
+else
+  tools="$target/tools"
+fi
 if [ ! -x "$tools/bin/cargo-deb" ]; then
   echo "deb: installing cargo-deb $cargo_deb_version into $tools" >&2
-  CARGO_TARGET_DIR="$tools/build" cargo install cargo-deb --locked --version "$cargo_deb_version" \
+  CARGO_TARGET_DIR="$target/tools/build" cargo install cargo-deb --locked --version "$cargo_deb_version" \
     --root "$tools" >&2
 fi
 [ -z "$build" ] || scripts/build.sh "$arch" >&2

@@ -135,22 +135,25 @@ file_static() {
 
 # The integration test binaries, and the shim's install-config test (which loads its edit of
 # the installed containerd's default config), built on the host (glibc binaries run on sid's
-# newer glibc), one "name path" a line.
+# newer glibc), one "name path" a line. Built as the whole workspace's tests, as the host
+# lane builds them: with one package alone cargo unifies features differently and builds
+# every dependency again.
 test_binaries() {
-  {
-    cargo test -p crossarch-integration --no-run --message-format=json 2>/dev/null
-    cargo test -p crossarch-shim --test install_config --no-run --message-format=json 2>/dev/null
-  } |
+  cargo test --workspace --no-run --message-format=json 2>/dev/null |
     python3 -c '
-import json, sys
+import json, os, sys
 for line in sys.stdin:
     try:
         m = json.loads(line)
     except ValueError:
         continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") \
-            and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"], m["executable"])
+    if m.get("reason") != "compiler-artifact" or not m.get("executable") \
+            or m["target"]["kind"] != ["test"]:
+        continue
+    package = os.path.basename(os.path.dirname(m["manifest_path"]))
+    name = m["target"]["name"]
+    if package == "integration" or (package == "shim" and name == "install_config"):
+        print(name, m["executable"])
 '
 }
 
@@ -212,8 +215,7 @@ wanted="${*:-${CROSSARCH_LANE_TESTS:-}}"
 list="$(mktemp /tmp/crossarch-lane-tests.XXXXXX)"
 trap 'rm -f "$list"' EXIT
 step "lane-sid: building the integration tests"
-cargo test -p crossarch-integration --no-run >/dev/null
-cargo test -p crossarch-shim --test install_config --no-run >/dev/null
+cargo test --workspace --no-run >/dev/null
 test_binaries | sort | while read -r name bin; do
   if [ -z "$wanted" ] || [[ " $wanted " == *" $name "* ]]; then
     echo "$name $bin"
