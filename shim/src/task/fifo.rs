@@ -4,7 +4,7 @@
 //! (`<runc root>/<id>/exec.fifo`) for writing. `runc start` opens it for reading, reads the
 //! byte the init then writes, waits until the init closes it (the close-on-exec of the
 //! program's exec), and removes the fifo, which is how runc tells a created container from a
-//! running one (runc 1.0 to 1.3 alike). The shim does the same: one runc process fewer for
+//! running one (runc 1.1 to 1.3 alike). The shim does the same: one runc process fewer for
 //! every container, about 8 ms of each start.
 
 use std::{
@@ -42,6 +42,14 @@ impl AsRawFd for Pidfd {
 
 /// Reads `fifo` as `runc start` does, while `init` (the init's pidfd) is watched for its end.
 pub async fn start(fifo: &Path, init: BorrowedFd<'_>) -> io::Result<Started> {
+    // Made ready before the fifo is opened, since the open alone lets the init go on to its
+    // program.
+    // SAFETY: an `OwnedFd` owns its fd and keeps it open, the same file, until it is dropped
+    // with its `AsyncFd`.
+    let init = unsafe {
+        AsyncFd::register_with_interest(Pidfd(init.try_clone_to_owned()?), Interest::READABLE)
+    }
+    .map_err(io::Error::from)?;
     // Non-blocking: an open for reading that waits for no writer, a read that waits for
     // nothing. Before the init has opened its end, the kernel reports nothing to poll (no
     // hang-up until a writer has come), so the first wake-up is its byte or its end.
@@ -59,12 +67,8 @@ pub async fn start(fifo: &Path, init: BorrowedFd<'_>) -> io::Result<Started> {
     if !file.metadata()?.file_type().is_fifo() {
         return Ok(Started::NoFifo);
     }
-    let init = Pidfd(init.try_clone_to_owned()?);
-    // SAFETY: a `File` and an `OwnedFd` own their fds and keep them open, the same files,
-    // until they are dropped with their `AsyncFd`s.
+    // SAFETY: a `File` owns its fd in the same way.
     let fifo_fd = unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }
-        .map_err(io::Error::from)?;
-    let init = unsafe { AsyncFd::register_with_interest(init, Interest::READABLE) }
         .map_err(io::Error::from)?;
     let mut went = false;
     let mut buf = [0u8; 8];
