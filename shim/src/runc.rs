@@ -41,7 +41,10 @@ pub struct Stdio3 {
 
 impl Runc {
     fn command(&self, args: &[OsString]) -> Command {
-        let mut cmd = Command::new(&self.binary);
+        let binary = in_path(&self.binary, std::env::var_os("PATH").as_deref());
+        let mut cmd = Command::new(binary);
+        // argv[0] as configured, as a search by the spawn would give it.
+        std::os::unix::process::CommandExt::arg0(&mut cmd, &self.binary);
         cmd.arg("--root")
             .arg(&self.root)
             .arg("--log")
@@ -209,6 +212,25 @@ async fn read_all(fd: Option<OwnedFd>) -> Vec<u8> {
     buf
 }
 
+/// Where a bare program name such as `runc` is in `path` (PATH), as exec would find it: the
+/// first regular file with an execute bit. Looked up with stats before each spawn, because a
+/// spawn of a bare name tries an exec in every PATH directory before runc's, each a failed
+/// exec in the child while the shim waits for it. A path, or a name found in no absolute
+/// PATH directory, is returned as it is, for the spawn's own search and error.
+fn in_path(binary: &Path, path: Option<&std::ffi::OsStr>) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::PermissionsExt;
+    if binary.as_os_str().is_empty() || binary.as_os_str().as_bytes().contains(&b'/') {
+        return binary.to_path_buf();
+    }
+    path.into_iter()
+        .flat_map(std::env::split_paths)
+        .filter(|dir| dir.is_absolute())
+        .map(|dir| dir.join(binary))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+        .unwrap_or_else(|| binary.to_path_buf())
+}
+
 pub fn args<const N: usize>(a: [&str; N]) -> Vec<OsString> {
     a.iter().map(OsString::from).collect()
 }
@@ -303,6 +325,34 @@ mod tests {
         assert_eq!(runc("runc").exec_fifo("web", true), None);
         assert_eq!(runc("/usr/bin/crun").exec_fifo("web", false), None);
         assert_eq!(runc("/opt/runc-wrapper").exec_fifo("web", false), None);
+    }
+
+    #[test]
+    fn a_bare_name_is_looked_up_in_path_as_exec_would() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for d in [&a, &b] {
+            fs::create_dir(d).unwrap();
+        }
+        // Not executable in a, executable in b; a directory of that name in a too.
+        fs::write(a.join("runc"), "").unwrap();
+        fs::create_dir(a.join("tool")).unwrap();
+        for name in ["runc", "tool"] {
+            fs::write(b.join(name), "").unwrap();
+            fs::set_permissions(b.join(name), fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let path = std::env::join_paths([&a, &b]).unwrap();
+        let found = |name: &str| in_path(Path::new(name), Some(&path));
+        assert_eq!(found("runc"), b.join("runc"));
+        assert_eq!(found("tool"), b.join("tool"));
+        assert_eq!(found("missing"), PathBuf::from("missing"));
+        assert_eq!(found("/usr/sbin/runc"), PathBuf::from("/usr/sbin/runc"));
+        assert_eq!(found("bin/runc"), PathBuf::from("bin/runc"));
+        assert_eq!(in_path(Path::new("runc"), None), PathBuf::from("runc"));
+        // A relative PATH entry is left to the spawn's own search.
+        let relative = std::ffi::OsString::from("relative:".to_string() + &b.display().to_string());
+        assert_eq!(in_path(Path::new("runc"), Some(&relative)), b.join("runc"));
     }
 
     #[test]
