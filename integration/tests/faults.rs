@@ -579,9 +579,10 @@ fn no_runc_in_path_fails_create_cleanly() {
 
 /// A container whose process dies between Create and Start (runc's init killed while it
 /// waits to be started, as the OOM killer or an admin's `kill` may): Start (or Create, when
-/// the shim finds it reaped already) must fail, say so, and leave nothing. crossarch starts a container by reading runc's exec fifo itself
-/// (not with `runc start`); this is the case where nothing ever comes through it. The runc
-/// used is the host's, behind a wrapper that is named `runc` as crossarch requires for that.
+/// the shim finds it reaped already) must fail, say so, and leave nothing. crossarch starts
+/// a container by reading runc's exec fifo itself (not with `runc start`); this is the case
+/// where nothing ever comes through it. The runc used is the host's, behind a wrapper that
+/// is named `runc`, as crossarch requires for that.
 #[test]
 fn a_process_killed_before_start_fails_cleanly() {
     let cd = containerd!();

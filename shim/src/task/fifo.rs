@@ -22,12 +22,12 @@ use tokio::io::{unix::AsyncFd, Interest};
 /// How a start through the fifo ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Started {
-    /// The init read the go and went on to exec the program.
+    /// The init's byte was read and its end closed: it went on to exec its program.
     Yes,
     /// No fifo to read (or not a fifo): the container is not waiting there, and `runc start`
     /// is the one to say why.
     NoFifo,
-    /// The init ended without taking the go.
+    /// The init ended without writing its byte.
     InitEnded,
 }
 
@@ -87,8 +87,8 @@ pub async fn start(fifo: &Path, init: BorrowedFd<'_>) -> io::Result<Started> {
             }
             _ = init.readable() => {
                 // Its end is closed now; what it wrote before is still there.
-                while let Ok(n @ 1..) = fifo_fd.get_ref().read(&mut buf) {
-                    went |= n > 0;
+                while let Ok(1..) = fifo_fd.get_ref().read(&mut buf) {
+                    went = true;
                 }
                 break;
             }
