@@ -19,6 +19,13 @@ usage: crossarch-init [OPTIONS] [--] PROGRAM [ARGS...]
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Options),
+    /// `--exec=DIR SCRIPT ARGS...`: init started by the kernel from a handed-over exec's `#!`
+    /// line in trace mode (see `trace::handover`); never for a user to type.
+    Exec {
+        qemu_dir: PathBuf,
+        script: OsString,
+        args: Vec<OsString>,
+    },
     Version,
     Help,
 }
@@ -66,7 +73,22 @@ impl fmt::Display for UsageError {
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
+    // The kernel puts a `#!` line's argument first, and the rest are the program's.
+    if let Some(dir) = args
+        .peek()
+        .and_then(|a| a.to_str())
+        .and_then(|a| a.strip_prefix("--exec="))
+    {
+        let qemu_dir = PathBuf::from(dir);
+        args.next();
+        let script = args.next().ok_or(UsageError::NoProgram)?;
+        return Ok(Command::Exec {
+            qemu_dir,
+            script,
+            args: args.collect(),
+        });
+    }
     let mut options = Options::default();
     while let Some(arg) = args.next() {
         // A name that is not UTF-8 cannot be one of our options: it starts the program.
@@ -243,6 +265,24 @@ mod tests {
         assert_eq!(parse_strs(&["-g", "--help"]), Ok(Command::Help));
         // After `--` they belong to the program.
         assert_eq!(program(&run(&["--", "--version"])), ["--version"]);
+    }
+
+    #[test]
+    fn a_handed_over_exec_keeps_every_argument() {
+        assert_eq!(
+            parse_strs(&["--exec=/dev/.crossarch", "/dev/fd/5", "-g", "--", "x"]),
+            Ok(Command::Exec {
+                qemu_dir: PathBuf::from("/dev/.crossarch"),
+                script: "/dev/fd/5".into(),
+                args: vec!["-g".into(), "--".into(), "x".into()],
+            })
+        );
+        assert_eq!(parse_strs(&["--exec=/d"]), Err(UsageError::NoProgram));
+        // Only first: elsewhere it is an unknown option.
+        assert_eq!(
+            parse_strs(&["-g", "--exec=/d", "x"]),
+            Err(UsageError::UnknownOption("--exec=/d".into()))
+        );
     }
 
     #[test]

@@ -34,6 +34,11 @@ const USAGE_EXIT: i32 = 2;
 fn main() {
     let code = match cli::parse(std::env::args_os().skip(1)) {
         Ok(cli::Command::Run(options)) => supervise::run(&options),
+        Ok(cli::Command::Exec {
+            qemu_dir,
+            script,
+            args,
+        }) => trace::handover::run(&qemu_dir, &script, &args),
         Ok(cli::Command::Version) => {
             write_line(
                 &mut std::io::stdout(),

@@ -44,6 +44,14 @@ impl Arm64 {
     }
 }
 
+impl Arm64 {
+    /// Runs `argv` in a trace-mode container of the image, removed after.
+    fn run(&self, id: &str, argv: &[&str]) -> std::process::Output {
+        let opts = ["--rm", "--runtime-config-path", &self.trace];
+        run_image(&self.cd, &self.image, ARM64.platform, id, &opts, argv)
+    }
+}
+
 fn trace_config(cd: &Containerd) -> String {
     config_file(cd, TRACE)
 }
@@ -422,38 +430,66 @@ fn a_terminal_keeps_job_control_and_ctrl_c() {
     guard.check();
 }
 
-/// A known limit, pinned: a process that switches to another user (`su`) can no longer be
-/// read by the init, which has no CAP_SYS_PTRACE, so its foreign execs are not emulated. The
-/// init says so once, with the ways out.
+/// A process that switches to another user (`su`, gosu, an entrypoint that drops
+/// privileges) can no longer be read by the init, which has no CAP_SYS_PTRACE, until it
+/// execs: the init hands that first exec over to itself, started in the process as the user,
+/// and reads the user's later execs with the user's ids. Every foreign program the user
+/// starts is emulated, the memfd of the hand-over is not left open in the program, and a
+/// missing program fails in the caller's exec.
 #[test]
-fn a_switch_to_another_user_is_told() {
-    let Some(Arm64 {
-        guard,
-        cd,
-        image,
-        trace,
-    }) = Arm64::start()
-    else {
+fn a_switch_to_another_user_is_emulated() {
+    let Some(arm64) = Arm64::start() else {
         return;
     };
-    let out = run_image(
-        &cd,
-        &image,
-        ARM64.platform,
+    let user = "busybox id -u; /bin/uname -m; uname -m | cat; sh -c 'uname -m; exit 3'; \
+                echo inner=\\$?; ls /proc/self/fd | wc -l";
+    let out = arm64.run(
         "su",
-        &["--rm", "--runtime-config-path", &trace],
         &[
             "sh",
             "-c",
-            "su -s /bin/sh nobody -c '/bin/uname -m'; echo su=$?",
+            &format!(
+                "ls /proc/self/fd | wc -l; su -s /bin/sh nobody -c \"{user}\"; echo su=$?; \
+                 su -s /nonexistent nobody -c true; echo missing=$?"
+            ),
         ],
     );
-    assert_eq!(out.stdout_text(), "su=1\n", "{}", out.show());
-    assert!(
-        out.stderr_text()
-            .contains("crossarch-init: warning: trace mode: the kernel refuses init the exec"),
+    let fds = out
+        .stdout_text()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(
+        out.stdout_text(),
+        format!("{fds}\n65534\naarch64\naarch64\naarch64\ninner=3\n{fds}\nsu=0\nmissing=1\n"),
         "{}",
         out.show()
     );
-    guard.check();
+    // A missing program fails in su's own exec, as it would natively, so that a search
+    // along PATH would go on.
+    assert_eq!(
+        out.stderr_text(),
+        "su: can't execute '/nonexistent': No such file or directory\n",
+        "{}",
+        out.show()
+    );
+    arm64.guard.check();
+}
+
+/// The attack on the instant the init takes a user's real ids to attach to that user's
+/// exec, when the kernel lets that user signal it: a process of the user sends SIGTERM to
+/// PID 1 without pause while the user execs a hundred times. The init drops what it sent,
+/// so the container's root shell is not killed (without that, it exits 143 here).
+#[test]
+fn a_user_cannot_signal_init_while_it_reads_that_users_exec() {
+    let Some(arm64) = Arm64::start() else {
+        return;
+    };
+    let user = "(while :; do kill -TERM 1 2>/dev/null; done) & \
+                for i in $(seq 100); do /bin/true; done; kill $!";
+    let sh = format!("su -s /bin/sh nobody -c '{user}'; echo alive");
+    let out = arm64.run("kill1", &["sh", "-c", &sh]);
+    assert_eq!(out.stdout_text(), "alive\n", "{}", out.show());
+    arm64.guard.check();
 }

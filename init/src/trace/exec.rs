@@ -8,16 +8,17 @@ use std::path::{Path, PathBuf};
 use crossarch_rootfs::Root;
 use crossarch_route::arch::Arch;
 use crossarch_route::plan;
+use crossarch_route::resolve::Resolved;
 
 use super::filter::QEMU_EXEC;
-use super::memory::{self, Arg};
+use super::memory::{self, Arg, Memory};
 use super::regs::{self, Regs};
 
 /// The kernel's limits: a path, one argument string, and (far above what ARG_MAX lets
 /// through) the number of arguments init will read.
-const PATH_MAX: usize = 4096;
-const ARG_MAX_STRLEN: usize = 128 * 1024;
-const MAX_ARGS: usize = 1 << 18;
+pub(super) const PATH_MAX: usize = 4096;
+pub(super) const ARG_MAX_STRLEN: usize = 128 * 1024;
+pub(super) const MAX_ARGS: usize = 1 << 18;
 
 /// The exec syscall as the tracee made it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub struct Call {
     pub dirfd: Option<i32>,
     pub path: u64,
     pub argv: u64,
+    pub envp: u64,
     /// `execveat`'s flags.
     pub flags: i32,
     pub at: bool,
@@ -41,6 +43,7 @@ impl Call {
                 dirfd: None,
                 path: args[0],
                 argv: args[1],
+                envp: args[2],
                 flags: 0,
                 at: false,
             })
@@ -50,6 +53,7 @@ impl Call {
                 dirfd: (dirfd != libc::AT_FDCWD).then_some(dirfd),
                 path: args[1],
                 argv: args[2],
+                envp: args[3],
                 flags: args[4] as i32,
                 at: true,
             })
@@ -131,14 +135,15 @@ fn denied(e: &std::io::Error) -> bool {
 /// decides, and refuses what it cannot run). Err only when the kernel refused init the
 /// process (that is told).
 pub fn plan(qemu_dir: &Path, tid: libc::pid_t, call: &Call) -> Result<Option<Rewrite>, Denied> {
+    let memory = Memory::Of(tid);
     // Until it is known to be foreign, anything unreadable is the kernel's to refuse, but a
     // refused access check means no exec of that process can be emulated: that is said.
-    let path = match memory::read_cstr(tid, call.path, PATH_MAX) {
+    let path = match memory::read_cstr(memory, call.path, PATH_MAX) {
         Ok(path) => path,
         Err(e) if denied(&e) => return Err(Denied),
         Err(_) => return Ok(None),
     };
-    let Ok(argv) = memory::read_pointers(tid, call.argv, MAX_ARGS) else {
+    let Ok(argv) = memory::read_pointers(memory, call.argv, MAX_ARGS) else {
         return Ok(None);
     };
     let root_link = match readlink(&format!("/proc/{tid}/root")) {
@@ -170,25 +175,13 @@ pub fn plan(qemu_dir: &Path, tid: libc::pid_t, call: &Call) -> Result<Option<Rew
     let Ok(root) = Root::open(format!("/proc/{tid}/root")) else {
         return Ok(None);
     };
-    let candidate = PathBuf::from(OsStr::from_bytes(&target));
-    let Ok(resolved) = crossarch_rootfs::in_root(&root, &[candidate], &cwd) else {
+    let Some((resolved, name)) = foreign(qemu_dir, &root, &target, &cwd) else {
         return Ok(None);
     };
-    let Ok(arch) = Arch::from_elf(&resolved.elf) else {
-        return Ok(None);
-    };
-    if Some(arch) == Arch::host() {
-        return Ok(None);
-    }
-    let name = plan::qemu_file_name(arch);
-    if !qemu_dir.join(&name).is_file() {
-        // Not emulated on this node (or run natively): the kernel decides.
-        return Ok(None);
-    }
     let qemu = qemu_for(qemu_dir, &name, &root_link);
 
     let argv0 = match argv.first() {
-        Some(&at) => match memory::read_cstr(tid, at, ARG_MAX_STRLEN) {
+        Some(&at) => match memory::read_cstr(memory, at, ARG_MAX_STRLEN) {
             Ok(s) => vec![String::from_utf8_lossy(&s).into_owned()],
             Err(_) => return Ok(None),
         },
@@ -201,6 +194,25 @@ pub fn plan(qemu_dir: &Path, tid: libc::pid_t, call: &Call) -> Result<Option<Rew
         .chain(argv.iter().skip(1).map(|&p| Arg::Old(p)))
         .collect();
     Ok(Some(Rewrite { target, qemu, argv }))
+}
+
+/// The program that `target` (an absolute path in `root`) runs, and the name of the qemu in
+/// `qemu_dir` that runs it, when it is foreign and emulated here. None leaves the exec to the
+/// kernel: native, not emulated on this node, or unreadable.
+pub fn foreign(
+    qemu_dir: &Path,
+    root: &Root,
+    target: &[u8],
+    cwd: &str,
+) -> Option<(Resolved, String)> {
+    let candidate = PathBuf::from(OsStr::from_bytes(target));
+    let resolved = crossarch_rootfs::in_root(root, &[candidate], cwd).ok()?;
+    let arch = Arch::from_elf(&resolved.elf).ok()?;
+    if Some(arch) == Arch::host() {
+        return None;
+    }
+    let name = plan::qemu_file_name(arch);
+    qemu_dir.join(&name).is_file().then_some((resolved, name))
 }
 
 /// Writes `rewrite` below the stack of the held thread `tid` and points `regs` (its
@@ -219,7 +231,7 @@ pub fn apply(
         &rewrite.argv,
     )
     .ok_or_else(|| format!("no room below the stack of {tid}"))?;
-    memory::write(tid, block.base, &block.bytes).map_err(|e| {
+    memory::write(Memory::Of(tid), block.base, &block.bytes).map_err(|e| {
         format!(
             "cannot write the qemu exec of {} below the stack of {tid}: {}",
             String::from_utf8_lossy(&rewrite.target),
@@ -227,7 +239,7 @@ pub fn apply(
         )
     })?;
     // The environment stays where the program had it.
-    let envp = regs.arg(if call.at { 3 } else { 2 });
+    let envp = call.envp;
     regs.set_syscall(libc::SYS_execveat as u64);
     regs.set_arg(0, QEMU_EXEC as i64 as u64);
     regs.set_arg(1, block.filename);

@@ -1,12 +1,14 @@
 //! The seccomp filter a traced program starts under: `execve` and `execveat` of the host's
-//! own syscall ABI wait for init on the filter's listener (SECCOMP_RET_USER_NOTIF);
-//! everything else runs untouched, and so does an `execveat` whose directory is
+//! own syscall ABI wait for init on the filter's listener (SECCOMP_RET_USER_NOTIF), and so
+//! do the calls that change a process's user or group ids (`setuid` and its kin), the last
+//! moment at which init can still read a process that leaves root; everything else runs
+//! untouched, and so does an `execveat` whose directory is
 //! [`QEMU_EXEC`]: the exec of qemu that init writes in place of a foreign one, which must not
 //! wait again. (A program that makes such a call itself gains nothing: it is an exec that
 //! the kernel does as it would without trace mode, and its directory, an invalid descriptor,
 //! is ignored only for an absolute path.)
 //!
-//! Written out by hand, nine instructions, rather than built with a filter crate: those
+//! Written out by hand, seventeen instructions, rather than built with a filter crate: those
 //! check the architecture and kill the process on a mismatch, and a container may run
 //! 32-bit programs natively (i386 on x86_64, arm on arm64) whose syscalls carry another
 //! AUDIT_ARCH. Here such syscalls are allowed and not traced.
@@ -48,6 +50,8 @@ pub struct Abi {
     /// are left alone.)
     pub execve: u32,
     pub execveat: u32,
+    /// setuid, setgid, setreuid, setregid, setresuid, setresgid, setfsuid, setfsgid.
+    pub setids: [u32; 8],
 }
 
 #[allow(dead_code)] // on an aarch64 host, only the tests use it
@@ -55,6 +59,7 @@ pub const X86_64: Abi = Abi {
     audit_arch: 0xc000_003e, // AUDIT_ARCH_X86_64
     execve: 59,
     execveat: 322,
+    setids: [105, 106, 113, 114, 117, 119, 122, 123],
 };
 
 #[allow(dead_code)] // on an x86_64 host, only the tests use it
@@ -62,6 +67,7 @@ pub const AARCH64: Abi = Abi {
     audit_arch: 0xc000_00b7, // AUDIT_ARCH_AARCH64
     execve: 221,
     execveat: 281,
+    setids: [146, 144, 145, 143, 147, 149, 151, 152],
 };
 
 #[cfg(target_arch = "x86_64")]
@@ -69,9 +75,9 @@ pub const HOST: Abi = X86_64;
 #[cfg(target_arch = "aarch64")]
 pub const HOST: Abi = AARCH64;
 
-/// The program: load the arch, allow any other; load the number, notify init of `execve`,
-/// allow all but `execveat`; load its directory, allow init's exec of qemu, notify init of
-/// the rest.
+/// The program: load the arch, allow any other; load the number, notify init of `execve`
+/// and of the id changes, allow all but `execveat`; load its directory, allow init's exec of
+/// qemu, notify init of the rest.
 pub fn program(abi: Abi) -> Vec<Insn> {
     let stmt = |code, k| Insn {
         code,
@@ -88,17 +94,32 @@ pub fn program(abi: Abi) -> Vec<Insn> {
     };
     const ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
     const NOTIFY: u32 = libc::SECCOMP_RET_USER_NOTIF;
-    vec![
+    // Laid out as: arch check, number load, one jump per notified number, the execveat
+    // check (three), then ALLOW and NOTIFY.
+    let notified: Vec<u32> = std::iter::once(abi.execve).chain(abi.setids).collect();
+    let n = notified.len() as u8;
+    let mut prog = vec![
         stmt(BPF_LD_W_ABS, ARCH_OFFSET),
-        jeq(abi.audit_arch, 0, 5), // another ABI: to ALLOW
+        jeq(abi.audit_arch, 0, n + 4), // another ABI: to ALLOW
         stmt(BPF_LD_W_ABS, NR_OFFSET),
-        jeq(abi.execve, 4, 0),   // to NOTIFY
+    ];
+    for (i, &nr) in notified.iter().enumerate() {
+        // To NOTIFY, past the rest of these, the execveat check and ALLOW.
+        prog.push(jeq(nr, n - 1 - i as u8 + 4, 0));
+    }
+    prog.extend([
         jeq(abi.execveat, 0, 2), // anything else: to ALLOW
         stmt(BPF_LD_W_ABS, ARG0_OFFSET),
         jeq(QEMU_EXEC as u32, 0, 1), // init's qemu: ALLOW; else NOTIFY
         stmt(BPF_RET_K, ALLOW),
         stmt(BPF_RET_K, NOTIFY),
-    ]
+    ]);
+    prog
+}
+
+/// Whether the host's syscall `nr` is one of the id changes the filter notifies.
+pub fn is_setid(nr: u64) -> bool {
+    HOST.setids.contains(&(nr as u32))
 }
 
 /// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV.
@@ -194,8 +215,17 @@ mod tests {
                     assert_eq!(run(&prog, 0x4000_0003, nr, arg0), libc::SECCOMP_RET_ALLOW);
                 }
             }
-            for nr in [0, 1, 57, 56, 220, 435, 1000] {
-                if ![abi.execve, abi.execveat].contains(&nr) {
+            for nr in abi.setids {
+                assert_eq!(
+                    run(&prog, abi.audit_arch, nr, ELSE),
+                    libc::SECCOMP_RET_USER_NOTIF
+                );
+                assert_eq!(run(&prog, 0x4000_0003, nr, ELSE), libc::SECCOMP_RET_ALLOW);
+            }
+            for nr in [
+                0, 1, 57, 56, 104, 107, 116, 118, 120, 124, 142, 148, 150, 153, 220,
+            ] {
+                if ![abi.execve, abi.execveat].contains(&nr) && !abi.setids.contains(&nr) {
                     assert_eq!(
                         run(&prog, abi.audit_arch, nr, ELSE),
                         libc::SECCOMP_RET_ALLOW
@@ -232,6 +262,20 @@ mod tests {
         assert_eq!(
             [HOST.execve, HOST.execveat],
             [libc::SYS_execve as u32, libc::SYS_execveat as u32]
+        );
+        assert_eq!(
+            HOST.setids,
+            [
+                libc::SYS_setuid,
+                libc::SYS_setgid,
+                libc::SYS_setreuid,
+                libc::SYS_setregid,
+                libc::SYS_setresuid,
+                libc::SYS_setresgid,
+                libc::SYS_setfsuid,
+                libc::SYS_setfsgid,
+            ]
+            .map(|nr| nr as u32)
         );
         assert_ne!(QEMU_EXEC, libc::AT_FDCWD);
     }

@@ -65,17 +65,41 @@ pub fn go_on(fd: RawFd, id: u64) -> Result<(), Errno> {
     }
 }
 
+/// Fails the exec `id` with `errno`. Err when the exec is gone.
+pub fn fail(fd: RawFd, id: u64, errno: Errno) -> Result<(), Errno> {
+    answer_error(fd, id, -(errno as i32))
+}
+
 /// Ends the wait of exec `id` with a restart code that the kernel turns into a restart of
 /// the exec, whatever the process's signal handlers say (ERESTARTNOINTR): init has
 /// interrupted the thread, which stops before it restarts. Err when the exec is gone.
 pub fn restart(fd: RawFd, id: u64) -> Result<(), Errno> {
     /// include/linux/errno.h; never seen by userspace.
     const ERESTARTNOINTR: i32 = 513;
+    answer_error(fd, id, -ERESTARTNOINTR)
+}
+
+fn answer_error(fd: RawFd, id: u64, error: i32) -> Result<(), Errno> {
     // SAFETY: plain integers.
     let mut resp: libc::seccomp_notif_resp = unsafe { std::mem::zeroed() };
     resp.id = id;
-    resp.error = -ERESTARTNOINTR;
+    resp.error = error;
     ioctl(fd, libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp)
+}
+
+/// Puts a copy of init's descriptor `fd` into the process waiting in `id`, without
+/// close-on-exec, and returns its number there (Linux 5.9 or later).
+pub fn add_fd(listener: RawFd, id: u64, fd: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: plain integers.
+    let mut add: libc::seccomp_notif_addfd = unsafe { std::mem::zeroed() };
+    add.id = id;
+    add.srcfd = fd as u32;
+    // SAFETY: the struct the request names.
+    let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &mut add) };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    Ok(rc)
 }
 
 /// A connected pair of sockets, close-on-exec: the program sends the listener on one, init

@@ -3,6 +3,7 @@
 //! reads are bounded, and a bad address is an error, never a fault in init.
 
 use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// One argv entry of the rewritten exec: a string of ours, or one the tracee already has.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,24 +63,41 @@ pub fn layout(sp: u64, below: u64, filename: &[u8], argv: &[Arg]) -> Option<Bloc
     })
 }
 
-/// Reads or writes through `/proc/TID/mem`, under the kernel's ptrace access check, rather
-/// than with process_vm_readv/writev: containerd's default seccomp profile (Kubernetes'
-/// RuntimeDefault) refuses those to a process without CAP_SYS_PTRACE.
-fn remote(tid: libc::pid_t, addr: u64, local: libc::iovec, write: bool) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let mem = std::fs::OpenOptions::new()
-        .read(!write)
-        .write(write)
-        .open(format!("/proc/{tid}/mem"))?;
+/// Whose memory, and how init reaches it.
+#[derive(Debug, Clone, Copy)]
+pub enum Memory {
+    /// A thread's, opened for each access through `/proc/TID/mem`, under the kernel's ptrace
+    /// access check, rather than with process_vm_readv/writev: containerd's default seccomp
+    /// profile (Kubernetes' RuntimeDefault) refuses those to a process without
+    /// CAP_SYS_PTRACE.
+    Of(libc::pid_t),
+    /// Through a `/proc/PID/mem` opened earlier (read and write), while the kernel still let
+    /// init open it. It stays bound to the memory it was opened on: once that process has
+    /// exec'd or ended, every access fails.
+    Opened(RawFd),
+}
+
+fn remote(memory: Memory, addr: u64, local: libc::iovec, write: bool) -> io::Result<usize> {
+    let opened;
+    let fd = match memory {
+        Memory::Of(tid) => {
+            opened = std::fs::OpenOptions::new()
+                .read(!write)
+                .write(write)
+                .open(format!("/proc/{tid}/mem"))?;
+            opened.as_raw_fd()
+        }
+        Memory::Opened(fd) => fd,
+    };
     // The file offset is the address, which must fit an off_t.
     let offset = i64::try_from(addr).map_err(|_| io::Error::from_raw_os_error(libc::EFAULT))?;
     // SAFETY: `local` describes memory of ours that is valid for its length; the remote side
     // is checked by the kernel, which fails (EIO) rather than faulting us.
     let n = unsafe {
         if write {
-            libc::pwrite64(mem.as_raw_fd(), local.iov_base, local.iov_len, offset)
+            libc::pwrite64(fd, local.iov_base, local.iov_len, offset)
         } else {
-            libc::pread64(mem.as_raw_fd(), local.iov_base, local.iov_len, offset)
+            libc::pread64(fd, local.iov_base, local.iov_len, offset)
         }
     };
     if n < 0 {
@@ -90,24 +108,24 @@ fn remote(tid: libc::pid_t, addr: u64, local: libc::iovec, write: bool) -> io::R
 }
 
 /// Reads `buf.len()` bytes at `addr`, or fails.
-pub fn read(tid: libc::pid_t, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+pub fn read(memory: Memory, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     let local = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
         iov_len: buf.len(),
     };
-    match remote(tid, addr, local, false)? {
+    match remote(memory, addr, local, false)? {
         n if n == buf.len() => Ok(()),
         _ => Err(io::Error::from_raw_os_error(libc::EFAULT)),
     }
 }
 
 /// Writes `bytes` at `addr`, or fails.
-pub fn write(tid: libc::pid_t, addr: u64, bytes: &[u8]) -> io::Result<()> {
+pub fn write(memory: Memory, addr: u64, bytes: &[u8]) -> io::Result<()> {
     let local = libc::iovec {
         iov_base: bytes.as_ptr().cast_mut().cast(),
         iov_len: bytes.len(),
     };
-    match remote(tid, addr, local, true)? {
+    match remote(memory, addr, local, true)? {
         n if n == bytes.len() => Ok(()),
         _ => Err(io::Error::from_raw_os_error(libc::EFAULT)),
     }
@@ -117,13 +135,13 @@ const PAGE: u64 = 4096;
 
 /// The NUL-terminated string at `addr`, at most `max` bytes before the NUL. Read a page at a
 /// time, so that a string ending just before an unmapped page is still read.
-pub fn read_cstr(tid: libc::pid_t, addr: u64, max: usize) -> io::Result<Vec<u8>> {
+pub fn read_cstr(memory: Memory, addr: u64, max: usize) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut at = addr;
     let mut chunk = [0u8; PAGE as usize];
     loop {
         let len = (PAGE - at % PAGE) as usize;
-        read(tid, at, &mut chunk[..len])?;
+        read(memory, at, &mut chunk[..len])?;
         if let Some(end) = chunk[..len].iter().position(|&b| b == 0) {
             out.extend_from_slice(&chunk[..end]);
             return Ok(out);
@@ -139,7 +157,7 @@ pub fn read_cstr(tid: libc::pid_t, addr: u64, max: usize) -> io::Result<Vec<u8>>
 }
 
 /// The pointers of the NULL-terminated array at `addr`, at most `max` of them.
-pub fn read_pointers(tid: libc::pid_t, addr: u64, max: usize) -> io::Result<Vec<u64>> {
+pub fn read_pointers(memory: Memory, addr: u64, max: usize) -> io::Result<Vec<u64>> {
     let mut out = Vec::new();
     if addr == 0 {
         return Ok(out);
@@ -149,7 +167,7 @@ pub fn read_pointers(tid: libc::pid_t, addr: u64, max: usize) -> io::Result<Vec<
     loop {
         let len = (PAGE - at % PAGE) as usize & !7;
         let len = if len == 0 { 8 } else { len };
-        read(tid, at, &mut chunk[..len])?;
+        read(memory, at, &mut chunk[..len])?;
         for word in chunk[..len].chunks_exact(8) {
             let p = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
             if p == 0 {
@@ -164,6 +182,21 @@ pub fn read_pointers(tid: libc::pid_t, addr: u64, max: usize) -> io::Result<Vec<
             .checked_add(len as u64)
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EFAULT))?;
     }
+}
+
+/// The test process's own `/proc/self/mem`, opened to read and write; None (the test is
+/// skipped) under qemu-user, which does not give its guest one.
+#[cfg(test)]
+pub fn own_memory() -> Option<std::fs::File> {
+    if std::env::var_os("CROSSARCH_TEST_EMULATOR").is_some_and(|e| !e.is_empty()) {
+        eprintln!("skipped under emulation: qemu-user does not give its guest /proc/self/mem");
+        return None;
+    }
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/proc/self/mem");
+    Some(mem.expect("/proc/self/mem opens"))
 }
 
 #[cfg(test)]
@@ -223,7 +256,7 @@ mod tests {
             eprintln!("skipped under emulation: qemu-user does not give its guest /proc/self/mem");
             return;
         }
-        let me = std::process::id() as libc::pid_t;
+        let me = Memory::Of(std::process::id() as libc::pid_t);
         let s = b"hello\0world";
         assert_eq!(read_cstr(me, s.as_ptr() as u64, 64).unwrap(), b"hello");
         assert!(read_cstr(me, 8, 64).is_err(), "address 8 is never mapped");
@@ -236,5 +269,31 @@ mod tests {
         );
         assert!(read_pointers(me, ptrs.as_ptr() as u64, 1).is_err());
         assert_eq!(read_pointers(me, 0, 10).unwrap(), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn an_opened_memory_reads_and_writes_until_its_process_is_gone() {
+        let Some(mem) = own_memory() else {
+            return;
+        };
+        let opened = Memory::Opened(mem.as_raw_fd());
+        let buf = *b"abc\0";
+        write(opened, buf.as_ptr() as u64, b"xy").unwrap();
+        assert_eq!(read_cstr(opened, buf.as_ptr() as u64, 8).unwrap(), b"xyc");
+        // A child's memory, opened while it lived, is unreachable once it has exec'd.
+        let mut child = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .unwrap();
+        // Its memory before the exec may still be there: wait for the exec's new one.
+        let exe = format!("/proc/{}/exe", child.id());
+        while std::fs::read_link(&exe).map_or(true, |p| !p.ends_with("sleep")) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mem = std::fs::File::open(format!("/proc/{}/mem", child.id())).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut byte = [0u8];
+        assert!(read(Memory::Opened(mem.as_raw_fd()), 0x400000, &mut byte).is_err());
     }
 }

@@ -19,14 +19,21 @@
 //! foreign exec, so forks, signals, job control and exit statuses are exactly as without
 //! trace mode.
 //!
+//! A process that switches to another user cannot be read by init, which has no
+//! CAP_SYS_PTRACE, until it execs: that first exec is handed over to init started in the
+//! process ([`handover`]), and for the user's later execs init takes the user's ids
+//! ([`owner`]).
+//!
 //! The tracer is init itself, in the container, with the container's credentials: it opens
 //! files only below the process's root (`openat2(RESOLVE_IN_ROOT)`) and writes only into the
 //! thread it holds, below its stack pointer.
 
 mod exec;
 pub mod filter;
+pub mod handover;
 pub mod listener;
 mod memory;
+mod owner;
 mod regs;
 
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -46,6 +53,10 @@ pub struct Tracer {
     /// The filter's listener, once the program has handed it over; None again when every
     /// process under the filter is gone.
     listener: Option<OwnedFd>,
+    /// Init's own path, which a handed-over exec runs (empty if unknown).
+    init: Vec<u8>,
+    /// The memories of processes that are changing their ids.
+    switching: handover::Switching,
     /// Warnings given once each.
     told: Told,
 }
@@ -77,6 +88,10 @@ impl Tracer {
             qemu_dir,
             filter: filter::program(filter::HOST),
             listener: None,
+            init: std::fs::read_link("/proc/self/exe")
+                .map(|p| p.into_os_string().into_encoded_bytes())
+                .unwrap_or_default(),
+            switching: handover::Switching::default(),
             told: Told::default(),
         }
     }
@@ -141,28 +156,75 @@ impl Tracer {
     /// Handles one exec. `done` when the exec was cut short and needs no answer.
     fn answer(&mut self, fd: RawFd, n: &Notification) -> (Option<(libc::pid_t, i32)>, bool) {
         let tid = n.pid;
+        if filter::is_setid(n.nr) {
+            self.switching.note(tid);
+            return (None, false);
+        }
         let Some(call) = exec::Call::new(n.nr, n.args) else {
             return (None, false);
         };
-        let rewrite = match exec::plan(&self.qemu_dir, tid, &call) {
+        // Init as the process's user, when it runs as another one, until this returns.
+        let mut as_owner = None;
+        let planned = match exec::plan(&self.qemu_dir, tid, &call) {
+            Err(exec::Denied) => {
+                as_owner = as_owner_of(tid);
+                match as_owner {
+                    Some(_) => exec::plan(&self.qemu_dir, tid, &call),
+                    None => Err(exec::Denied),
+                }
+            }
+            planned => planned,
+        };
+        let rewrite = match planned {
             // Read from a thread whose pid may have been reused: only trusted while the
             // notification is still there.
             Ok(Some(rewrite)) if listener::valid(fd, n.id) => rewrite,
             Ok(_) => return (None, false),
             Err(exec::Denied) => {
+                // Not dumpable: it has switched users and not exec'd since.
+                drop(as_owner.take());
+                let outcome = if self.init.is_empty() || !listener::valid(fd, n.id) {
+                    handover::Outcome::AsItIs
+                } else {
+                    handover::hand_over(
+                        &mut self.switching,
+                        &self.init,
+                        &self.qemu_dir,
+                        fd,
+                        n.id,
+                        tid,
+                        &call,
+                    )
+                };
+                match outcome {
+                    handover::Outcome::Handed => return (None, false),
+                    handover::Outcome::Fails(errno) => {
+                        let _ = listener::fail(fd, n.id, errno);
+                        return (None, true);
+                    }
+                    handover::Outcome::AsItIs => {}
+                }
                 if listener::valid(fd, n.id) && !std::mem::replace(&mut self.told.denied, true) {
                     complain!(
                         "warning: trace mode: the kernel refuses init the exec of process \
-                         {tid}, which runs as another user (su, setpriv, a service that drops \
-                         privileges): foreign programs it starts are not emulated (they fail \
-                         with \"exec format error\"); run the container as that user, or use \
-                         userns mode (Linux 6.7 or later)"
+                         {tid}, which runs as another user, and init could not take it over \
+                         (init without CAP_SETUID and CAP_SETGID, a chrooted process, an exec \
+                         relative to a directory descriptor, or Linux before 5.9): foreign \
+                         programs it starts are not emulated (they fail with \"exec format \
+                         error\"); run the container as that user, or use userns mode (Linux \
+                         6.7 or later)"
                     );
                 }
                 return (None, false);
             }
         };
-        if let Err(err) = seize(tid) {
+        let seized = match &as_owner {
+            Some((owner, ids)) => ids
+                .with_real_ids(*owner, || seize(tid))
+                .and_then(|seized| seized),
+            None => seize(tid),
+        };
+        if let Err(err) = seized {
             if err != Errno::ESRCH && !std::mem::replace(&mut self.told.attach, true) {
                 complain!(
                     "warning: trace mode: cannot attach to process {tid} to emulate {}: \
@@ -255,6 +317,18 @@ impl Tracer {
         detach(tid, signal);
         None
     }
+}
+
+/// Init with the ids of the user that `tid` runs as, when that is not init's own and init may
+/// take them.
+fn as_owner_of(tid: libc::pid_t) -> Option<(owner::Owner, owner::As)> {
+    let theirs = owner::of(tid)?;
+    // SAFETY: cannot fail.
+    let ours = unsafe { (libc::getuid(), libc::getgid()) };
+    if (theirs.uid, theirs.gid) == ours {
+        return None;
+    }
+    Some((theirs, owner::As::take(theirs).ok()?))
 }
 
 /// Sets the registers of the held thread `tid`; false when it is gone.

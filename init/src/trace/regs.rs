@@ -75,7 +75,8 @@ mod arch {
     /// again and x8 the syscall's number.
     pub fn restarting(r: &Raw, tid: libc::pid_t) -> bool {
         let mut insn = [0u8; 4];
-        super::super::memory::read(tid, r.pc, &mut insn).is_ok() && u32::from_le_bytes(insn) == SVC
+        super::super::memory::read(super::super::memory::Memory::Of(tid), r.pc, &mut insn).is_ok()
+            && u32::from_le_bytes(insn) == SVC
     }
     /// Past the `svc`, with x0 the result.
     pub fn fail(r: &mut Raw, errno: i32) {

@@ -1,0 +1,547 @@
+//! The first exec after a process has switched to another user, which init can no longer
+//! read or attach to: the kernel made the process non-dumpable at the switch, and init holds
+//! no CAP_SYS_PTRACE. So init keeps, at each `setuid` and its kin (which the filter makes
+//! wait for init, while the process is still root), that process's `/proc/PID/mem`
+//! ([`Switching`]). At the process's next exec init hands it over: it puts a sealed memfd
+//! into the process (SECCOMP_IOCTL_NOTIF_ADDFD) that holds a `#!` line naming init with
+//! `--exec=DIR`, the exec's path and argv[0], and overwrites the exec's path with
+//! `/dev/fd/N`, the memfd. The kernel then starts init in that process, as that user, with
+//! the rest of the exec's arguments ([`run`]), and init resolves the path as the process
+//! sees it and execs the program, or qemu for a foreign one.
+
+use std::ffi::{CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+use super::exec::{self, Call};
+use super::filter::QEMU_EXEC;
+use super::listener;
+use super::memory::{self, Memory};
+use super::owner;
+use crate::complain;
+
+/// What the memfd holds after its `#!` line.
+const MAGIC: &[u8] = b"crossarch-exec 1";
+
+/// The handed-over exec, as init in the process reads it back.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Handed {
+    pub path: Vec<u8>,
+    pub argv0: Vec<u8>,
+    /// Whether the process had SIGPIPE ignored, which an exec keeps (Rust's runtime ignores
+    /// it in init, so init puts it back).
+    pub sigpipe_ignored: bool,
+}
+
+/// The memfd's bytes: `#!INIT --exec=DIR`, then the magic, the SIGPIPE flag, the path and
+/// argv[0], each ended by a NUL.
+pub fn script(init: &[u8], qemu_dir: &[u8], handed: &Handed) -> Vec<u8> {
+    let mut out = b"#!".to_vec();
+    out.extend_from_slice(init);
+    out.extend_from_slice(b" --exec=");
+    out.extend_from_slice(qemu_dir);
+    out.push(b'\n');
+    for field in [
+        MAGIC,
+        if handed.sigpipe_ignored {
+            b"ign"
+        } else {
+            b"dfl"
+        },
+        &handed.path,
+        &handed.argv0,
+    ] {
+        out.extend_from_slice(field);
+        out.push(0);
+    }
+    out
+}
+
+/// Reads [`script`]'s bytes back. Anything else is None: init may be started with
+/// `--exec=` by anyone, on any file.
+pub fn parse(bytes: &[u8]) -> Option<Handed> {
+    let newline = bytes.iter().position(|&b| b == b'\n')?;
+    let mut fields = bytes[newline + 1..].split(|&b| b == 0);
+    if fields.next()? != MAGIC {
+        return None;
+    }
+    let sigpipe_ignored = match fields.next()? {
+        b"ign" => true,
+        b"dfl" => false,
+        _ => return None,
+    };
+    let path = fields.next()?.to_vec();
+    let argv0 = fields.next()?.to_vec();
+    // The last NUL ends argv[0]; nothing may follow it.
+    if fields.next()? != b"" || fields.next().is_some() || path.is_empty() {
+        return None;
+    }
+    Some(Handed {
+        path,
+        argv0,
+        sigpipe_ignored,
+    })
+}
+
+/// The descriptor number in a `/dev/fd/N` path.
+pub fn fd_in(path: &[u8]) -> Option<RawFd> {
+    let digits = path.strip_prefix(b"/dev/fd/")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) || digits.len() > 9 {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// A process, told from a later one with its pid by its start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    tgid: libc::pid_t,
+    start: u64,
+}
+
+impl Identity {
+    fn of(tid: libc::pid_t) -> Option<Identity> {
+        let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+        let tgid = owner::status_field(&status, "Tgid:")?.parse().ok()?;
+        Some(Identity {
+            tgid,
+            start: start_time(tgid)?,
+        })
+    }
+
+    fn alive(&self) -> bool {
+        start_time(self.tgid) == Some(self.start)
+    }
+}
+
+/// Field 22 of `/proc/PID/stat`, counted after the command's closing parenthesis.
+fn start_time(pid: libc::pid_t) -> Option<u64> {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// The memories of processes that asked to change their ids, opened while init could.
+#[derive(Default)]
+pub struct Switching {
+    entries: Vec<(Identity, OwnedFd)>,
+}
+
+/// At most this many are kept (the oldest goes first): a process switches and execs within
+/// moments, and one that never execs must not make init keep descriptors without end.
+const KEPT: usize = 32;
+
+impl Switching {
+    /// At a `setuid` or its kin by `tid`, before the kernel has done it: keeps the process's
+    /// memory if init may open it, that is, while it is still init's user and dumpable, and
+    /// it shares init's root (a chrooted process would not see init at its path).
+    pub fn note(&mut self, tid: libc::pid_t) {
+        let Some(id) = Identity::of(tid) else {
+            return;
+        };
+        if std::fs::read_link(format!("/proc/{tid}/root"))
+            .ok()
+            .as_deref()
+            != Some(Path::new("/"))
+        {
+            return;
+        }
+        let Ok(mem) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/proc/{tid}/mem"))
+        else {
+            return;
+        };
+        self.entries.retain(|(kept, _)| *kept != id && kept.alive());
+        if self.entries.len() == KEPT {
+            self.entries.remove(0);
+        }
+        self.entries.push((id, mem.into()));
+    }
+
+    /// The memory kept for the process of `tid`. It stays kept until the process is handed
+    /// over: an exec that fails (a search along PATH) is followed by another.
+    fn find(&self, tid: libc::pid_t) -> Option<(Identity, RawFd)> {
+        let id = Identity::of(tid)?;
+        let (_, mem) = self.entries.iter().find(|(kept, _)| *kept == id)?;
+        Some((id, mem.as_raw_fd()))
+    }
+
+    fn forget(&mut self, id: Identity) {
+        self.entries.retain(|(kept, _)| *kept != id);
+    }
+}
+
+/// What became of an exec init could not read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It now starts init in the process: it goes on.
+    Handed,
+    /// Its file does not exist: it fails with this errno, as the kernel would fail it, so
+    /// that a search along PATH goes on to the next directory.
+    Fails(Errno),
+    /// It goes on as it is (no memory kept for it, an exec relative to a directory
+    /// descriptor, no `/dev/fd`, a kernel without ADDFD).
+    AsItIs,
+}
+
+/// Hands the exec `call` of `tid` (notification `id` on `listener`) over to init started in
+/// that process, as described above.
+pub fn hand_over(
+    switching: &mut Switching,
+    init: &[u8],
+    qemu_dir: &Path,
+    listener: RawFd,
+    id: u64,
+    tid: libc::pid_t,
+    call: &Call,
+) -> Outcome {
+    if call.at && (call.dirfd.is_some() || call.flags & libc::AT_EMPTY_PATH != 0) {
+        return Outcome::AsItIs;
+    }
+    let Some((process, mem)) = switching.find(tid) else {
+        return Outcome::AsItIs;
+    };
+    let memory = Memory::Opened(mem);
+    let Some((handed, argv)) = read_exec(memory, tid, call) else {
+        // Its memory is gone: it has exec'd since.
+        switching.forget(process);
+        return Outcome::AsItIs;
+    };
+    // The process shares init's root (see `note`), so its absolute paths are init's.
+    if handed.path.starts_with(b"/") {
+        if let Err(err) = std::fs::metadata(OsStr::from_bytes(&handed.path)) {
+            match err.raw_os_error() {
+                Some(errno @ (libc::ENOENT | libc::ENOTDIR)) => {
+                    return Outcome::Fails(Errno::from_raw(errno))
+                }
+                _ => return Outcome::AsItIs,
+            }
+        }
+    }
+    if !Path::new("/dev/fd/").is_dir() || !room_for_path(memory, call, &handed, &argv) {
+        return Outcome::AsItIs;
+    }
+    let bytes = script(init, qemu_dir.as_os_str().as_bytes(), &handed);
+    let memfd = match sealed_memfd(&bytes) {
+        Ok(fd) => fd,
+        Err(err) => {
+            complain!(
+                "warning: trace mode: cannot hand the exec of {} over: memfd: {err}",
+                String::from_utf8_lossy(&handed.path)
+            );
+            return Outcome::AsItIs;
+        }
+    };
+    let fd = match listener::add_fd(listener, id, memfd.as_raw_fd()) {
+        Ok(fd) if fd < 1000 => fd,
+        _ => return Outcome::AsItIs,
+    };
+    let path = format!("/dev/fd/{fd}\0");
+    if listener::valid(listener, id) && memory::write(memory, call.path, path.as_bytes()).is_ok() {
+        switching.forget(process);
+        Outcome::Handed
+    } else {
+        Outcome::AsItIs
+    }
+}
+
+/// The exec's path and argv[0], and its argv pointers.
+fn read_exec(memory: Memory, tid: libc::pid_t, call: &Call) -> Option<(Handed, Vec<u64>)> {
+    let path = memory::read_cstr(memory, call.path, exec::PATH_MAX).ok()?;
+    let argv = memory::read_pointers(memory, call.argv, exec::MAX_ARGS).ok()?;
+    let argv0 = memory::read_cstr(memory, *argv.first()?, exec::ARG_MAX_STRLEN).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let ignored = u64::from_str_radix(&owner::status_field(&status, "SigIgn:")?, 16).ok()?;
+    let handed = Handed {
+        path,
+        argv0,
+        sigpipe_ignored: ignored & (1 << (libc::SIGPIPE - 1)) != 0,
+    };
+    Some((handed, argv))
+}
+
+/// The longest path init writes, `/dev/fd/N` for N below 1000, with its NUL.
+const NEW_PATH_MAX: u64 = "/dev/fd/999".len() as u64 + 1;
+
+/// Whether `/dev/fd/N` can be written over the exec's path: the bytes it covers must hold
+/// nothing else this exec reads (the arrays of its argv and environment, their strings but
+/// argv[0], which the kernel drops for a `#!` script), and, where the path is shorter, be
+/// mapped, so that the write is whole. Past a shorter path they may hold the process's other
+/// data: that matters only if this exec failed, and it is made to a static init and a memfd
+/// that exist.
+fn room_for_path(memory: Memory, call: &Call, handed: &Handed, argv: &[u64]) -> bool {
+    let Some(last) = call.path.checked_add(NEW_PATH_MAX) else {
+        return false;
+    };
+    let mut bytes = [0u8; NEW_PATH_MAX as usize];
+    if memory::read(memory, call.path, &mut bytes).is_err()
+        && handed.path.len() as u64 + 1 < NEW_PATH_MAX
+    {
+        return false;
+    }
+    let Ok(envp) = memory::read_pointers(memory, call.envp, exec::MAX_ARGS) else {
+        return false;
+    };
+    let overlaps = |start: u64, len: u64| start < last && start.saturating_add(len) > call.path;
+    let array = |at: u64, n: usize| overlaps(at, (n as u64 + 1) * 8);
+    if array(call.argv, argv.len()) || array(call.envp, envp.len()) {
+        return false;
+    }
+    argv.iter().skip(1).chain(&envp).all(|&s| {
+        memory::read_cstr(memory, s, exec::ARG_MAX_STRLEN)
+            .is_ok_and(|string| !overlaps(s, string.len() as u64 + 1))
+    })
+}
+
+/// A memfd holding `bytes`, sealed against any change, executable.
+fn sealed_memfd(bytes: &[u8]) -> io::Result<OwnedFd> {
+    let name = c"crossarch-exec";
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // MFD_EXEC, where vm.memfd_noexec would otherwise make it unexecutable (Linux 6.3);
+    // older kernels refuse the flag and make every memfd executable.
+    // SAFETY: a valid name and integer flags.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_EXEC) };
+    if fd < 0 && Errno::last() == Errno::EINVAL {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    }
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor, ours.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let file = std::fs::File::from(fd);
+    io::Write::write_all(&mut &file, bytes)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: integer arguments.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file.into())
+}
+
+extern "C" {
+    static environ: *const *const libc::c_char;
+}
+
+/// Init as the handed-over program's process (`--exec=DIR SCRIPT ARGS...`, from the `#!`
+/// line): reads the exec back from SCRIPT (`/dev/fd/N`), closes it, and execs the program
+/// as the process sees it, through the qemu in DIR when it is foreign. Returns only on
+/// failure, with the exit code.
+pub fn run(qemu_dir: &Path, script: &OsStr, args: &[std::ffi::OsString]) -> i32 {
+    let Some(fd) = fd_in(script.as_bytes()) else {
+        complain!("--exec is init's own, for trace mode");
+        return 2;
+    };
+    let mut bytes = vec![0u8; 2 * exec::PATH_MAX + 2 * exec::ARG_MAX_STRLEN];
+    // SAFETY: reads at most the buffer's length into it.
+    let n = unsafe { libc::pread(fd, bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let handed = usize::try_from(n).ok().and_then(|n| parse(&bytes[..n]));
+    let Some(handed) = handed else {
+        complain!("--exec is init's own, for trace mode");
+        return 2;
+    };
+    // SAFETY: the descriptor the kernel ran us from, which the program must not see.
+    unsafe { libc::close(fd) };
+    let disposition = if handed.sigpipe_ignored {
+        libc::SIG_IGN
+    } else {
+        libc::SIG_DFL
+    };
+    // SAFETY: a valid signal and disposition.
+    unsafe { libc::signal(libc::SIGPIPE, disposition) };
+
+    let err = exec_handed(qemu_dir, &handed, args);
+    complain!(
+        "cannot run {}: {}",
+        String::from_utf8_lossy(&handed.path),
+        err.desc()
+    );
+    crate::exit::exec_failure_code(err)
+}
+
+fn exec_handed(qemu_dir: &Path, handed: &Handed, args: &[std::ffi::OsString]) -> Errno {
+    let cstr = |b: &[u8]| CString::new(b).map_err(|_| Errno::EINVAL);
+    let rest: Result<Vec<CString>, Errno> = args.iter().map(|a| cstr(a.as_bytes())).collect();
+    let Ok(rest) = rest else {
+        return Errno::EINVAL;
+    };
+    let cwd = std::env::current_dir()
+        .ok()
+        .and_then(|d| d.into_os_string().into_string().ok());
+    let target = cwd
+        .as_deref()
+        .map(|cwd| exec::target(&handed.path, cwd.as_bytes(), false));
+    let emulated = match (cwd.as_deref(), target, crossarch_rootfs::Root::open("/")) {
+        (Some(cwd), Some(target), Ok(root)) => exec::foreign(qemu_dir, &root, &target, cwd),
+        _ => None,
+    };
+    let (path, argv, at) = match emulated {
+        Some((resolved, name)) => {
+            let qemu = qemu_dir.join(name);
+            let argv0 = String::from_utf8_lossy(&handed.argv0).into_owned();
+            let wrapped =
+                crossarch_route::plan::wrapped_argv(&qemu.to_string_lossy(), &resolved, &[argv0]);
+            let wrapped: Result<Vec<CString>, Errno> =
+                wrapped.iter().map(|a| cstr(a.as_bytes())).collect();
+            let Ok(wrapped) = wrapped else {
+                return Errno::EINVAL;
+            };
+            (qemu.into_os_string().into_encoded_bytes(), wrapped, true)
+        }
+        None => {
+            let Ok(argv0) = cstr(&handed.argv0) else {
+                return Errno::EINVAL;
+            };
+            (handed.path.clone(), vec![argv0], false)
+        }
+    };
+    let Ok(path) = cstr(&path) else {
+        return Errno::EINVAL;
+    };
+    let mut pointers: Vec<*const libc::c_char> =
+        argv.iter().chain(&rest).map(|a| a.as_ptr()).collect();
+    pointers.push(std::ptr::null());
+    // SAFETY: NUL-terminated strings and NULL-terminated arrays that outlive the call; the
+    // environment is the process's own.
+    unsafe {
+        if at {
+            // qemu's exec, which the filter lets through.
+            libc::syscall(
+                libc::SYS_execveat,
+                QEMU_EXEC,
+                path.as_ptr(),
+                pointers.as_ptr(),
+                environ,
+                0,
+            );
+        } else {
+            // A native program: its exec comes to init as any other.
+            libc::execve(path.as_ptr(), pointers.as_ptr(), environ);
+        }
+    }
+    Errno::last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handed() -> Handed {
+        Handed {
+            path: b"/usr/local/bin/docker-entrypoint.sh".to_vec(),
+            argv0: b"docker-entrypoint.sh".to_vec(),
+            sigpipe_ignored: false,
+        }
+    }
+
+    #[test]
+    fn the_script_reads_back_and_starts_init() {
+        let bytes = script(b"/dev/.crossarch/init", b"/dev/.crossarch", &handed());
+        assert!(bytes.starts_with(b"#!/dev/.crossarch/init --exec=/dev/.crossarch\n"));
+        assert_eq!(parse(&bytes), Some(handed()));
+        let ignored = Handed {
+            sigpipe_ignored: true,
+            argv0: Vec::new(),
+            ..handed()
+        };
+        assert_eq!(parse(&script(b"/i", b"/d", &ignored)), Some(ignored));
+    }
+
+    #[test]
+    fn anything_else_is_refused() {
+        let good = script(b"/i", b"/d", &handed());
+        let mut extra = good.clone();
+        extra.extend_from_slice(b"more\0");
+        let mut magic = good.clone();
+        let at = magic.iter().position(|&b| b == b'\n').unwrap() + 1;
+        magic[at] = b'X';
+        for bad in [
+            &b""[..],
+            b"#!/i --exec=/d",
+            b"#!/i --exec=/d\n",
+            &good[..good.len() - 1],
+            &extra,
+            &magic,
+            b"#!/i\ncrossarch-exec 1\0maybe\0/bin/sh\0sh\0",
+            b"#!/i\ncrossarch-exec 1\0dfl\0\0sh\0",
+        ] {
+            assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn only_a_dev_fd_path_names_a_descriptor() {
+        assert_eq!(fd_in(b"/dev/fd/7"), Some(7));
+        assert_eq!(fd_in(b"/dev/fd/123"), Some(123));
+        for bad in [
+            &b"/dev/fd/"[..],
+            b"/dev/fd/-1",
+            b"/dev/fd/1x",
+            b"/proc/self/fd/3",
+            b"/dev/fd/9999999999",
+        ] {
+            assert_eq!(fd_in(bad), None);
+        }
+    }
+
+    #[test]
+    fn the_new_path_never_lands_on_another_string_of_the_exec() {
+        let Some(mem) = memory::own_memory() else {
+            return;
+        };
+        let memory = Memory::Opened(mem.as_raw_fd());
+        // "/bin/sh" is shorter than /dev/fd/N: the 12 bytes from it may be written.
+        let area = *b"/bin/sh\0xxxxxxx\0true\0";
+        let at = |offset: u64| area.as_ptr() as u64 + offset;
+        let dash_c = *b"-c\0";
+        let path = b"/bin/sh";
+        let env = *b"HOME=/\0";
+        let envp = [env.as_ptr() as u64, 0];
+        let handed = Handed {
+            path: path.to_vec(),
+            argv0: b"sh".to_vec(),
+            sigpipe_ignored: false,
+        };
+        let call = |argv: &[u64], envp: &[u64]| Call {
+            dirfd: None,
+            path: at(0),
+            argv: argv.as_ptr() as u64,
+            envp: envp.as_ptr() as u64,
+            flags: 0,
+            at: false,
+        };
+        let room = |argv: &[u64], envp: &[u64]| {
+            room_for_path(memory, &call(argv, envp), &handed, &argv[..argv.len() - 1])
+        };
+        let dash_c = dash_c.as_ptr() as u64;
+        // argv[0] the path's own tail ("sh"): the kernel drops it.
+        assert!(room(&[at(5), dash_c, at(16), 0], &envp));
+        // An argument right after the path would be overwritten.
+        assert!(!room(&[at(5), at(8), at(16), 0], &envp));
+        // So would one that shares the path's bytes.
+        assert!(!room(&[at(5), dash_c, at(5), 0], &envp));
+        // Or the environment.
+        assert!(!room(&[at(5), 0], &[at(8), 0]));
+    }
+
+    #[test]
+    fn a_process_is_told_by_its_start_time() {
+        let me = std::process::id() as libc::pid_t;
+        let id = Identity::of(me).unwrap();
+        assert_eq!(id.tgid, me);
+        assert!(id.alive());
+        assert!(!Identity {
+            start: id.start + 1,
+            ..id
+        }
+        .alive());
+    }
+}
