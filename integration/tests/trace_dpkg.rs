@@ -2,7 +2,8 @@
 //! unpacks and configures arm64 packages in an arm64 Debian root, so their maintainer scripts
 //! (`#!/bin/sh` scripts that dpkg, itself emulated, starts) run, and start cp, chown,
 //! update-alternatives and the rest, every one an arm64 exec that the injected init's tracer
-//! hands to qemu. No binfmt_misc anywhere; the host's is checked untouched.
+//! hands to qemu; then a switch to another user (setpriv) and that user's execs. No
+//! binfmt_misc anywhere; the host's is checked untouched.
 //!
 //! The root is debootstrap's first stage (`debootstrap --foreign --arch=arm64
 //! --variant=minbase bookworm`), which scripts/fixture-debroot.sh builds into
@@ -119,6 +120,13 @@ fn dpkg_installs_arm64_packages_and_runs_their_maintainer_scripts() {
             "echo \"== dpkg -s {p}\"; dpkg -s {p} || exit 11\n"
         ));
     }
+    // A switch of user in that root: setpriv (glibc, util-linux) drops to nobody and looks
+    // `sh` up along PATH, so its first execs as nobody, which the init hands over, fail
+    // (ENOENT) until /usr/bin/sh; then the shell's own execs as nobody.
+    script.push_str(
+        "echo \"== setpriv\"; setpriv --reuid=65534 --regid=65534 --clear-groups \
+         sh -c 'id -u; uname -m; dpkg --print-architecture' || exit 12\n",
+    );
     script.push_str("echo \"== done\"\n");
 
     let trace = config_file(&cd, TRACE);
@@ -181,6 +189,11 @@ fn dpkg_installs_arm64_packages_and_runs_their_maintainer_scripts() {
             "dpkg -s {p}: {status:?}\n{shown}"
         );
     }
+    assert_eq!(
+        section(&text, "setpriv"),
+        ["65534", "aarch64", "arm64"],
+        "{shown}"
+    );
     assert_eq!(text.lines().last(), Some("== done"), "{shown}");
 
     // base-passwd's postinst: cp of its master files.
