@@ -2,10 +2,11 @@
 # Builds (and caches) the arm64 Debian root of the trace-mode dpkg test
 # (integration/tests/trace_dpkg.rs): debootstrap's FIRST stage only,
 #
-#   debootstrap --foreign --arch=arm64 --variant=minbase bookworm DIR MIRROR
+#   debootstrap --foreign --arch=arm64 --variant=minbase --include=gosu bookworm DIR MIRROR
 #
 # which downloads the required packages, unpacks them with the host's tools and leaves the
-# .debs in DIR/var/cache/apt/archives for the second stage. Nothing arm64 runs, so no
+# .debs in DIR/var/cache/apt/archives for the second stage (gosu's too, which the test
+# installs itself: a Go program that switches users from every one of its threads). Nothing arm64 runs, so no
 # binfmt_misc is needed; this script never mounts or writes /proc/sys/fs/binfmt_misc.
 #
 #   fixtures/out/debroot/arm64/             the first-stage root (never run; tests copy it)
@@ -26,6 +27,7 @@ MIRROR="${FIXTURES_MIRROR:-http://deb.debian.org/debian}"
 SUITE="${FIXTURES_SUITE:-bookworm}"
 ARCH=arm64
 VARIANT=minbase
+INCLUDE=gosu
 DEST="$OUT/debroot/$ARCH"
 STAMP="$OUT/stamps/debroot-$ARCH"
 # Bump when the layout of the root changes in a way the stamp cannot see.
@@ -43,12 +45,13 @@ for arg in "$@"; do
   esac
 done
 
-key=$(printf '%s\n' "$FIXTURE_FORMAT" "$SUITE" "$MIRROR" "$ARCH" "$VARIANT" \
+key=$(printf '%s\n' "$FIXTURE_FORMAT" "$SUITE" "$MIRROR" "$ARCH" "$VARIANT" "$INCLUDE" \
   "$(sha256sum "$0" | cut -c1-64)" | sha256sum | cut -c1-32)
 # The second stage's own script and the .debs it installs: what a complete first stage leaves.
 if [ "$force" -eq 0 ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$key" ] &&
   [ -x "$DEST/debootstrap/debootstrap" ] &&
-  [ -n "$(compgen -G "$DEST/var/cache/apt/archives/base-passwd_*_$ARCH.deb" | sed -n 1p)" ]; then
+  [ -n "$(compgen -G "$DEST/var/cache/apt/archives/base-passwd_*_$ARCH.deb" | sed -n 1p)" ] &&
+  [ -n "$(compgen -G "$DEST/var/cache/apt/archives/${INCLUDE}_*_$ARCH.deb" | sed -n 1p)" ]; then
   log "debroot/$ARCH: up to date"
   exit 0
 fi
@@ -69,9 +72,10 @@ tmp=$(mktemp -d "$OUT/debroot/.$ARCH.XXXXXX")
 trap 'rm -rf "$tmp" "$tmp.log"' EXIT
 # mktemp's 0700 would become the container's /.
 chmod 0755 "$tmp"
-step "debroot/$ARCH: debootstrap --foreign --arch=$ARCH --variant=$VARIANT $SUITE (first stage only)"
+step "debroot/$ARCH: debootstrap --foreign --arch=$ARCH --variant=$VARIANT --include=$INCLUDE $SUITE (first stage only)"
 t0=$SECONDS
-if ! debootstrap --foreign --arch="$ARCH" --variant="$VARIANT" "$SUITE" "$tmp" "$MIRROR" \
+if ! debootstrap --foreign --arch="$ARCH" --variant="$VARIANT" --include="$INCLUDE" \
+  "$SUITE" "$tmp" "$MIRROR" \
   >"$tmp.log" 2>&1; then
   tail -n 30 "$tmp.log" >&2
   die "debootstrap's first stage of $SUITE/$ARCH from $MIRROR failed; check that the mirror \

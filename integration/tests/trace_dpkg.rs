@@ -2,7 +2,7 @@
 //! unpacks and configures arm64 packages in an arm64 Debian root, so their maintainer scripts
 //! (`#!/bin/sh` scripts that dpkg, itself emulated, starts) run, and start cp, chown,
 //! update-alternatives and the rest, every one an arm64 exec that the injected init's tracer
-//! hands to qemu; then a switch to another user (setpriv) and that user's execs. No
+//! hands to qemu; then switches to another user (setpriv, gosu) and that user's execs. No
 //! binfmt_misc anywhere; the host's is checked untouched.
 //!
 //! The root is debootstrap's first stage (`debootstrap --foreign --arch=arm64
@@ -29,6 +29,10 @@ const TRACE: &str = "[emulation]\nmode = \"trace\"\n";
 /// base-files pre-depends on, and its postinst runs the arm64 `update-alternatives`.
 const PACKAGES: [&str; 3] = ["base-passwd", "mawk", "base-files"];
 
+/// The switch of user that entrypoints make (`exec gosu postgres "$0" "$@"`), which the first
+/// stage only downloads (`--include=gosu`).
+const GOSU: &str = "gosu";
+
 /// dpkg under qemu, every exec traced: a few seconds here, with room for a loaded machine.
 const DPKG_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -37,12 +41,15 @@ const DPKG_TIMEOUT: Duration = Duration::from_secs(300);
 fn debroot() -> Option<PathBuf> {
     let root = fixtures_dir().join("debroot").join(ARM64.deb);
     let complete = root.join("debootstrap/debootstrap").is_file()
-        && PACKAGES.iter().all(|p| deb_of(&root, p).is_some());
+        && PACKAGES
+            .iter()
+            .chain(&[GOSU])
+            .all(|p| deb_of(&root, p).is_some());
     if complete {
         return Some(root);
     }
     let why = format!(
-        "no first-stage arm64 Debian root with {} in {}; run scripts/fixture-debroot.sh",
+        "no first-stage arm64 Debian root with {} and {GOSU} in {}; run scripts/fixture-debroot.sh",
         PACKAGES.join(", "),
         root.display()
     );
@@ -120,13 +127,18 @@ fn dpkg_installs_arm64_packages_and_runs_their_maintainer_scripts() {
             "echo \"== dpkg -s {p}\"; dpkg -s {p} || exit 11\n"
         ));
     }
-    // A switch of user in that root: setpriv (glibc, util-linux) drops to nobody and looks
-    // `sh` up along PATH, so its first execs as nobody, which the init hands over, fail
-    // (ENOENT) until /usr/bin/sh; then the shell's own execs as nobody.
-    script.push_str(
+    // Switches of user in that root, then the shell's own execs as nobody:
+    // - setpriv (glibc, util-linux) looks `sh` up along PATH, so its first execs as nobody,
+    //   which the init hands over, fail (ENOENT) until /usr/bin/sh;
+    // - gosu (Go), as entrypoints use it, changes its ids from every one of its threads.
+    let gosu = deb_of(&root, GOSU).expect("the first stage downloads gosu");
+    let as_nobody = "sh -c 'id -u; uname -m; dpkg --print-architecture'";
+    script.push_str(&format!(
         "echo \"== setpriv\"; setpriv --reuid=65534 --regid=65534 --clear-groups \
-         sh -c 'id -u; uname -m; dpkg --print-architecture' || exit 12\n",
-    );
+         {as_nobody} || exit 12\n\
+         dpkg --install {gosu} >/dev/null || exit 13\n\
+         echo \"== gosu\"; gosu nobody {as_nobody} || exit 14\n"
+    ));
     script.push_str("echo \"== done\"\n");
 
     let trace = config_file(&cd, TRACE);
@@ -189,11 +201,13 @@ fn dpkg_installs_arm64_packages_and_runs_their_maintainer_scripts() {
             "dpkg -s {p}: {status:?}\n{shown}"
         );
     }
-    assert_eq!(
-        section(&text, "setpriv"),
-        ["65534", "aarch64", "arm64"],
-        "{shown}"
-    );
+    for switch in ["setpriv", "gosu"] {
+        assert_eq!(
+            section(&text, switch),
+            ["65534", "aarch64", "arm64"],
+            "{shown}"
+        );
+    }
     assert_eq!(text.lines().last(), Some("== done"), "{shown}");
 
     // base-passwd's postinst: cp of its master files.
