@@ -130,34 +130,13 @@ pub fn fd() -> Result<std::os::fd::OwnedFd, Errno> {
 }
 
 /// The next signal pending on a [`fd`], if any.
-///
-/// A signal that a process of the container sent while init had taken another user's real
-/// id, to read one of its execs (see `trace::owner`), is dropped: that user may not signal
-/// init otherwise. It is told by its sender, a process in init's pid namespace whose real
-/// uid is not init's.
 pub fn take(fd: std::os::fd::RawFd) -> Option<i32> {
-    // SAFETY: getuid cannot fail.
-    let own = unsafe { libc::getuid() };
-    loop {
-        // SAFETY: plain integers.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        let size = std::mem::size_of::<libc::signalfd_siginfo>();
-        // SAFETY: reads at most `size` bytes into `info`.
-        let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
-        if n != size as isize {
-            return None;
-        }
-        if !sent_by_other_user(&info, own) {
-            return Some(info.ssi_signo as i32);
-        }
-    }
-}
-
-/// Whether a process of init's pid namespace sent it (kill, tkill, sigqueue: codes 0 and
-/// below; the kernel's own signals, such as SIGCHLD, have positive codes) as a user other
-/// than `own`. A sender outside the namespace (containerd, runc) shows as pid 0.
-fn sent_by_other_user(info: &libc::signalfd_siginfo, own: u32) -> bool {
-    info.ssi_code <= 0 && info.ssi_pid != 0 && info.ssi_uid != own
+    // SAFETY: plain integers.
+    let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    let size = std::mem::size_of::<libc::signalfd_siginfo>();
+    // SAFETY: reads at most `size` bytes into `info`.
+    let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
+    (n == size as isize).then_some(info.ssi_signo as i32)
 }
 
 /// Sends `signal` to `target` (a pid, or a negated process group id). A target that is already
@@ -170,36 +149,5 @@ pub fn send(target: libc::pid_t, signal: i32) -> Result<(), Errno> {
             Errno::ESRCH => Ok(()),
             err => Err(err),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(code: i32, pid: u32, uid: u32) -> libc::signalfd_siginfo {
-        // SAFETY: plain integers.
-        let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-        info.ssi_signo = libc::SIGTERM as u32;
-        info.ssi_code = code;
-        info.ssi_pid = pid;
-        info.ssi_uid = uid;
-        info
-    }
-
-    #[test]
-    fn only_a_signal_another_user_sent_from_inside_is_dropped() {
-        const SI_TKILL: i32 = -6;
-        const SI_QUEUE: i32 = -1;
-        const CLD_EXITED: i32 = 1;
-        for code in [libc::SI_USER, SI_TKILL, SI_QUEUE] {
-            assert!(sent_by_other_user(&info(code, 42, 999), 0));
-            assert!(!sent_by_other_user(&info(code, 42, 0), 0));
-            assert!(!sent_by_other_user(&info(code, 42, 1000), 1000));
-            // From outside the namespace (containerd's kill through runc).
-            assert!(!sent_by_other_user(&info(code, 0, 65534), 0));
-        }
-        // A child's end, whoever it ran as.
-        assert!(!sent_by_other_user(&info(CLD_EXITED, 42, 999), 0));
     }
 }

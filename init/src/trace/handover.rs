@@ -126,6 +126,29 @@ fn start_time(pid: libc::pid_t) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `tid` may share its memory with its parent, which waits in the clone that made
+/// it (vfork, posix_spawn, Go's os/exec): writing the exec's path there would change the
+/// parent's. So does an unreadable parent.
+fn vforked(tid: libc::pid_t) -> bool {
+    let ppid = std::fs::read_to_string(format!("/proc/{tid}/status"))
+        .ok()
+        .and_then(|s| owner::status_field(&s, "PPid:"));
+    let Some(syscall) =
+        ppid.and_then(|p| std::fs::read_to_string(format!("/proc/{p}/syscall")).ok())
+    else {
+        return true;
+    };
+    let nr = syscall
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse::<i64>().ok());
+    #[cfg(target_arch = "x86_64")]
+    let cloning = [libc::SYS_clone, libc::SYS_clone3, libc::SYS_vfork];
+    #[cfg(not(target_arch = "x86_64"))]
+    let cloning = [libc::SYS_clone, libc::SYS_clone3];
+    nr.is_some_and(|nr| cloning.contains(&nr))
+}
+
 /// The memories of processes that asked to change their ids, opened while init could.
 #[derive(Default)]
 pub struct Switching {
@@ -144,6 +167,9 @@ impl Switching {
         let Some(id) = Identity::of(tid) else {
             return;
         };
+        if vforked(tid) {
+            return;
+        }
         if std::fs::read_link(format!("/proc/{tid}/root"))
             .ok()
             .as_deref()

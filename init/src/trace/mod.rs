@@ -21,12 +21,12 @@
 //!
 //! A process that switches to another user cannot be read by init, which has no
 //! CAP_SYS_PTRACE, until it execs: that first exec is handed over to init started in the
-//! process ([`handover`]), and for the user's later execs init takes the user's ids
-//! ([`owner`]).
+//! process ([`handover`]); the user's later execs are answered by a child of init that
+//! takes that user's ids ([`owner`]).
 //!
 //! The tracer is init itself, in the container, with the container's credentials: it opens
 //! files only below the process's root (`openat2(RESOLVE_IN_ROOT)`) and writes only into the
-//! thread it holds, below its stack pointer.
+//! thread it holds, below its stack pointer, or, at a hand-over, over the exec's own path.
 
 mod exec;
 pub mod filter;
@@ -72,6 +72,23 @@ struct Told {
     /// A kernel older than Linux 5.5.
     kernel: bool,
 }
+
+/// How a helper answered an exec of another user's process.
+enum Helped {
+    /// It held the exec (or the exec ended): nothing more to answer.
+    Done,
+    /// The exec goes on as it is.
+    GoOn,
+}
+
+/// The helper's exit code: its outcome, and the warnings it gave, which init then does not
+/// give again.
+const HELPER_OUTCOME: i32 = 3;
+const HELPER_DONE: i32 = 0;
+const HELPER_GO_ON: i32 = 1;
+const HELPER_DENIED: i32 = 2;
+const HELPER_TOLD_ATTACH: i32 = 4;
+const HELPER_TOLD_FAILURE: i32 = 8;
 
 /// How a held thread came back.
 enum Held {
@@ -163,73 +180,162 @@ impl Tracer {
         let Some(call) = exec::Call::new(n.nr, n.args) else {
             return (None, false);
         };
-        // Init as the process's user, when it runs as another one, until this returns.
-        let mut as_owner = None;
-        let planned = match exec::plan(&self.qemu_dir, tid, &call) {
-            Err(exec::Denied) => {
-                as_owner = as_owner_of(tid);
-                match as_owner {
-                    Some(_) => exec::plan(&self.qemu_dir, tid, &call),
-                    None => Err(exec::Denied),
-                }
-            }
-            planned => planned,
-        };
-        let rewrite = match planned {
+        match exec::plan(&self.qemu_dir, tid, &call) {
             // Read from a thread whose pid may have been reused: only trusted while the
             // notification is still there.
-            Ok(Some(rewrite)) if listener::valid(fd, n.id) => rewrite,
-            Ok(_) => return (None, false),
-            Err(exec::Denied) => {
-                // Not dumpable: it has switched users and not exec'd since.
-                drop(as_owner.take());
-                let outcome = if self.init.is_empty() || !listener::valid(fd, n.id) {
-                    handover::Outcome::AsItIs
-                } else {
-                    handover::hand_over(
-                        &mut self.switching,
-                        &self.init,
-                        &self.qemu_dir,
-                        fd,
-                        n.id,
-                        tid,
-                        &call,
-                    )
-                };
-                match outcome {
-                    handover::Outcome::Handed => return (None, false),
-                    handover::Outcome::Fails(errno) => {
-                        let _ = listener::fail(fd, n.id, errno);
-                        return (None, true);
-                    }
-                    handover::Outcome::AsItIs => {}
-                }
-                if listener::valid(fd, n.id) && !std::mem::replace(&mut self.told.denied, true) {
-                    complain!(
-                        "warning: trace mode: the kernel refuses init the exec of process \
-                         {tid}, which runs as another user, and init could not take it over \
-                         (init without CAP_SETUID and CAP_SETGID, a chrooted process, an exec \
-                         relative to a directory descriptor, or Linux before 5.9): foreign \
-                         programs it starts are not emulated (they fail with \"exec format \
-                         error\"); run the container as that user, or use userns mode (Linux \
-                         6.7 or later)"
-                    );
-                }
-                return (None, false);
+            Ok(Some(rewrite)) if listener::valid(fd, n.id) => self.hold(fd, n, &call, &rewrite),
+            Ok(_) => (None, false),
+            Err(exec::Denied) => (None, self.answer_other_user(fd, n, &call)),
+        }
+    }
+
+    /// An exec of a process the kernel will not let init read: it runs as another user.
+    /// Once it has exec'd since its switch, a helper of that user answers it
+    /// ([`Tracer::as_owner`]); before, init hands it over ([`handover`]). `done` as in
+    /// [`Tracer::answer`].
+    fn answer_other_user(&mut self, fd: RawFd, n: &Notification, call: &exec::Call) -> bool {
+        let tid = n.pid;
+        match self.as_owner(fd, n, call) {
+            Some(Helped::Done) => return true,
+            Some(Helped::GoOn) => return false,
+            // Not dumpable: it has switched users and not exec'd since.
+            None => {}
+        }
+        let outcome = if self.init.is_empty() || !listener::valid(fd, n.id) {
+            handover::Outcome::AsItIs
+        } else {
+            handover::hand_over(
+                &mut self.switching,
+                &self.init,
+                &self.qemu_dir,
+                fd,
+                n.id,
+                tid,
+                call,
+            )
+        };
+        match outcome {
+            handover::Outcome::Handed => return false,
+            handover::Outcome::Fails(errno) => {
+                let _ = listener::fail(fd, n.id, errno);
+                return true;
+            }
+            handover::Outcome::AsItIs => {}
+        }
+        if listener::valid(fd, n.id) && !std::mem::replace(&mut self.told.denied, true) {
+            complain!(
+                "warning: trace mode: the kernel refuses init the exec of process {tid}, which \
+                 runs as another user, and init could not take it over (init without \
+                 CAP_SETUID and CAP_SETGID, a chrooted or vfork'd process, an exec relative \
+                 to a directory descriptor, or Linux before 5.9): foreign programs it starts \
+                 are not emulated (they fail with \"exec format error\"); run the container as \
+                 that user, or use userns mode (Linux 6.7 or later)"
+            );
+        }
+        false
+    }
+
+    /// Answers the exec of another user's process from a child of init that takes that
+    /// user's ids for good, supplementary groups included, and then does what init does for
+    /// its own: the kernel lets a process read and attach to one of its own user. Init
+    /// itself never takes another user's ids, so that user can never signal, renice or
+    /// reschedule it. The user may signal the helper, which is theirs: one that stops is
+    /// killed, and the exec goes on as it is. None when the helper cannot read it either
+    /// (not dumpable) or cannot be that user.
+    fn as_owner(&mut self, fd: RawFd, n: &Notification, call: &exec::Call) -> Option<Helped> {
+        let theirs = owner::of(n.pid)?;
+        // SAFETY: cannot fail.
+        if (theirs.uid, theirs.gid) == unsafe { (libc::getuid(), libc::getgid()) } {
+            return None;
+        }
+        // SAFETY: init has a single thread, so the child may do anything.
+        let helper = match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                let code = self.helper(fd, n, call, &theirs);
+                // SAFETY: the child's end; init's copies of everything stay init's.
+                unsafe { libc::_exit(code) }
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
+            Err(_) => return None,
+        };
+        let code = loop {
+            let mut status = 0;
+            // SAFETY: `status` is a valid out-pointer.
+            let pid = unsafe { libc::waitpid(helper, &mut status, libc::WUNTRACED) };
+            if pid == helper && libc::WIFSTOPPED(status) {
+                // SAFETY: init's own child.
+                unsafe { libc::kill(helper, libc::SIGKILL) };
+            } else if pid == helper {
+                break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+            } else if Errno::last() != Errno::EINTR {
+                break None;
             }
         };
-        let seized = match &as_owner {
-            Some((owner, ids)) => ids
-                .with_real_ids(*owner, || seize(tid))
-                .and_then(|seized| seized),
-            None => seize(tid),
+        // What the helper told, init does not tell again.
+        let code = code?;
+        self.told.attach |= code & HELPER_TOLD_ATTACH != 0;
+        self.told.failure |= code & HELPER_TOLD_FAILURE != 0;
+        match code & HELPER_OUTCOME {
+            HELPER_DONE => Some(Helped::Done),
+            HELPER_GO_ON => Some(Helped::GoOn),
+            _ => None,
+        }
+    }
+
+    /// In the helper: becomes `owner`, plans and holds the exec as init would, and returns
+    /// its exit code.
+    fn helper(
+        &mut self,
+        fd: RawFd,
+        n: &Notification,
+        call: &exec::Call,
+        owner: &owner::Owner,
+    ) -> i32 {
+        if owner::become_user(owner).is_err() {
+            return HELPER_DENIED;
+        }
+        let told = (self.told.attach, self.told.failure);
+        let outcome = match exec::plan(&self.qemu_dir, n.pid, call) {
+            Ok(Some(rewrite)) if listener::valid(fd, n.id) => {
+                match self.hold(fd, n, call, &rewrite) {
+                    (_, true) => HELPER_DONE,
+                    (_, false) => HELPER_GO_ON,
+                }
+            }
+            Ok(_) => HELPER_GO_ON,
+            Err(exec::Denied) => HELPER_DENIED,
         };
-        if let Err(err) = seized {
+        let newly = |now: bool, before: bool| now && !before;
+        outcome
+            | if newly(self.told.attach, told.0) {
+                HELPER_TOLD_ATTACH
+            } else {
+                0
+            }
+            | if newly(self.told.failure, told.1) {
+                HELPER_TOLD_FAILURE
+            } else {
+                0
+            }
+    }
+
+    /// Attaches to the thread of a foreign exec, holds it at the exec's restart and rewrites
+    /// it. `done` as in [`Tracer::answer`].
+    fn hold(
+        &mut self,
+        fd: RawFd,
+        n: &Notification,
+        call: &exec::Call,
+        rewrite: &exec::Rewrite,
+    ) -> (Option<(libc::pid_t, i32)>, bool) {
+        let tid = n.pid;
+        if let Err(err) = seize(tid) {
             if err != Errno::ESRCH && !std::mem::replace(&mut self.told.attach, true) {
                 complain!(
                     "warning: trace mode: cannot attach to process {tid} to emulate {}: \
                      ptrace: {} (another tracer, such as a debugger, holds it, or the node \
-                     refuses ptrace); it runs as it is",
+                     refuses ptrace: Yama's ptrace_scope 1 refuses it for a process of \
+                     another user); it runs as it is",
                     String::from_utf8_lossy(&rewrite.target),
                     err.desc()
                 );
@@ -258,7 +364,7 @@ impl Tracer {
             detach(tid, signal);
             return (None, true);
         }
-        (self.rewrite(tid, &call, &rewrite), true)
+        (self.rewrite(tid, call, rewrite), true)
     }
 
     /// At the held thread's restart of its exec: makes it an exec of qemu, or, if that
@@ -317,18 +423,6 @@ impl Tracer {
         detach(tid, signal);
         None
     }
-}
-
-/// Init with the ids of the user that `tid` runs as, when that is not init's own and init may
-/// take them.
-fn as_owner_of(tid: libc::pid_t) -> Option<(owner::Owner, owner::As)> {
-    let theirs = owner::of(tid)?;
-    // SAFETY: cannot fail.
-    let ours = unsafe { (libc::getuid(), libc::getgid()) };
-    if (theirs.uid, theirs.gid) == ours {
-        return None;
-    }
-    Some((theirs, owner::As::take(theirs).ok()?))
 }
 
 /// Sets the registers of the held thread `tid`; false when it is gone.

@@ -1,28 +1,24 @@
-//! Who a process runs as, and init taking that user's ids for the instant it reads and holds
-//! one of its execs.
+//! Who a process runs as, and a helper of init becoming that user.
 //!
 //! The kernel lets a process without CAP_SYS_PTRACE read or attach to another only when the
-//! other runs as the same user and group (real, effective and saved ids alike) and has not
-//! made itself non-dumpable. A process that has switched to another user and exec'd since
-//! is dumpable again; init, root in the container with CAP_SETUID and CAP_SETGID, takes that
-//! user's filesystem ids while it reads and rewrites that exec, and its real ids too for the
-//! one call that attaches to the thread. Its effective and saved ids stay root, so it keeps
-//! its capabilities, and its memory cannot be read by that user meanwhile: changing the
-//! filesystem ids makes init non-dumpable for good. The one thing the user gains while init
-//! has its real id, sending init a signal, is undone where signals are taken
-//! ([`crate::signals::take`]).
+//! other runs as the same user and group (real, effective and saved ids alike) and is
+//! dumpable. A process that has switched to another user and exec'd since is dumpable
+//! again, so a child of init that takes that user's ids may read and hold its execs; init
+//! itself keeps its own.
 
 use nix::errno::Errno;
 
-/// A process's ids, when they are one user and one group throughout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A process's ids, when they are one user and one group throughout, and its supplementary
+/// groups.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     pub uid: u32,
     pub gid: u32,
+    pub groups: Vec<u32>,
 }
 
-/// The `Uid:` and `Gid:` lines of `/proc/TID/status` (real, effective, saved, filesystem):
-/// Some only when each line holds one id four times.
+/// The `Uid:` and `Gid:` lines of `/proc/TID/status` (real, effective, saved, filesystem),
+/// and `Groups:`: Some only when each of the first two holds one id four times.
 pub fn parse_status(status: &str) -> Option<Owner> {
     let ids = |key: &str| -> Option<u32> {
         let line = status.lines().find_map(|l| l.strip_prefix(key))?;
@@ -37,9 +33,15 @@ pub fn parse_status(status: &str) -> Option<Owner> {
         }
         (count == 4).then_some(first)
     };
+    let groups = status_field(status, "Groups:")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<Vec<u32>, _>>()
+        .ok()?;
     Some(Owner {
         uid: ids("Uid:")?,
         gid: ids("Gid:")?,
+        groups,
     })
 }
 
@@ -56,91 +58,31 @@ pub fn status_field(status: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// Init with another user's filesystem ids, until dropped: the ids the kernel checks when
-/// init opens that user's `/proc/TID` files and the files of an exec.
-pub struct As {
-    uid: u32,
-    gid: u32,
-}
-
-impl As {
-    /// Takes `owner`'s filesystem ids. Err when init may not (no CAP_SETUID or
-    /// CAP_SETGID), with its ids unchanged.
-    pub fn take(owner: Owner) -> Result<As, Errno> {
-        let back = As {
-            uid: fs_id(libc::SYS_setfsuid),
-            gid: fs_id(libc::SYS_setfsgid),
-        };
-        if let Err(err) = set_fs(owner.uid, owner.gid) {
-            drop(back);
-            return Err(err);
-        }
-        Ok(back)
-    }
-
-    /// Runs `f` (PTRACE_SEIZE, whose check takes the real ids) with `owner`'s real ids too,
-    /// and nothing else meanwhile: with them, that user may signal init.
-    pub fn with_real_ids<T>(&self, owner: Owner, f: impl FnOnce() -> T) -> Result<T, Errno> {
-        // SAFETY: cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        // setresuid and setresgid also set the filesystem ids to the effective ones (root),
-        // so they are taken again after.
-        let taken = set_real(owner.uid, owner.gid);
-        let out = taken.map(|()| f());
-        if let Err(err) = set_real(uid, gid).and_then(|()| set_fs(owner.uid, owner.gid)) {
-            lost_ids(err);
-        }
-        out
-    }
-}
-
-impl Drop for As {
-    fn drop(&mut self) {
-        if let Err(err) = set_fs(self.uid, self.gid) {
-            lost_ids(err);
-        }
-    }
-}
-
-/// Init keeps CAP_SETUID and CAP_SETGID throughout, so its ids always come back; if they
-/// did not, init must not go on as another user.
-fn lost_ids(err: Errno) -> ! {
-    crate::complain!(
-        "trace mode: cannot take back init's own ids: {}",
-        err.desc()
-    );
-    std::process::abort()
-}
-
-const KEEP: u32 = u32::MAX;
-
-/// The current filesystem id: setfsuid and setfsgid report no error, and with an invalid
-/// id (-1) they change nothing and return it.
-fn fs_id(call: libc::c_long) -> u32 {
-    // SAFETY: an integer argument.
-    unsafe { libc::syscall(call, KEEP) as u32 }
-}
-
-/// The filesystem ids, read back.
-fn set_fs(uid: u32, gid: u32) -> Result<(), Errno> {
-    // SAFETY: integer arguments only. The calls change this thread only; init has one.
+/// Takes `owner`'s ids for good, supplementary groups first, in a child of init (see
+/// `Tracer::as_owner`). The kernel makes a process that changes its ids non-dumpable, so
+/// that user's processes cannot read or attach to it.
+pub fn become_user(owner: &Owner) -> Result<(), Errno> {
+    let groups: Vec<libc::gid_t> = owner.groups.clone();
+    // SAFETY: `groups` holds `groups.len()` ids; integer arguments otherwise. The raw calls
+    // change this thread only: the helper has one.
     unsafe {
-        libc::syscall(libc::SYS_setfsgid, gid);
-        libc::syscall(libc::SYS_setfsuid, uid);
-    }
-    if (fs_id(libc::SYS_setfsuid), fs_id(libc::SYS_setfsgid)) == (uid, gid) {
-        Ok(())
-    } else {
-        Err(Errno::EPERM)
-    }
-}
-
-/// The real user and group ids: the group first, while init is still root for it.
-fn set_real(uid: u32, gid: u32) -> Result<(), Errno> {
-    // SAFETY: integer arguments only; this thread only, and init has one.
-    unsafe {
-        Errno::result(libc::syscall(libc::SYS_setresgid, gid, KEEP, KEEP))?;
-        Errno::result(libc::syscall(libc::SYS_setresuid, uid, KEEP, KEEP))?;
+        Errno::result(libc::syscall(
+            libc::SYS_setgroups,
+            groups.len(),
+            groups.as_ptr(),
+        ))?;
+        Errno::result(libc::syscall(
+            libc::SYS_setresgid,
+            owner.gid,
+            owner.gid,
+            owner.gid,
+        ))?;
+        Errno::result(libc::syscall(
+            libc::SYS_setresuid,
+            owner.uid,
+            owner.uid,
+            owner.uid,
+        ))?;
     }
     Ok(())
 }
@@ -150,13 +92,23 @@ mod tests {
     use super::*;
 
     const ROOT: &str =
-        "Name:\tsh\nTgid:\t7\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nSigIgn:\t0000000000001000\n";
+        "Name:\tsh\nTgid:\t7\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\t\nSigIgn:\t0000000000001000\n";
 
     #[test]
     fn one_user_throughout_is_an_owner() {
-        assert_eq!(parse_status(ROOT), Some(Owner { uid: 0, gid: 0 }));
-        let user = "Uid:\t999\t999\t999\t999\nGid:\t998\t998\t998\t998\n";
-        assert_eq!(parse_status(user), Some(Owner { uid: 999, gid: 998 }));
+        let root = Owner {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        };
+        assert_eq!(parse_status(ROOT), Some(root));
+        let user = "Uid:\t999\t999\t999\t999\nGid:\t998\t998\t998\t998\nGroups:\t5 998 \n";
+        let owner = Owner {
+            uid: 999,
+            gid: 998,
+            groups: vec![5, 998],
+        };
+        assert_eq!(parse_status(user), Some(owner));
         assert_eq!(status_field(ROOT, "Tgid:").as_deref(), Some("7"));
         assert_eq!(
             status_field(ROOT, "SigIgn:").as_deref(),
@@ -174,6 +126,8 @@ mod tests {
             "Uid:\t0\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
             "Uid:\tx\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
             "Gid:\t0\t0\t0\t0\n",
+            "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
+            "Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nGroups:\tx\n",
             "",
         ] {
             assert_eq!(parse_status(status), None, "{status:?}");
