@@ -202,6 +202,18 @@ impl Switching {
     fn forget(&mut self, id: Identity) {
         self.entries.retain(|(kept, _)| *kept != id);
     }
+
+    /// At an exec of `tid` that init answers as any other: the memory kept for its process
+    /// is not its memory any more once that exec is done, and may be another process's that
+    /// shared it (`CLONE_VM`).
+    pub fn exec_seen(&mut self, tid: libc::pid_t) {
+        if self.entries.is_empty() {
+            return;
+        }
+        if let Some(id) = Identity::of(tid) {
+            self.forget(id);
+        }
+    }
 }
 
 /// What became of an exec init could not read.
@@ -228,7 +240,7 @@ pub fn hand_over(
     tid: libc::pid_t,
     call: &Call,
 ) -> Outcome {
-    if call.at && (call.dirfd.is_some() || call.flags & libc::AT_EMPTY_PATH != 0) {
+    if call.at && (call.dirfd.is_some() || call.flags != 0) {
         return Outcome::AsItIs;
     }
     let Some((process, mem)) = switching.find(tid) else {
@@ -236,10 +248,18 @@ pub fn hand_over(
     };
     let memory = Memory::Opened(mem);
     let Some((handed, argv)) = read_exec(memory, tid, call) else {
-        // Its memory is gone: it has exec'd since.
+        // Its memory is gone (it has exec'd since), or the exec has no argv[0].
         switching.forget(process);
         return Outcome::AsItIs;
     };
+    // Paths that name the process's own descriptors or /proc files mean something else to
+    // init, and an fexecve of a close-on-exec descriptor would lose it to the hand-over.
+    if [&b"/proc/"[..], b"/dev/fd/", b"/dev/std"]
+        .iter()
+        .any(|p| handed.path.starts_with(p))
+    {
+        return Outcome::AsItIs;
+    }
     // The process shares init's root (see `note`), so its absolute paths are init's.
     if handed.path.starts_with(b"/") {
         if let Err(err) = std::fs::metadata(OsStr::from_bytes(&handed.path)) {

@@ -180,7 +180,11 @@ impl Tracer {
         let Some(call) = exec::Call::new(n.nr, n.args) else {
             return (None, false);
         };
-        match exec::plan(&self.qemu_dir, tid, &call) {
+        let planned = exec::plan(&self.qemu_dir, tid, &call);
+        if planned.is_ok() {
+            self.switching.exec_seen(tid);
+        }
+        match planned {
             // Read from a thread whose pid may have been reused: only trusted while the
             // notification is still there.
             Ok(Some(rewrite)) if listener::valid(fd, n.id) => self.hold(fd, n, &call, &rewrite),
@@ -195,11 +199,10 @@ impl Tracer {
     /// [`Tracer::answer`].
     fn answer_other_user(&mut self, fd: RawFd, n: &Notification, call: &exec::Call) -> bool {
         let tid = n.pid;
-        match self.as_owner(fd, n, call) {
-            Some(Helped::Done) => return true,
-            Some(Helped::GoOn) => return false,
-            // Not dumpable: it has switched users and not exec'd since.
-            None => {}
+        // None: not dumpable, it has switched users and not exec'd since.
+        if let Some(helped) = self.as_owner(fd, n, call) {
+            self.switching.exec_seen(tid);
+            return matches!(helped, Helped::Done);
         }
         let outcome = if self.init.is_empty() || !listener::valid(fd, n.id) {
             handover::Outcome::AsItIs
