@@ -81,8 +81,8 @@ enum Helped {
     GoOn,
 }
 
-/// The helper's exit code: its outcome, and the warnings it gave, which init then does not
-/// give again.
+/// The helper's exit code: its outcome, and the warnings given so far (init's before the
+/// fork, or the helper's), which init then does not give again.
 const HELPER_OUTCOME: i32 = 3;
 const HELPER_DONE: i32 = 0;
 const HELPER_GO_ON: i32 = 1;
@@ -297,7 +297,6 @@ impl Tracer {
         if owner::become_user(owner).is_err() {
             return HELPER_DENIED;
         }
-        let told = (self.told.attach, self.told.failure);
         let outcome = match exec::plan(&self.qemu_dir, n.pid, call) {
             Ok(Some(rewrite)) if listener::valid(fd, n.id) => {
                 match self.hold(fd, n, call, &rewrite) {
@@ -308,18 +307,11 @@ impl Tracer {
             Ok(_) => HELPER_GO_ON,
             Err(exec::Denied) => HELPER_DENIED,
         };
-        let newly = |now: bool, before: bool| now && !before;
+        // The helper starts with init's warnings: those set now are init's to keep.
+        let told = |given: bool, bit: i32| if given { bit } else { 0 };
         outcome
-            | if newly(self.told.attach, told.0) {
-                HELPER_TOLD_ATTACH
-            } else {
-                0
-            }
-            | if newly(self.told.failure, told.1) {
-                HELPER_TOLD_FAILURE
-            } else {
-                0
-            }
+            | told(self.told.attach, HELPER_TOLD_ATTACH)
+            | told(self.told.failure, HELPER_TOLD_FAILURE)
     }
 
     /// Attaches to the thread of a foreign exec, holds it at the exec's restart and rewrites
