@@ -40,6 +40,24 @@ impl Event {
             .unwrap_or("")
     }
 
+    /// Whether the event is about this container or its init, and not about one of its execs.
+    /// An exec's exit carries the container's id too (with the exec's in `id`), and it may
+    /// reach a subscription made after `ctr task exec` returned: events are sent apart from
+    /// the reply.
+    pub fn concerns_the_container(&self, container_id: &str) -> bool {
+        let process = if self.field("exec_id").is_empty() {
+            self.field("id")
+        } else {
+            self.field("exec_id")
+        };
+        if self.field("container_id").is_empty() {
+            process == container_id
+        } else {
+            self.field("container_id") == container_id
+                && (process.is_empty() || process == container_id)
+        }
+    }
+
     /// A numeric field of the payload (protobuf's JSON omits zeros, so absent means 0).
     pub fn number(&self, name: &str) -> u64 {
         self.payload.get(name).and_then(|v| v.as_u64()).unwrap_or(0)
@@ -142,8 +160,7 @@ impl Events {
     /// Waits for an event with this topic whose payload concerns `container_id`.
     pub fn wait_topic(&self, topic: &str, container_id: &str, timeout: Duration) -> Event {
         self.wait_for(&format!("{topic} for {container_id}"), timeout, |e| {
-            e.topic == topic
-                && (e.field("container_id") == container_id || e.field("id") == container_id)
+            e.topic == topic && e.concerns_the_container(container_id)
         })
     }
 }
@@ -152,5 +169,33 @@ impl Drop for Events {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Event;
+
+    fn event(payload: &str) -> Event {
+        Event::parse(&format!(
+            "2026-11-22 04:00:09.376 +0000 UTC ns /tasks/exit {payload}"
+        ))
+        .expect("a line of ctr events")
+    }
+
+    #[test]
+    fn an_exec_is_not_its_container() {
+        let init = event(r#"{"container_id":"c","id":"c","pid":7,"exit_status":9}"#);
+        let exec = event(r#"{"container_id":"c","id":"after","pid":8}"#);
+        let added = event(r#"{"container_id":"c","exec_id":"after"}"#);
+        let start = event(r#"{"container_id":"c","pid":7}"#);
+        let container = event(r#"{"id":"c","image":"x"}"#);
+        assert!(init.concerns_the_container("c"));
+        assert!(start.concerns_the_container("c"));
+        assert!(container.concerns_the_container("c"));
+        assert!(!exec.concerns_the_container("c"));
+        assert!(!added.concerns_the_container("c"));
+        assert!(!init.concerns_the_container("d"));
+        assert!(!container.concerns_the_container("d"));
     }
 }

@@ -324,9 +324,7 @@ fn a_sigkilled_containerd_finds_every_task_and_the_exits_it_missed() {
     }
     for id in live {
         cd.ctr(&["task", "kill", id]).ok();
-        let exit = ev.wait_for(&format!("the exit of {id}'s init"), LONG, |e| {
-            e.topic == "/tasks/exit" && e.field("container_id") == id && e.field("id") == id
-        });
+        let exit = ev.wait_topic("/tasks/exit", id, LONG);
         assert_eq!(exit.number("exit_status"), 9, "{id}: {:?}", exit.payload);
         cd.wait_status(id, "STOPPED", LONG);
         cd.ctr(&["task", "delete", id]).ok();
