@@ -191,7 +191,8 @@ fn doctor_json_has_the_schema() {
 }
 
 /// Which modes a foreign container can get here: trace mode is tried for real, with the
-/// injected init beside the shim, and drops out when the init is turned off.
+/// injected init beside the shim, and drops out when the init is turned off. What trace mode
+/// leaves of a user switch here warns only where trace mode is the one used.
 #[test]
 fn doctor_says_which_modes_run_here() {
     if !crossarch() {
@@ -208,6 +209,8 @@ fn doctor_says_which_modes_run_here() {
         "[init]\nenabled = false\n[emulation]\nmode = \"trace\"\n",
     )
     .unwrap();
+    let trace_with_init = dir.path().join("trace-with-init.toml");
+    std::fs::write(&trace_with_init, "[emulation]\nmode = \"trace\"\n").unwrap();
     let doctor = |config: &Path| {
         json(
             Command::new(shim())
@@ -223,8 +226,25 @@ fn doctor_says_which_modes_run_here() {
         "{doc:#}"
     );
     assert_eq!(check(&doc, "trace")["level"], "ok", "{doc:#}");
+    // Where auto picks userns mode, trace mode's limits are no warning.
+    assert_eq!(check(&doc, "user switch")["level"], "ok", "{doc:#}");
+    let (_, traced) = doctor(&trace_with_init);
+    let limit = &traced["facts"]["trace"]["user_switch_why_not"];
+    assert_eq!(
+        check(&traced, "user switch")["level"],
+        if limit.is_null() { "ok" } else { "warn" },
+        "{traced:#}"
+    );
 
     let (_, doc) = doctor(&no_init);
+    assert!(
+        !doc["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "user switch"),
+        "no user-switch check where trace mode cannot run: {doc:#}"
+    );
     assert_eq!(doc["facts"]["modes"], serde_json::json!(["userns", "wrap"]));
     assert!(doc["facts"]["trace"]["why_not"]
         .as_str()

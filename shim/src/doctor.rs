@@ -239,6 +239,8 @@ struct PrivateBinfmt {
 struct Trace {
     supported: bool,
     why_not: Option<String>,
+    /// What trace mode leaves unemulated here of a process that switches to another user.
+    user_switch_why_not: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -400,6 +402,23 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
         ),
     });
     checks.push(trace_check(config.emulation.mode, &trace));
+    let kernel = nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let user_switch = facts::trace_user_switch_limit(
+        &kernel,
+        std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+            .ok()
+            .as_deref(),
+    );
+    let trace_in_use = match config.emulation.mode {
+        EmulationMode::Trace => true,
+        EmulationMode::Auto => userns_unsupported.is_some(),
+        EmulationMode::Userns | EmulationMode::Wrap | EmulationMode::Off => false,
+    };
+    if trace.is_ok() {
+        checks.push(user_switch_check(trace_in_use, &user_switch));
+    }
 
     let userns = Userns {
         mode: config.emulation.mode,
@@ -513,9 +532,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
             .filter(|a| node.runs_natively(*a))
             .map(|a| a.to_string())
             .collect(),
-        kernel: nix::sys::utsname::uname()
-            .map(|u| u.release().to_string_lossy().into_owned())
-            .unwrap_or_default(),
+        kernel,
         euid: euid.as_raw(),
         emulation_mode: mode_name,
         modes: [
@@ -533,6 +550,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
         trace: Trace {
             supported: trace.is_ok(),
             why_not: trace.err(),
+            user_switch_why_not: user_switch.map(|(why, _)| why),
         },
         user_namespaces: UserNamespaces {
             allowed: userns.create.is_ok(),
@@ -822,6 +840,26 @@ fn trace_check(mode: EmulationMode, tried: &Result<(), String>) -> Check {
              seccomp (an AppArmor or SELinux denial, a seccomp filter); or emulation.mode = \
              \"userns\" or \"wrap\"",
         ),
+    }
+}
+
+/// Whether trace mode emulates a process that switches to another user (`limit`, from
+/// [`facts::trace_user_switch_limit`]); a warning only where trace mode is the one in use.
+fn user_switch_check(in_use: bool, limit: &Option<(String, &'static str)>) -> Check {
+    const NAME: &str = "user switch";
+    match limit {
+        None => Check::new(
+            Level::Ok,
+            NAME,
+            "trace mode emulates the processes of a user that a process switches to (su, gosu, \
+             setpriv) too",
+        ),
+        Some((why, _)) if !in_use => Check::new(
+            Level::Ok,
+            NAME,
+            format!("{why}; it does not concern the mode in use here"),
+        ),
+        Some((why, fix)) => Check::new(Level::Warn, NAME, why.clone()).fix(*fix),
     }
 }
 
@@ -1152,6 +1190,25 @@ mod tests {
         assert_eq!(userns_check(&u).level, Level::Fail);
         u.trace_ok = true;
         assert_eq!(userns_check(&u).level, Level::Warn);
+    }
+
+    #[test]
+    fn a_limited_user_switch_warns_only_where_trace_mode_is_used() {
+        let limit = facts::trace_user_switch_limit("6.8.0", Some("1"));
+        let used = user_switch_check(true, &limit);
+        assert_eq!(used.level, Level::Warn);
+        assert!(
+            used.message.contains("ptrace_scope is 1"),
+            "{}",
+            used.message
+        );
+        assert_eq!(
+            used.fix.as_deref(),
+            Some("set kernel.yama.ptrace_scope to 0")
+        );
+        let unused = user_switch_check(false, &limit);
+        assert_eq!((unused.level, unused.fix), (Level::Ok, None));
+        assert_eq!(user_switch_check(true, &None).level, Level::Ok);
     }
 
     #[test]

@@ -271,6 +271,37 @@ pub fn yama_refuses_trace(scope: &str) -> Option<String> {
     }
 }
 
+/// What trace mode leaves unemulated here of a process that switches to another user (`su`,
+/// gosu, `setpriv`), given the kernel `release` and Yama's `ptrace_scope` (`None` without
+/// Yama). The init hands that process's first exec over with SECCOMP_IOCTL_NOTIF_ADDFD
+/// (Linux 5.9); a child of the init that takes the user's ids answers its later execs, and
+/// scope 1 lets only an ancestor attach. Returns why, and what to do.
+pub fn trace_user_switch_limit(
+    release: &str,
+    scope: Option<&str>,
+) -> Option<(String, &'static str)> {
+    if kernel_version(release).is_none_or(|v| v < (5, 9)) {
+        let why = format!(
+            "Linux {release} cannot put a file descriptor into a waiting process \
+             (SECCOMP_IOCTL_NOTIF_ADDFD came with 5.9): in trace mode the foreign program that \
+             a process execs right after it switches to another user (su, gosu, setpriv) fails \
+             with \"exec format error\""
+        );
+        return Some((why, "run the node on Linux 5.9 or later"));
+    }
+    match scope.map(str::trim) {
+        Some("1") => Some((
+            "kernel.yama.ptrace_scope is 1, which lets only an ancestor attach: in trace mode a \
+             process that switches to another user (su, gosu, setpriv) has its next exec \
+             emulated, but the foreign programs that user's processes exec after that fail \
+             with \"exec format error\""
+                .to_string(),
+            "set kernel.yama.ptrace_scope to 0",
+        )),
+        _ => None,
+    }
+}
+
 /// What one list of qemu directories held when it was probed, per architecture.
 #[derive(Default)]
 struct QemuTable {
@@ -374,6 +405,21 @@ mod tests {
             .unwrap()
             .contains("needs 5.5"));
         assert!(trace_kernel_unsupported("4.18.0-553.el8").is_some());
+    }
+
+    #[test]
+    fn a_user_switch_in_trace_mode_needs_linux_5_9_and_no_yama_scope_1() {
+        assert_eq!(trace_user_switch_limit("6.18.44", None), None);
+        assert_eq!(trace_user_switch_limit("5.9.0", Some("0\n")), None);
+        let (old, fix) = trace_user_switch_limit("5.8.18", Some("0")).unwrap();
+        assert!(old.contains("5.9") && old.contains("gosu"), "{old}");
+        assert!(fix.contains("5.9"));
+        assert!(trace_user_switch_limit("garbage", None).is_some());
+        let (yama, fix) = trace_user_switch_limit("6.8.0-45-generic", Some("1\n")).unwrap();
+        assert!(yama.contains("ptrace_scope is 1"), "{yama}");
+        assert!(fix.contains("ptrace_scope to 0"));
+        // Scopes 2 and 3 rule out trace mode itself (yama_refuses_trace).
+        assert_eq!(trace_user_switch_limit("6.8.0", Some("2")), None);
     }
 
     #[test]
