@@ -27,7 +27,7 @@ cd "$(dirname "$0")/.."
 seconds="${FUZZ_SECONDS:-60}"
 runs="${FUZZ_RUNS:-}"
 targets=("$@")
-[ "${#targets[@]}" -gt 0 ] || targets=(elf shebang config resolve bootstrap)
+[ "${#targets[@]}" -gt 0 ] || targets=(elf shebang config resolve bootstrap handed)
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 work="${FUZZ_WORK:-$PWD/fuzz/work}"
 sanitizer="${FUZZ_SANITIZER:-address}"
@@ -37,6 +37,7 @@ replay() {
   cargo test -p crossarch-route --test corpus
   cargo test -p crossarch-shim --test config_corpus
   cargo test -p crossarch-shim --test bootstrap_corpus
+  cargo test -p crossarch-init --test handed_corpus
 }
 
 if ! cargo fuzz --version >/dev/null 2>&1; then

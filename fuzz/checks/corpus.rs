@@ -22,3 +22,16 @@ pub fn files(target: &str) -> Vec<(String, Vec<u8>)> {
         })
         .collect()
 }
+
+/// Runs `check` on each file of the `target` corpus, which must hold at least `min` of them,
+/// and names the seed that breaks a property. Returns the files.
+#[allow(dead_code)] // Not every replay test checks properties beyond not panicking.
+pub fn replay(target: &str, min: usize, check: impl Fn(&[u8])) -> Vec<(String, Vec<u8>)> {
+    let files = files(target);
+    assert!(files.len() >= min, "the {target} seed corpus is missing");
+    for (name, data) in &files {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(data)))
+            .unwrap_or_else(|_| panic!("{target} seed {name} breaks a property"));
+    }
+    files
+}

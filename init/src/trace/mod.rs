@@ -30,6 +30,7 @@
 
 mod exec;
 pub mod filter;
+mod handed;
 pub mod handover;
 pub mod listener;
 mod memory;
