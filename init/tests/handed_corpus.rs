@@ -23,10 +23,17 @@ fn handed_corpus_keeps_its_properties() {
         "truncated",
         "extra-field",
         "double-nul-end",
+        "no-shebang",
         "bad-magic",
         "empty-path",
     ] {
         assert_eq!(parsed(bad), None, "{bad}");
     }
-    assert_eq!(handed::fd_in(b"/dev/fd/7"), Some(7));
+    let fd = |name: &str| {
+        let (_, data) = files.iter().find(|(n, _)| n == name).unwrap();
+        handed::fd_in(data)
+    };
+    assert_eq!(fd("dev-fd-7"), Some(7));
+    assert_eq!(fd("dev-fd-leading-zeros"), Some(7));
+    assert_eq!(fd("dev-fd-ten-digits"), None);
 }

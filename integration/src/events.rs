@@ -127,11 +127,11 @@ impl Events {
             .collect()
     }
 
-    /// Topics of this namespace's events whose payload concerns `container_id`.
+    /// Topics of this namespace's events about `container_id` or its init (not its execs).
     pub fn topics_for(&self, container_id: &str) -> Vec<String> {
         self.list()
             .into_iter()
-            .filter(|e| e.field("container_id") == container_id || e.field("id") == container_id)
+            .filter(|e| e.concerns_the_container(container_id))
             .map(|e| e.topic)
             .collect()
     }

@@ -280,25 +280,40 @@ pub fn trace_user_switch_limit(
     release: &str,
     scope: Option<&str>,
 ) -> Option<(String, &'static str)> {
-    if kernel_version(release).is_none_or(|v| v < (5, 9)) {
-        let why = format!(
-            "Linux {release} cannot put a file descriptor into a waiting process \
-             (SECCOMP_IOCTL_NOTIF_ADDFD came with 5.9): in trace mode the foreign program that \
-             a process execs right after it switches to another user (su, gosu, setpriv) fails \
-             with \"exec format error\""
-        );
-        return Some((why, "run the node on Linux 5.9 or later"));
-    }
-    match scope.map(str::trim) {
-        Some("1") => Some((
-            "kernel.yama.ptrace_scope is 1, which lets only an ancestor attach: in trace mode a \
-             process that switches to another user (su, gosu, setpriv) has its next exec \
-             emulated, but the foreign programs that user's processes exec after that fail \
-             with \"exec format error\""
-                .to_string(),
+    let old_kernel = kernel_version(release).is_none_or(|v| v < (5, 9));
+    let yama_1 = scope.map(str::trim) == Some("1");
+    let kernel = if release.is_empty() {
+        "this kernel (its release is unknown)".to_string()
+    } else {
+        format!("Linux {release}")
+    };
+    let first = "the foreign program that a process execs right after it switches to another \
+                 user (su, gosu, setpriv) fails with \"exec format error\"";
+    let later = "a process that switches to another user (su, gosu, setpriv) has its next exec \
+                 emulated, but the foreign programs that user's processes exec after that fail \
+                 with \"exec format error\"";
+    let no_addfd = format!(
+        "{kernel} cannot put a file descriptor into a waiting process \
+         (SECCOMP_IOCTL_NOTIF_ADDFD came with 5.9)"
+    );
+    let yama = "kernel.yama.ptrace_scope is 1, which lets only an ancestor attach";
+    match (old_kernel, yama_1) {
+        (false, false) => None,
+        (true, false) => Some((
+            format!("{no_addfd}: in trace mode {first}"),
+            "run the node on Linux 5.9 or later",
+        )),
+        (false, true) => Some((
+            format!("{yama}: in trace mode {later}"),
             "set kernel.yama.ptrace_scope to 0",
         )),
-        _ => None,
+        (true, true) => Some((
+            format!(
+                "{no_addfd}, and {yama}: in trace mode {first}, and so do the ones that user's \
+                 processes exec later"
+            ),
+            "run the node on Linux 5.9 or later, with kernel.yama.ptrace_scope set to 0",
+        )),
     }
 }
 
@@ -420,6 +435,17 @@ mod tests {
         assert!(fix.contains("ptrace_scope to 0"));
         // Scopes 2 and 3 rule out trace mode itself (yama_refuses_trace).
         assert_eq!(trace_user_switch_limit("6.8.0", Some("2")), None);
+        let (both, fix) = trace_user_switch_limit("5.8.0-63-generic", Some("1")).unwrap();
+        assert!(
+            both.contains("5.9") && both.contains("ptrace_scope is 1"),
+            "{both}"
+        );
+        assert!(fix.contains("5.9") && fix.contains("ptrace_scope set to 0"));
+        let (unknown, _) = trace_user_switch_limit("", None).unwrap();
+        assert!(
+            unknown.starts_with("this kernel (its release is unknown)"),
+            "{unknown}"
+        );
     }
 
     #[test]

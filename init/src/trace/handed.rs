@@ -42,9 +42,13 @@ pub fn script(init: &[u8], qemu_dir: &[u8], handed: &Handed) -> Vec<u8> {
     out
 }
 
-/// Reads [`script`]'s bytes back. Anything else is None: init may be started with
-/// `--exec=` by anyone, on any file.
+/// Reads [`script`]'s bytes back: a `#!` line (which the kernel has already read; its text
+/// is not checked), then exactly what `script` writes after it. Anything else is None: init
+/// may be started with `--exec=` by anyone, on any file.
 pub fn parse(bytes: &[u8]) -> Option<Handed> {
+    if !bytes.starts_with(b"#!") {
+        return None;
+    }
     let newline = bytes.iter().position(|&b| b == b'\n')?;
     let mut fields = bytes[newline + 1..].split(|&b| b == 0);
     if fields.next()? != MAGIC {
@@ -122,6 +126,7 @@ mod tests {
             &magic,
             b"#!/i\ncrossarch-exec 1\0maybe\0/bin/sh\0sh\0",
             b"#!/i\ncrossarch-exec 1\0dfl\0\0sh\0",
+            b"junk\ncrossarch-exec 1\0dfl\0/bin/sh\0sh\0",
         ] {
             assert_eq!(parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
         }

@@ -231,7 +231,8 @@ impl Tracer {
                 "warning: trace mode: the kernel refuses init the exec of process {tid}, which \
                  runs as another user, and init could not take it over (init without \
                  CAP_SETUID and CAP_SETGID, a chrooted or vfork'd process, an exec relative \
-                 to a directory descriptor, or Linux before 5.9): foreign programs it starts \
+                 to a directory descriptor, Linux before 5.9, or Yama's ptrace_scope 1, which \
+                 lets only an ancestor read that user's processes): foreign programs it starts \
                  are not emulated (they fail with \"exec format error\"); run the container as \
                  that user, or use userns mode (Linux 6.7 or later)"
             );
