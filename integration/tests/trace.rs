@@ -416,9 +416,9 @@ impl Arm64 {
                 Step::ExpectNew(PROMPT.into()),
                 // Ctrl-Z stops the foreground job just after it execs a foreign sleep, and `fg`
                 // gets it back: it then runs to its end and exits 0 (a job stopped again would
-                // print a second "Stopped"). One Ctrl-Z: a second one, typed while qemu-user's guest is stopping
-                // for the first, is queued in qemu and stops the job again after `fg`, in any
-                // mode (README).
+                // print a second "Stopped"). One Ctrl-Z: a second one, typed while qemu-user's
+                // guest is stopping for the first, is queued in qemu and stops the job again
+                // after `fg`, in any mode (README).
                 Step::Send("sh -c 'echo fore-$((4+4)); exec sleep 2'\r".into()),
                 Step::Expect("fore-8".into()),
                 Step::Send("\x1a".into()),
