@@ -7,7 +7,9 @@ use std::time::Duration;
 use nix::errno::Errno;
 
 // The C library keeps a few signals for itself (32-33 in glibc, 32-34 in musl) and refuses to
-// block them or change their disposition. Init uses no threads, so it may, and must: they can
+// block them or change their disposition. Init uses none of the C library's thread machinery
+// (its one other thread, in trace mode, is Rust's, blocks every signal and makes raw
+// syscalls only), so it may, and must: they can
 // arrive ignored (glibc's posix_spawn leaves them so), and a signal in that range sent to init
 // would otherwise kill it instead of reaching the program. So the mask and the dispositions
 // go straight to the kernel.
@@ -129,14 +131,41 @@ pub fn fd() -> Result<std::os::fd::OwnedFd, Errno> {
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
+/// A signal taken from a [`fd`], and who sent it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    pub signal: i32,
+    /// `si_code`: zero or less when a process sent it (kill, sigqueue, tgkill), more when
+    /// the kernel did (a terminal's Ctrl-C, SIGCHLD).
+    pub code: i32,
+    /// The sender's pid in init's pid namespace; 0 from outside it (runc, the shim).
+    pub pid: u32,
+    /// The sender's real uid.
+    pub uid: u32,
+}
+
 /// The next signal pending on a [`fd`], if any.
-pub fn take(fd: std::os::fd::RawFd) -> Option<i32> {
+pub fn take(fd: std::os::fd::RawFd) -> Option<Sent> {
     // SAFETY: plain integers.
     let mut info: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
     let size = std::mem::size_of::<libc::signalfd_siginfo>();
     // SAFETY: reads at most `size` bytes into `info`.
     let n = unsafe { libc::read(fd, (&mut info as *mut libc::signalfd_siginfo).cast(), size) };
-    (n == size as isize).then_some(info.ssi_signo as i32)
+    (n == size as isize).then_some(Sent {
+        signal: info.ssi_signo as i32,
+        code: info.ssi_code,
+        pid: info.ssi_pid,
+        uid: info.ssi_uid,
+    })
+}
+
+/// Whether `sent` came from a process of init's pid namespace whose real user is neither
+/// root nor init's own (`uid`): the kernel lets such a process signal init only while a
+/// thread of init has its ids, by that thread's id, and then delivers it to the whole of
+/// init. (A setuid-root program run by another user could signal init too; that one is
+/// kept from the program as well.)
+pub fn through_a_lent_thread(sent: &Sent, uid: u32) -> bool {
+    sent.code <= 0 && sent.pid != 0 && sent.uid != 0 && sent.uid != uid
 }
 
 /// Sends `signal` to `target` (a pid, or a negated process group id). A target that is already
@@ -149,5 +178,50 @@ pub fn send(target: libc::pid_t, signal: i32) -> Result<(), Errno> {
             Errno::ESRCH => Ok(()),
             err => Err(err),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_process_of_another_user_in_the_namespace_is_refused() {
+        let kill = |pid, uid| Sent {
+            signal: libc::SIGTERM,
+            code: 0,
+            pid,
+            uid,
+        };
+        // nobody, from inside the container, to init as root.
+        assert!(through_a_lent_thread(&kill(42, 65534), 0));
+        // sigqueue and tgkill are a process's too.
+        for code in [-1, -6] {
+            assert!(through_a_lent_thread(
+                &Sent {
+                    code,
+                    ..kill(42, 65534)
+                },
+                0
+            ));
+        }
+        // Root in the container, or init's own user.
+        assert!(!through_a_lent_thread(&kill(42, 0), 0));
+        assert!(!through_a_lent_thread(&kill(42, 1000), 1000));
+        // From outside the pid namespace (runc kill, whatever uid it maps to).
+        assert!(!through_a_lent_thread(&kill(0, 65534), 0));
+        // The kernel's own: Ctrl-C on the terminal, a child's SIGCHLD.
+        let sigint = Sent {
+            signal: libc::SIGINT,
+            code: 0x80,
+            ..kill(42, 65534)
+        };
+        assert!(!through_a_lent_thread(&sigint, 0));
+        let sigchld = Sent {
+            signal: libc::SIGCHLD,
+            code: libc::CLD_EXITED,
+            ..kill(42, 65534)
+        };
+        assert!(!through_a_lent_thread(&sigchld, 0));
     }
 }

@@ -259,7 +259,7 @@ fn wait_traced(
     child: Pid,
     ended: &mut Option<ChildEnd>,
 ) -> Option<i32> {
-    if let Some(signal) = signals::take(signal_fd) {
+    if let Some(signal) = take(tracer, signal_fd) {
         return Some(signal);
     }
     let mut fds = [
@@ -292,7 +292,17 @@ fn wait_traced(
         // No process is left under the filter.
         tracer.close();
     }
-    signals::take(signal_fd)
+    take(tracer, signal_fd)
+}
+
+/// The next pending signal to pass on; those the tracer refuses are dropped.
+fn take(tracer: &mut Tracer, signal_fd: RawFd) -> Option<i32> {
+    while let Some(sent) = signals::take(signal_fd) {
+        if !tracer.refuses(&sent) {
+            return Some(sent.signal);
+        }
+    }
+    None
 }
 
 /// Reaps every zombie that is ready, and tells how the program ended if it was among them.

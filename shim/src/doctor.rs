@@ -405,12 +405,7 @@ fn run(args: &Args) -> (Vec<Check>, Facts) {
     let kernel = nix::sys::utsname::uname()
         .map(|u| u.release().to_string_lossy().into_owned())
         .unwrap_or_default();
-    let user_switch = facts::trace_user_switch_limit(
-        &kernel,
-        std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
-            .ok()
-            .as_deref(),
-    );
+    let user_switch = facts::trace_user_switch_limit(&kernel);
     let trace_in_use = match config.emulation.mode {
         EmulationMode::Trace => true,
         EmulationMode::Auto => userns_unsupported.is_some(),
@@ -1194,17 +1189,13 @@ mod tests {
 
     #[test]
     fn a_limited_user_switch_warns_only_where_trace_mode_is_used() {
-        let limit = facts::trace_user_switch_limit("6.8.0", Some("1"));
+        let limit = facts::trace_user_switch_limit("5.4.0-216-generic");
         let used = user_switch_check(true, &limit);
         assert_eq!(used.level, Level::Warn);
-        assert!(
-            used.message.contains("ptrace_scope is 1"),
-            "{}",
-            used.message
-        );
+        assert!(used.message.contains("Linux 5.4.0"), "{}", used.message);
         assert_eq!(
             used.fix.as_deref(),
-            Some("set kernel.yama.ptrace_scope to 0")
+            Some("run the node on Linux 5.9 or later")
         );
         let unused = user_switch_check(false, &limit);
         assert_eq!((unused.level, unused.fix), (Level::Ok, None));

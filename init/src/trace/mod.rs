@@ -21,7 +21,7 @@
 //!
 //! A process that switches to another user cannot be read by init, which has no
 //! CAP_SYS_PTRACE, until it execs: that first exec is handed over to init started in the
-//! process ([`handover`]); the user's later execs are answered by a child of init that
+//! process ([`handover`]); the user's later execs are answered by a thread of init that
 //! takes that user's ids ([`owner`]).
 //!
 //! The tracer is init itself, in the container, with the container's credentials: it opens
@@ -43,6 +43,7 @@ use std::path::PathBuf;
 use nix::errno::Errno;
 
 use crate::complain;
+use crate::signals;
 use listener::Notification;
 use regs::Regs;
 
@@ -58,6 +59,8 @@ pub struct Tracer {
     init: Vec<u8>,
     /// The memories of processes that are changing their ids.
     switching: handover::Switching,
+    /// Whether a thread of init has taken another user's ids ([`Tracer::as_owner`]).
+    lent: bool,
     /// Warnings given once each.
     told: Told,
 }
@@ -72,24 +75,9 @@ struct Told {
     attach: bool,
     /// A kernel older than Linux 5.5.
     kernel: bool,
+    /// A signal init did not pass on.
+    signal: bool,
 }
-
-/// How a helper answered an exec of another user's process.
-enum Helped {
-    /// It held the exec (or the exec ended): nothing more to answer.
-    Done,
-    /// The exec goes on as it is.
-    GoOn,
-}
-
-/// The helper's exit code: its outcome, and the warnings given so far (init's before the
-/// fork, or the helper's), which init then does not give again.
-const HELPER_OUTCOME: i32 = 3;
-const HELPER_DONE: i32 = 0;
-const HELPER_GO_ON: i32 = 1;
-const HELPER_DENIED: i32 = 2;
-const HELPER_TOLD_ATTACH: i32 = 4;
-const HELPER_TOLD_FAILURE: i32 = 8;
 
 /// How a held thread came back.
 enum Held {
@@ -110,6 +98,7 @@ impl Tracer {
                 .map(|p| p.into_os_string().into_encoded_bytes())
                 .unwrap_or_default(),
             switching: handover::Switching::default(),
+            lent: false,
             told: Told::default(),
         }
     }
@@ -190,20 +179,25 @@ impl Tracer {
             // notification is still there.
             Ok(Some(rewrite)) if listener::valid(fd, n.id) => self.hold(fd, n, &call, &rewrite),
             Ok(_) => (None, false),
-            Err(exec::Denied) => (None, self.answer_other_user(fd, n, &call)),
+            Err(exec::Denied) => self.answer_other_user(fd, n, &call),
         }
     }
 
     /// An exec of a process the kernel will not let init read: it runs as another user.
-    /// Once it has exec'd since its switch, a helper of that user answers it
+    /// Once it has exec'd since its switch, a thread of init with that user's ids answers it
     /// ([`Tracer::as_owner`]); before, init hands it over ([`handover`]). `done` as in
     /// [`Tracer::answer`].
-    fn answer_other_user(&mut self, fd: RawFd, n: &Notification, call: &exec::Call) -> bool {
+    fn answer_other_user(
+        &mut self,
+        fd: RawFd,
+        n: &Notification,
+        call: &exec::Call,
+    ) -> (Option<(libc::pid_t, i32)>, bool) {
         let tid = n.pid;
         // None: not dumpable, it has switched users and not exec'd since.
-        if let Some(helped) = self.as_owner(fd, n, call) {
+        if let Some(answered) = self.as_owner(fd, n, call) {
             self.switching.exec_seen(tid);
-            return matches!(helped, Helped::Done);
+            return answered;
         }
         let outcome = if self.init.is_empty() || !listener::valid(fd, n.id) {
             handover::Outcome::AsItIs
@@ -219,10 +213,10 @@ impl Tracer {
             )
         };
         match outcome {
-            handover::Outcome::Handed => return false,
+            handover::Outcome::Handed => return (None, false),
             handover::Outcome::Fails(errno) => {
                 let _ = listener::fail(fd, n.id, errno);
-                return true;
+                return (None, true);
             }
             handover::Outcome::AsItIs => {}
         }
@@ -231,89 +225,76 @@ impl Tracer {
                 "warning: trace mode: the kernel refuses init the exec of process {tid}, which \
                  runs as another user, and init could not take it over (init without \
                  CAP_SETUID and CAP_SETGID, a chrooted or vfork'd process, an exec relative \
-                 to a directory descriptor, Linux before 5.9, or Yama's ptrace_scope 1, which \
-                 lets only an ancestor read that user's processes): foreign programs it starts \
+                 to a directory descriptor, or Linux before 5.9): foreign programs it starts \
                  are not emulated (they fail with \"exec format error\"); run the container as \
                  that user, or use userns mode (Linux 6.7 or later)"
             );
         }
-        false
+        (None, false)
     }
 
-    /// Answers the exec of another user's process from a child of init that takes that
-    /// user's ids for good, supplementary groups included, and then does what init does for
-    /// its own: the kernel lets a process read and attach to one of its own user. Init
-    /// itself never takes another user's ids, so that user can never signal, renice or
-    /// reschedule it. The user may signal the helper, which is theirs: one that stops is
-    /// killed, and the exec goes on as it is. None when the helper cannot read it either
-    /// (not dumpable) or cannot be that user.
-    fn as_owner(&mut self, fd: RawFd, n: &Notification, call: &exec::Call) -> Option<Helped> {
+    /// Answers the exec of another user's process from a thread of init that takes that
+    /// user's ids (the saved ones aside) and then does what init does for its own: the
+    /// kernel lets a process read and attach to one of its own user, and Yama's
+    /// `ptrace_scope` 1 one it is an ancestor of, which init is. The thread ends with the
+    /// answer; init's main thread never takes another user's ids, so that user can neither
+    /// signal nor renice init. A signal that user sends to the thread's id reaches all of
+    /// init, though, as the kernel checks it against the thread's ids: init does not pass
+    /// such a signal on ([`Tracer::refuses`]). None when the thread cannot read the process
+    /// either (not dumpable) or cannot be that user.
+    fn as_owner(
+        &mut self,
+        fd: RawFd,
+        n: &Notification,
+        call: &exec::Call,
+    ) -> Option<(Option<(libc::pid_t, i32)>, bool)> {
         let theirs = owner::of(n.pid)?;
         // SAFETY: cannot fail.
         if (theirs.uid, theirs.gid) == unsafe { (libc::getuid(), libc::getgid()) } {
             return None;
         }
-        // SAFETY: init has a single thread, so the child may do anything.
-        let helper = match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                let code = self.helper(fd, n, call, &theirs);
-                // SAFETY: the child's end; init's copies of everything stay init's.
-                unsafe { libc::_exit(code) }
-            }
-            Ok(nix::unistd::ForkResult::Parent { child }) => child.as_raw(),
-            Err(_) => return None,
-        };
-        let code = loop {
-            let mut status = 0;
-            // SAFETY: `status` is a valid out-pointer.
-            let pid = unsafe { libc::waitpid(helper, &mut status, libc::WUNTRACED) };
-            if pid == helper && libc::WIFSTOPPED(status) {
-                // SAFETY: init's own child.
-                unsafe { libc::kill(helper, libc::SIGKILL) };
-            } else if pid == helper {
-                break libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
-            } else if Errno::last() != Errno::EINTR {
-                break None;
-            }
-        };
-        // What the helper told, init does not tell again.
-        let code = code?;
-        self.told.attach |= code & HELPER_TOLD_ATTACH != 0;
-        self.told.failure |= code & HELPER_TOLD_FAILURE != 0;
-        match code & HELPER_OUTCOME {
-            HELPER_DONE => Some(Helped::Done),
-            HELPER_GO_ON => Some(Helped::GoOn),
-            _ => None,
-        }
-    }
-
-    /// In the helper: becomes `owner`, plans and holds the exec as init would, and returns
-    /// its exit code.
-    fn helper(
-        &mut self,
-        fd: RawFd,
-        n: &Notification,
-        call: &exec::Call,
-        owner: &owner::Owner,
-    ) -> i32 {
-        if owner::become_user(owner).is_err() {
-            return HELPER_DENIED;
-        }
-        let outcome = match exec::plan(&self.qemu_dir, n.pid, call) {
-            Ok(Some(rewrite)) if listener::valid(fd, n.id) => {
-                match self.hold(fd, n, call, &rewrite) {
-                    (_, true) => HELPER_DONE,
-                    (_, false) => HELPER_GO_ON,
+        self.lent = true;
+        std::thread::scope(|scope| {
+            let thread = std::thread::Builder::new()
+                .name("as-owner".into())
+                // Set here, so that RUST_MIN_STACK in the program's environment cannot.
+                .stack_size(1 << 20)
+                .spawn_scoped(scope, || {
+                    owner::take_in_this_thread(&theirs).ok()?;
+                    match exec::plan(&self.qemu_dir, n.pid, call) {
+                        Ok(Some(rewrite)) if listener::valid(fd, n.id) => {
+                            Some(self.hold(fd, n, call, &rewrite))
+                        }
+                        Ok(_) => Some((None, false)),
+                        Err(exec::Denied) => None,
+                    }
+                });
+            match thread {
+                Ok(thread) => thread.join().ok().flatten(),
+                Err(err) => {
+                    complain!("warning: trace mode: cannot start a thread: {err}");
+                    None
                 }
             }
-            Ok(_) => HELPER_GO_ON,
-            Err(exec::Denied) => HELPER_DENIED,
-        };
-        // The helper starts with init's warnings: those set now are init's to keep.
-        let told = |given: bool, bit: i32| if given { bit } else { 0 };
-        outcome
-            | told(self.told.attach, HELPER_TOLD_ATTACH)
-            | told(self.told.failure, HELPER_TOLD_FAILURE)
+        })
+    }
+
+    /// Whether init keeps a signal from itself and its program: one a process of the
+    /// container sent from a user the kernel lets signal init only through a thread of init
+    /// that had that user's ids ([`Tracer::as_owner`]), since init has lent one.
+    pub fn refuses(&mut self, sent: &signals::Sent) -> bool {
+        // SAFETY: cannot fail.
+        let refused = self.lent && signals::through_a_lent_thread(sent, unsafe { libc::getuid() });
+        if refused && !std::mem::replace(&mut self.told.signal, true) {
+            complain!(
+                "warning: trace mode: signal {} from process {} (uid {}) is not passed on: \
+                 that user may not signal init",
+                sent.signal,
+                sent.pid,
+                sent.uid
+            );
+        }
+        refused
     }
 
     /// Attaches to the thread of a foreign exec, holds it at the exec's restart and rewrites
@@ -331,8 +312,7 @@ impl Tracer {
                 complain!(
                     "warning: trace mode: cannot attach to process {tid} to emulate {}: \
                      ptrace: {} (another tracer, such as a debugger, holds it, or the node \
-                     refuses ptrace: Yama's ptrace_scope 1 refuses it for a process of \
-                     another user); it runs as it is",
+                     refuses ptrace); it runs as it is",
                     String::from_utf8_lossy(&rewrite.target),
                     err.desc()
                 );

@@ -1,10 +1,12 @@
-//! Who a process runs as, and a helper of init becoming that user.
+//! Who a process runs as, and a thread of init taking that user's ids.
 //!
 //! The kernel lets a process without CAP_SYS_PTRACE read or attach to another only when the
-//! other runs as the same user and group (real, effective and saved ids alike) and is
-//! dumpable. A process that has switched to another user and exec'd since is dumpable
-//! again, so a child of init that takes that user's ids may read and hold its execs; init
-//! itself keeps its own.
+//! other runs as the same user and group (its real, effective and saved ids alike, against
+//! the caller's real ids, or file-system ids for `/proc/PID/mem`) and is dumpable, and Yama's
+//! `ptrace_scope` 1 only when the caller is an ancestor of the other. A process that has
+//! switched to another user and exec'd since is dumpable again, so a thread of init (whose
+//! process is every process's ancestor) that takes that user's ids may read and hold its
+//! execs; init's main thread keeps its own ids.
 
 use nix::errno::Errno;
 
@@ -58,31 +60,24 @@ pub fn status_field(status: &str, key: &str) -> Option<String> {
         .map(|v| v.trim().to_owned())
 }
 
-/// Takes `owner`'s ids for good, supplementary groups first, in a child of init (see
-/// `Tracer::as_owner`). The kernel makes a process that changes its ids non-dumpable, so
-/// that user's processes cannot read or attach to it.
-pub fn become_user(owner: &Owner) -> Result<(), Errno> {
+/// Takes `owner`'s ids in the calling thread only, supplementary groups first (see
+/// `Tracer::as_owner`): real, effective and file-system ids, which the kernel's checks to
+/// read and attach to that user's processes compare. The saved ids stay init's, so that the
+/// user cannot change the limits of init's process through this thread (prlimit asks for
+/// all of them). The kernel makes init non-dumpable for good at the first change, so no
+/// process of the container can read or attach to init.
+pub fn take_in_this_thread(owner: &Owner) -> Result<(), Errno> {
     let groups: Vec<libc::gid_t> = owner.groups.clone();
     // SAFETY: `groups` holds `groups.len()` ids; integer arguments otherwise. The raw calls
-    // change this thread only: the helper has one.
+    // change this thread only, where the C library's would change every thread of init.
     unsafe {
         Errno::result(libc::syscall(
             libc::SYS_setgroups,
             groups.len(),
             groups.as_ptr(),
         ))?;
-        Errno::result(libc::syscall(
-            libc::SYS_setresgid,
-            owner.gid,
-            owner.gid,
-            owner.gid,
-        ))?;
-        Errno::result(libc::syscall(
-            libc::SYS_setresuid,
-            owner.uid,
-            owner.uid,
-            owner.uid,
-        ))?;
+        Errno::result(libc::syscall(libc::SYS_setresgid, owner.gid, owner.gid, -1))?;
+        Errno::result(libc::syscall(libc::SYS_setresuid, owner.uid, owner.uid, -1))?;
     }
     Ok(())
 }
