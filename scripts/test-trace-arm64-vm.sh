@@ -2,7 +2,8 @@
 # Runs the injected init's trace mode on a real aarch64 kernel: boots a small arm64 Linux VM
 # under qemu-system-aarch64 (TCG, no KVM needed) whose initramfs holds the aarch64 build of
 # crossarch-init, an amd64 busybox tree at /amd64 and the arm64 build of qemu-x86_64-static
-# at /qemu, and runs `crossarch-init --trace /qemu -- ...` against amd64 programs there.
+# at /qemu, and runs `crossarch-init --trace /qemu -- ...` against amd64 programs there, as
+# root without CAP_SYS_PTRACE, as in a container; the last check under Yama's ptrace_scope 1.
 # qemu-user cannot emulate ptrace, so the aarch64 tracer (init/src/trace/regs.rs) can only
 # run in a full-system VM. The VM has no binfmt_misc (Debian builds it as a module, and the
 # initramfs has no modules); nothing on this host is registered or changed.
@@ -45,7 +46,8 @@ TIMEOUT=${CROSSARCH_VM_TIMEOUT:-600}
 export CARGO_TARGET_DIR="${CROSSARCH_VM_TARGET_DIR:-${CARGO_TARGET_DIR:-$CROSSARCH_REPO/target}}"
 LOG=$CACHE/console.log
 # What the VM's /init checks, in its order; each must print `CHECK <name> ok`.
-CHECKS=(amd64-uname amd64-shell-children amd64-shebang native-untouched sigterm-143 no-trace-fails)
+CHECKS=(amd64-uname amd64-shell-children amd64-shebang native-untouched sigterm-143 no-trace-fails
+  yama1-user-switch)
 
 now() { echo "${EPOCHREALTIME/./}"; } # microseconds
 secs() { printf '%d.%01d s' $(($1 / 1000000)) $(($1 % 1000000 / 100000)); } # of microseconds
@@ -202,13 +204,19 @@ t0=$(now)
 t_build=$(($(now) - t0))
 INIT=$CARGO_TARGET_DIR/dist-aarch64/crossarch-init
 [ -x "$INIT" ] || die "scripts/build.sh aarch64 staged no $INIT"
+# The init runs without CAP_SYS_PTRACE in the VM, as in a container.
+NOCAP=$WORK/without-cap-sys-ptrace
+"${RUSTC:-rustc}" --edition 2021 -O --target aarch64-unknown-linux-musl \
+  -C linker="$CROSSARCH_REPO/scripts/lib/musl-static-pie-ld" -C linker-flavor=ld.lld \
+  -o "$NOCAP" "$CROSSARCH_REPO/scripts/lib/without-cap-sys-ptrace.rs" >&2 ||
+  die "could not build scripts/lib/without-cap-sys-ptrace.rs for aarch64"
 
 # ---------------------------------------------------------------------------------------------
 # 5. the initramfs
 
 step "initramfs"
 R=$WORK/root
-mkdir -p "$R"/{bin,sbin,usr/bin,usr/sbin,proc,sys,dev,tmp,qemu,amd64/bin} "$WORK/x"
+mkdir -p "$R"/{bin,sbin,etc,usr/bin,usr/sbin,proc,sys,dev,tmp,qemu,amd64/bin} "$WORK/x"
 dpkg-deb -x "$BDEB" "$WORK/x/busybox-arm64"
 install -m 0755 "$WORK/x/busybox-arm64/bin/busybox" "$R/bin/busybox"
 dpkg-deb --fsys-tarfile "$QDEB" | tar -x -C "$WORK/x" ./usr/bin/qemu-x86_64-static
@@ -218,8 +226,9 @@ if [ -z "$amd64_busybox" ]; then
   amd64_busybox=$WORK/x/busybox-amd64/bin/busybox
 fi
 install -m 0755 "$amd64_busybox" "$R/amd64/bin/busybox"
-for a in sh uname cat sleep; do ln -s busybox "$R/amd64/bin/$a"; done
+for a in sh uname cat sleep su id; do ln -s busybox "$R/amd64/bin/$a"; done
 install -m 0755 "$INIT" "$R/crossarch-init"
+install -m 0755 "$NOCAP" "$R/without-cap-sys-ptrace"
 # The arm64 busybox's applets, asked through the host's qemu-aarch64-static when it has one
 # (called directly, no binfmt_misc); else the amd64 busybox's list stands in (same Debian build).
 if ! applets=$(qemu-aarch64-static "$R/bin/busybox" --list-full 2>/dev/null) || [ -z "$applets" ]; then
@@ -237,7 +246,7 @@ while IFS= read -r applet; do
 done <<<"$applets"
 [ -L "$R/bin/sh" ] || die "the arm64 busybox has no sh applet?"
 mknod -m 600 "$R/dev/console" c 5 1
-for f in "$R/bin/busybox" "$R/qemu/qemu-x86_64-static" "$R/crossarch-init" "$R/amd64/bin/busybox"; do
+for f in "$R/bin/busybox" "$R/qemu/qemu-x86_64-static" "$R/crossarch-init" "$R/without-cap-sys-ptrace" "$R/amd64/bin/busybox"; do
   log "  /${f#"$R"/}: $(file -b "$f" | cut -d, -f1-2)"
 done
 
@@ -255,7 +264,8 @@ echo "VM-UP uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) machine=$(un
 echo "VM-INFO yama.ptrace_scope=$(cat /proc/sys/kernel/yama/ptrace_scope 2>/dev/null || echo none)" \
   "binfmt_misc=$(grep binfmt_misc /proc/filesystems >/dev/null && echo available || echo absent)"
 
-T="/crossarch-init --trace /qemu --"
+# As in a container: root, without CAP_SYS_PTRACE.
+T="/without-cap-sys-ptrace /crossarch-init --trace /qemu --"
 flat() { printf '%s' "$1" | tr '\n' '|'; }
 up() { cut -d' ' -f1 /proc/uptime; }
 t0=$(up)
@@ -323,6 +333,24 @@ for p in $(sleeps); do kill $p; done
 # Without --trace the kernel alone cannot run it: no binfmt_misc here.
 out=$(/crossarch-init -- /amd64/bin/busybox uname -m 2>&1 </dev/null); rc=$?
 check no-trace-fails 126 "crossarch-init: cannot run /amd64/bin/busybox: Exec format error" "$rc" "$out"
+
+# A user switch under Yama's ptrace_scope 1 (Ubuntu's default), which lets only an ancestor
+# attach: an amd64 su to nobody, whose first exec init hands over to itself started as
+# nobody, and nobody's later amd64 programs, which a thread of init (their ancestor) reads
+# and holds with nobody's ids. The hand-over needs /dev/fd, which a container's /dev has.
+ln -s /proc/self/fd /dev/fd
+printf 'root:x:0:0::/:/bin/sh\nnobody:x:65534:65534::/:/amd64/bin/sh\n' >/etc/passwd
+if echo 1 >/proc/sys/kernel/yama/ptrace_scope; then
+  out=$($T /amd64/bin/su -s /amd64/bin/sh nobody -c \
+    '/amd64/bin/id -u; /amd64/bin/uname -m; /amd64/bin/sh -c "/amd64/bin/uname -m | /amd64/bin/cat"' \
+    2>&1 </dev/null); rc=$?
+  echo 0 >/proc/sys/kernel/yama/ptrace_scope
+else
+  out="this kernel has no Yama"; rc=none
+fi
+check yama1-user-switch 0 "65534
+x86_64
+x86_64" "$rc" "$out"
 
 echo "CHECKS-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
 poweroff -f
