@@ -31,7 +31,8 @@
 #                    pod: RSS and start latency of one shim serving a pod group (BENCH_POD_SIZES);
 #                    foreignexec: per-exec cost of a loop of `/bin/true` in an arm64 container,
 #                      against the same loop of qemu-aarch64-static on the host, and in trace
-#                      mode against userns mode, with a fork-only loop beside it;
+#                      mode against userns mode, with a fork-only loop beside it, and
+#                      another user's loop (after su) in trace mode;
 #                    size: bytes of each shim binary (and of crossarch's init)
 #   BENCH_IDLE       idle containers for the memory figures (default 10)
 #   BENCH_SIGTERM_RUNS  samples for the SIGTERM figures (default 5)
@@ -939,6 +940,7 @@ group_foreignexec() {
   figure fexec_native_sh ms "arm64 container, the same loop in a native static \`sh\` mounted into it (no emulated shell forks: each \`/bin/true\` goes through the container's binfmt_misc to qemu), median of $FOREIGN_EXEC_REPEAT loops"
   figure fexec_host_sh ms "host: the same loop in that rootfs's emulated \`sh\`, chrooted, through a private binfmt_misc in a user namespace of the bench's own (qemu alone, the shell's emulated forks included), median of $FOREIGN_EXEC_REPEAT loops"
   figure fexec_trace ms "arm64 container in trace mode: the same \`/bin/true\` loop in its \`sh\`, median of $FOREIGN_EXEC_REPEAT loops"
+  figure fexec_trace_user ms "arm64 container in trace mode: the same loop after \`su -s /bin/sh nobody\` (another user's execs, each read by a thread of the init that takes that user's ids), median of $FOREIGN_EXEC_REPEAT loops"
   figure fork_userns ms "arm64 container, userns mode: one \`( : )\` (a subshell fork, no exec) of a $FOREIGN_EXECS× loop in its \`sh\`, median of $FOREIGN_EXEC_REPEAT loops"
   figure fork_trace ms "arm64 container, trace mode: the same fork-only loop, median of $FOREIGN_EXEC_REPEAT loops"
   ratio_ref fexec_container fexec_host_sh "$base" "of qemu alone with the same emulated sh"
@@ -946,7 +948,7 @@ group_foreignexec() {
   target fexec_container ratio 1.05 "≤ 1.05×"
   note_same fexec_host
   note_same fexec_host_sh
-  for k in fexec_trace fork_userns fork_trace; do note_others "$k" "cannot run arm64 (no host binfmt_misc)"; done
+  for k in fexec_trace fexec_trace_user fork_userns fork_trace; do note_others "$k" "cannot run arm64 (no host binfmt_misc)"; done
   if ! qemu=$(command -v qemu-aarch64-static); then
     note fexec_host "$base" "no qemu-aarch64-static"
     qemu=
@@ -1019,6 +1021,7 @@ group_foreignexec() {
     done
     if [ -n "$traced" ]; then
       per_exec_of fexec_trace "$traced" "trace$r" "$loop"
+      per_exec_of fexec_trace_user "$traced" "tuser$r" "su -s /bin/sh nobody -c '$loop'"
       per_exec_of fork_trace "$traced" "tfork$r" "$forks"
       per_exec_of fork_userns "${target[$CROSSARCH]}" "ufork$r" "$forks"
     fi
@@ -1026,10 +1029,12 @@ group_foreignexec() {
   for rt in "${!target[@]}"; do remove_container "${target[$rt]}"; done
   [ -z "$traced" ] || remove_container "$traced"
   derive fexec_trace fexec_trace 50
+  derive fexec_trace_user fexec_trace_user 50
   derive fork_userns fork_userns 50
   derive fork_trace fork_trace 50
   ratio_ref fexec_trace fexec_container "$CROSSARCH" "of userns mode"
   ratio_ref fork_trace fork_userns "$CROSSARCH" "of userns mode"
+  ratio_ref fexec_trace_user fexec_trace "$CROSSARCH" "of root's execs in trace mode"
   target fexec_trace ratio 1.2 "≤ 1.2×"
   target fork_trace ratio 1.05 "≤ 1.05× (no measurable cost)"
   derive fexec_host fexec_host 50
